@@ -1,0 +1,41 @@
+# narrate: two commands on a fresh machine — `make demo` and `make test`.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+APT     := ffmpeg espeak-ng flite sox
+QUICK   ?=
+
+.PHONY: demo test bench setup system clean
+
+# Debian packages (ffmpeg for m4b/mp3, sox for voice variants, espeak-ng/flite for the bench).
+system:
+	@missing=""; for p in $(APT); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+# torch is pinned to the CPU wheel and installed in the same pip command as everything that
+# depends on it, so pip never reaches for a CUDA build.
+$(STAMP): pyproject.toml
+	$(MAKE) system
+	test -d $(VENV) || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade "pip>=23" 
+	$(BIN)/pip install -q "torch==2.13.0" "setuptools<81" -e ".[test,bench,train]"
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/narrate examples/lighthouse.md -o examples/out/lighthouse.wav --force
+	@echo "wrote examples/out/lighthouse.wav"
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.run $(if $(QUICK),--quick,)
+
+clean:
+	rm -rf $(VENV) examples/out

@@ -1,0 +1,318 @@
+"""REPORT.md from the results dict: summary table, plain statements of where narrate is behind
+piper, then each section's raw numbers and figures, machine and versions."""
+
+from __future__ import annotations
+
+import json
+import math
+
+
+def fmt(x, digits: int = 3) -> str:
+    """A number for a table: '-' for missing/NaN, 'inf', else ``digits`` significant digits."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "-"
+    if isinstance(x, float) and math.isinf(x):
+        return "inf"
+    if isinstance(x, int):
+        return str(x)
+    return f"{x:.{digits}g}"
+
+
+def pct(x) -> str:
+    return "-" if x is None or (isinstance(x, float) and (math.isnan(x) or math.isinf(x))) else f"{100 * x:+.1f}%"
+
+
+def table(headers: list[str], rows: list[list]) -> str:
+    """A Markdown table; cells are converted with ``fmt`` unless already strings."""
+    cell = lambda v: v if isinstance(v, str) else fmt(v)  # noqa: E731
+    lines = ["| " + " | ".join(headers) + " |", "|" + "|".join("---" for _ in headers) + "|"]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def times(a, b) -> str:
+    """'2.5x' style ratio a/b, '-' if either is missing."""
+    if a is None or b is None or not b or any(isinstance(v, float) and math.isnan(v) for v in (a, b)):
+        return "-"
+    return f"{a / b:.2f}x"
+
+
+def _get(d: dict, *path, default=None):
+    for p in path:
+        if not isinstance(d, dict) or p not in d:
+            return default
+        d = d[p]
+    return d
+
+
+def _mean(values) -> float | None:
+    v = [x for x in (values or []) if x is not None and not math.isnan(x)]
+    return sum(v) / len(v) if v else None
+
+
+def summary_rows(r: dict) -> list[list]:
+    """measure | narrate | piper | narrate / piper."""
+    rows = []
+    sp = r.get("speed")
+    if sp:
+        rows.append(["RTF, compute s per audio s (lower is faster)", sp["narrate"]["rtf"], sp["piper"]["rtf"],
+                     times(sp["narrate"]["rtf"], sp["piper"]["rtf"])])
+    tt = r.get("ttfa")
+    if tt:
+        if "narrate_cli" in tt:
+            n_cold, p_cold = _mean(tt["narrate_cli"]["cold_s"]), _mean(tt["piper_cli"]["cold_s"])
+            n_warm, p_warm = _mean(tt["narrate_cli"]["warm_s"]), _mean(tt["piper_cli"]["warm_s"])
+            rows.append(["time to first audio, stdin, cold start incl. load (s)", n_cold, p_cold, times(n_cold, p_cold)])
+            rows.append(["time to first audio, stdin, program running (s)", n_warm, p_warm, times(n_warm, p_warm)])
+        n_in, p_in = _mean(tt["narrate_inprocess_s"]), _mean(tt["piper_inprocess_s"])
+        rows.append(["time to first audio, in-process API, warm (s)", n_in, p_in, times(n_in, p_in)])
+    q = r.get("quality")
+    if q:
+        rows.append([f"WER on {q['n_sentences']} unseen sentences (lower is better)", q["narrate_joe"]["wer"],
+                     q["piper"]["wer"], times(q["narrate_joe"]["wer"], q["piper"]["wer"])])
+        rows.append(["speaker similarity to voices/joe.wav", q["narrate_joe"]["similarity"]["joe"]["whole"],
+                     q["piper"]["similarity"]["joe"]["whole"], "-"])
+        rows.append(["unseen flite slt prompt: similarity to slt (with the prompt / default voice)",
+                     f"{fmt(q['narrate_slt']['similarity']['slt']['whole'])} / {fmt(q['default_to_slt'])}", "n/a", "-"])
+    m = r.get("memory")
+    if m:
+        runs = sorted(m["runs"], key=lambda x: x["minutes_target"])
+        rows.append([f"peak RSS, {runs[0]['minutes_target']:g} -> {runs[-1]['minutes_target']:g} min of audio (MB)",
+                     f"{runs[0]['maxrss_mb']:.0f} -> {runs[-1]['maxrss_mb']:.0f} ({pct(m['growth'])})", "not measured", "-"])
+    t = r.get("throughput")
+    if t:
+        rows.append([f"book throughput, audio s per wall s, {t['batched']['streams']} streams vs 1",
+                     f"{fmt(t['batched']['audio_per_wall_s'])} vs {fmt(t['single']['audio_per_wall_s'])} "
+                     f"({fmt(t['ratio'])}x)", "n/a (no batching)", "-"])
+    d = r.get("drift")
+    if d and d["windows"]:
+        w = d["windows"]
+        rows.append([f"drift: WER first -> last {d['window_min']:g}-min window", f"{fmt(w[0]['wer'])} -> {fmt(w[-1]['wer'])}",
+                     "n/a", "-"])
+    s = r.get("seams")
+    if s:
+        rows.append(["median pause at sentence joins (s)", s["narrate"]["pause_at_seam_s"]["median"],
+                     s["piper"]["pause_at_seam_s"]["median"], "-"])
+        rows.append(["joins with a jump above the p99 of jumps elsewhere (clicks)",
+                     f"{s['narrate']['seams_above_elsewhere_p99']}/{s['narrate']['n_seams']}",
+                     f"{s['piper']['seams_above_elsewhere_p99']}/{s['piper']['n_seams']}", "-"])
+    c = r.get("codec")
+    if c:
+        rows.append(["codec round trip of piper audio: WER decoded (original)",
+                     f"{fmt(c['wer_decoded'])} ({fmt(c['wer_original'])})", "-", "-"])
+    return rows
+
+
+def behind(r: dict) -> list[str]:
+    """Plain statements comparing narrate with piper, measure by measure."""
+    out = []
+
+    def cmp(name, n, p, lower_better=True, unit=""):
+        if n is None or p is None or any(math.isnan(v) for v in (n, p)):
+            return
+        worse = n > p if lower_better else n < p
+        word = "behind" if worse else "ahead of or level with"
+        out.append(f"{name}: narrate is **{word}** piper ({fmt(n)}{unit} vs {fmt(p)}{unit}).")
+
+    sp = r.get("speed")
+    if sp:
+        cmp(f"Speed (RTF; narrate takes {times(sp['narrate']['rtf'], sp['piper']['rtf'])} piper's compute per audio second)",
+            sp["narrate"]["rtf"], sp["piper"]["rtf"])
+    tt = r.get("ttfa")
+    if tt and "narrate_cli" in tt:
+        cmp("Time to first audio from stdin, cold", _mean(tt["narrate_cli"]["cold_s"]), _mean(tt["piper_cli"]["cold_s"]), unit=" s")
+        cmp("Time to first audio from stdin, running", _mean(tt["narrate_cli"]["warm_s"]), _mean(tt["piper_cli"]["warm_s"]), unit=" s")
+    elif tt:
+        cmp("Time to first audio (in-process)", _mean(tt["narrate_inprocess_s"]), _mean(tt["piper_inprocess_s"]), unit=" s")
+    q = r.get("quality")
+    if q:
+        cmp("Intelligibility (WER)", q["narrate_joe"]["wer"], q["piper"]["wer"])
+        cmp("Likeness to joe (similarity)", q["narrate_joe"]["similarity"]["joe"]["whole"],
+            q["piper"]["similarity"]["joe"]["whole"], lower_better=False)
+        a, b = q["narrate_slt"]["similarity"]["slt"]["whole"], q["default_to_slt"]
+        ok = a is not None and b is not None and a > b
+        out.append(f"Unseen voice: the output with the slt prompt is {'closer to' if ok else '**not closer to**'} "
+                   f"slt than the default voice's output ({fmt(q['narrate_slt']['similarity']['slt']['whole'])} vs "
+                   f"{fmt(q['default_to_slt'])}); piper cannot take a voice prompt at all.")
+    s = r.get("seams")
+    if s:
+        cmp("Clicks at joins (joins above the elsewhere-p99 jump)", s["narrate"]["seams_above_elsewhere_p99"] / max(1, s["narrate"]["n_seams"]),
+            s["piper"]["seams_above_elsewhere_p99"] / max(1, s["piper"]["n_seams"]))
+    return out
+
+
+def _section_speed(r: dict) -> list[str]:
+    sp = r["speed"]
+    n, p = sp["narrate"], sp["piper"]
+    out = ["## 1. Speed", "",
+           f"Same text for both: {sp['text']['n_sentences']} sentences (the long rendering of section 4), "
+           f"one stream, one process. Wall-clock compute; CPU seconds count all threads.", "",
+           table(["", "audio (s)", "wall (s)", "CPU (s)", "RTF (wall)", "RTF (CPU)"],
+                 [["narrate", n["audio_s"], n["wall_s"], n["cpu_s"], n["rtf"], n["rtf_cpu"]],
+                  ["piper", p["audio_s"], p["wall_s"], p["cpu_s"], p["rtf"], p["rtf_cpu"]]]), "",
+           f"RTF ratio narrate / piper: **{fmt(sp['rtf_ratio'])}**.", "",
+           "narrate's RTF split (time inside `engine.step` = model decoder steps; inside the codec's stream "
+           "decoder `push_features`/`push`/`flush` = vocoder; the rest = text front-end, phonemizer, bookkeeping):", "",
+           table(["model", "vocoder", "other", "total"], [[n["rtf_model"], n["rtf_vocoder"], n["rtf_other"], n["rtf"]]]), ""]
+    if "figure" in sp:
+        out += [f"![speed]({sp['figure']})", ""]
+    return out
+
+
+def _section_ttfa(r: dict) -> list[str]:
+    tt = r["ttfa"]
+    out = ["### Time to first audio", ""]
+    if "narrate_cli" in tt:
+        out += [f"Through the programs with text on standard input: `{tt['narrate_cmd']}` vs `{tt['piper_cmd']}`. "
+                f"Cold = from starting the process (imports and model load included) to its first audio byte, with the "
+                f"first sentence written at once; running = from writing a further sentence (after the output had been "
+                f"quiet for {tt['quiet_s']:g} s) to its first byte.", "",
+                table(["", "cold (s), per run", "running (s), each sentence"],
+                      [["narrate", ", ".join(fmt(x) for x in tt["narrate_cli"]["cold_s"]),
+                        ", ".join(fmt(x) for x in tt["narrate_cli"]["warm_s"])],
+                       ["piper", ", ".join(fmt(x) for x in tt["piper_cli"]["cold_s"]),
+                        ", ".join(fmt(x) for x in tt["piper_cli"]["warm_s"])]]), ""]
+        for name in ("narrate_cli", "piper_cli"):
+            if tt[name].get("errors"):
+                out += [f"{name} errors: {'; '.join(tt[name]['errors'])}", ""]
+    else:
+        out += [f"The narrate CLI was not usable ({tt.get('cli_note', '')}); only the in-process numbers below.", ""]
+    out += ["In-process (models loaded, after one uncounted warm-up sentence): `Narrator.narrate(queue-fed generator, "
+            "live=True)` from handing over a sentence to its first non-empty chunk, vs piper's `synthesize(sentence)` "
+            "to its first chunk:", "",
+            table(["", "seconds, each sentence"],
+                  [["narrate", ", ".join(fmt(x) for x in tt["narrate_inprocess_s"])],
+                   ["piper", ", ".join(fmt(x) for x in tt["piper_inprocess_s"])]]), ""]
+    return out
+
+
+def _section_memory(r: dict) -> list[str]:
+    m = r["memory"]
+    rows = [[f"{x['minutes_target']:g}", x["audio_s"] / 60, x["wall_s"], x["maxrss_loaded_mb"], x["maxrss_mb"]]
+            for x in sorted(m["runs"], key=lambda x: x["minutes_target"])]
+    out = ["## 2. Memory", "",
+           "Each length in a fresh process (`python -m bench.memory_child`), audio written to /dev/null as it "
+           "comes; `ru_maxrss` after loading and after rendering.", "",
+           table(["target (min)", "audio (min)", "wall (s)", "peak RSS after load (MB)", "peak RSS after render (MB)"], rows), "",
+           f"Growth {m['growth_definition']}: **{pct(m['growth'])}** (flat is the goal).", ""]
+    if "figure" in m:
+        out += [f"![memory]({m['figure']})", ""]
+    return out
+
+
+def _section_throughput(r: dict) -> list[str]:
+    t = r["throughput"]
+    rows = [[f"{x['streams']}", x["audio_s"], x["wall_s"], x["audio_per_wall_s"]] for x in (t["single"], t["batched"])]
+    return ["## 3. Throughput for books", "",
+            f"`narrate_many` with {t['batched']['streams']} streams of {t['sentences_per_stream']} sentences each "
+            f"vs 1 stream of {t['sentences_per_stream']} sentences.", "",
+            table(["streams", "audio (s)", "wall (s)", "audio s per wall s"], rows), "",
+            f"Batched / single: **{fmt(t['ratio'])}x**.", ""]
+
+
+def _section_quality(r: dict) -> list[str]:
+    q = r["quality"]
+    rows = []
+    for key, label in (("narrate_joe", "narrate, voice joe"), ("narrate_slt", "narrate, unseen slt prompt"),
+                       ("piper", "piper joe")):
+        e = q[key]
+        sims = e["similarity"]
+        rows.append([label, e["wer"], e["wer_by_source"].get("everyday"), e["wer_by_source"].get("heldout"),
+                     sims["joe"]["whole"], sims["joe"]["sentence_mean"], sims["slt"]["whole"], e["audio_s"]])
+    out = ["## 4. Quality", "",
+           f"{q['n_sentences']} sentences never trained on ({q['n_by_source'].get('everyday', 0)} everyday, "
+           f"{q['n_by_source'].get('heldout', 0)} held-out docstring sentences), one stream each system; each "
+           "sentence transcribed on its own with Whisper tiny.en (faster-whisper, int8); WER via narrate.quality.wer. "
+           "Similarity: resemblyzer cosine of the whole output (sentences joined) and the per-sentence mean.", "",
+           table(["", "WER", "WER everyday", "WER held-out", "sim. to joe (whole)", "sim. to joe (sentence mean)",
+                  "sim. to slt prompt", "audio (s)"], rows), "",
+           f"Unseen voice (flite slt, female US, not in training): similarity to the slt prompt of narrate's output "
+           f"with that prompt **{fmt(q['narrate_slt']['similarity']['slt']['whole'])}** vs with the default voice "
+           f"({q['default_voice']}) **{fmt(q['default_to_slt'])}** (higher = closer). For scale: joe.wav vs the slt "
+           f"prompt: {fmt(q['joe_vs_slt'])}.", "", "Examples (reference / narrate joe / piper):", ""]
+    for a, b in zip(q["narrate_joe"]["examples"], q["piper"]["examples"]):
+        out += [f"- `{a['ref']}`", f"  - narrate: {_quote(a['hyp'])}", f"  - piper: {_quote(b['hyp'])}"]
+    out.append("")
+    return out
+
+
+def _quote(text: str) -> str:
+    return f"`{text}`" if text.strip() else "(nothing recognized)"
+
+
+def _section_drift(r: dict) -> list[str]:
+    d = r["drift"]
+    rows = [[f"{w['start_min']:.1f}-{w['end_min']:.1f}", w["n_sentences"], w["wer"], w["similarity"]] for w in d["windows"]]
+    out = ["### Drift", "",
+           f"One {d['length_min']:.1f}-minute rendering (voice joe) of the benchmark sentences cycled, cut into "
+           f"~{d['window_min']:g}-minute windows of whole sentences (by where each sentence ends, from the AudioChunk "
+           "sentence indices); each window transcribed as a whole against the sentences spoken in it.", "",
+           table(["minutes", "sentences", "WER", "similarity to joe"], rows), ""]
+    if "figure" in d:
+        out += [f"![drift]({d['figure']})", ""]
+    return out
+
+
+def _section_seams(r: dict) -> list[str]:
+    s = r["seams"]
+    rows = []
+    for name in ("narrate", "piper"):
+        x = s[name]
+        rows.append([name, x["n_seams"], x["seams_without_pause"], x["pause_at_seam_s"]["median"],
+                     x["pause_at_seam_s"]["p95"], x["pause_inside_s"]["n"], x["pause_inside_s"]["median"],
+                     x["jump_at_seam"]["median"], x["jump_at_seam"]["max"], x["jump_elsewhere"]["median"],
+                     x["jump_elsewhere_p99"], f"{x['seams_above_elsewhere_p99']}/{x['n_seams']}"])
+    out = ["## 5. Seams", "",
+           "On the long renderings (narrate; piper on exactly the sentences narrate spoke). A seam is where one "
+           "sentence's audio ends (narrate: end of an AudioChunk with final=True; piper: end of one synthesize call). "
+           "Pause = run of 10 ms frames below -40 dB relative to the clip's peak, at least 50 ms; a pause is at a "
+           "join when the join lies within it (±20 ms). Jump = largest |x[i+1] - x[i]| within ±5 ms of the join, "
+           "vs the same over every other 10 ms window.", "",
+           table(["", "joins", "joins w/o pause", "pause at joins, median (s)", "p95 (s)", "pauses inside",
+                  "inside, median (s)", "jump at joins, median", "max", "jump elsewhere, median", "elsewhere p99",
+                  "joins > p99"], rows), ""]
+    if "figure" in s:
+        out += [f"![seams]({s['figure']})", ""]
+    return out
+
+
+def _section_codec(r: dict) -> list[str]:
+    c = r["codec"]
+    return ["## 6. Codec", "",
+            f"The model's offline codec ({c['codec']}): encode -> decode of piper joe's audio of the "
+            f"{c['n_sentences']} quality sentences, sentence by sentence.", "",
+            table(["WER original", "WER decoded", "similarity decoded vs original (whole)", "(sentence mean)"],
+                  [[c["wer_original"], c["wer_decoded"], c["similarity_whole"], c["similarity_sentence_mean"]]]), ""]
+
+
+def render(r: dict) -> str:
+    """The whole REPORT.md."""
+    meta = r["meta"]
+    out = [f"# narrate benchmark{' (quick)' if meta['quick'] else ''}", "",
+           f"Model under test: `{meta['model']['name']}` ({meta['model']['path']}, model.safetensors sha256 "
+           f"{meta['model']['sha256'][:16]}); peer: piper {meta['versions'].get('piper-tts', '?')} with the joe voice "
+           "(narrate's teacher).", "", f"Command: `{meta['command']}`", "",
+           table(["measure", "narrate", "piper", "narrate / piper"], summary_rows(r)), ""]
+    notes = behind(r)
+    if notes:
+        out += ["**Where narrate stands against piper:**", ""] + [f"- {n}" for n in notes] + [""]
+    if meta.get("load_warning"):
+        out += [f"> {meta['load_warning']}", ""]
+    if r.get("errors"):
+        out += ["**Sections that failed:**", ""] + [f"- {k}: `{v}`" for k, v in r["errors"].items()] + [""]
+    for key, fn in (("speed", _section_speed), ("ttfa", _section_ttfa), ("memory", _section_memory),
+                    ("throughput", _section_throughput), ("quality", _section_quality), ("drift", _section_drift),
+                    ("seams", _section_seams), ("codec", _section_codec)):
+        if r.get(key):
+            out += fn(r)
+    m = meta["machine"]
+    out += ["## Machine and versions", "",
+            table(["", ""], [["CPU", m["cpu"]], ["cores (nproc)", str(m["nproc"])], ["RAM", f"{m['ram_gb']:.1f} GB"],
+                             ["load average at start / end", f"{m['load_start']} / {m['load_end']}"],
+                             ["torch threads", str(m["torch_threads"])], ["OS", m["os"]]]), "",
+            table(["package", "version"], [[k, str(v)] for k, v in meta["versions"].items()]), "",
+            f"narrate git commit: {meta['git']}", "",
+            f"Started {meta['started']}, finished {meta['finished']}; sizes: `{json.dumps(r['config'])}`", "",
+            table(["section", "wall (s)"], [[k, v] for k, v in r["timings_s"].items()]), "",
+            "Raw numbers: results.json.", ""]
+    return "\n".join(out)

@@ -1,0 +1,51 @@
+"""The benchmark's text: held-out docstring sentences and everyday sentences (never trained on),
+prepared by narrate's own front-end, and a deterministic endless cycle of them for long renders."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+from typing import Iterator
+
+
+@dataclass(frozen=True)
+class Sentence:
+    source: str   # "heldout" or "everyday"
+    text: str     # the engine-ready piece both narrate and piper read (the reference for WER)
+
+
+def heldout_sentences() -> list[str]:
+    """The corpus's 100 held-out sentences, computed in a subprocess: it imports the whole
+    standard library, which should not weigh on this process's memory or state."""
+    code = "import json; from narrate.train.texts import corpus_texts; print(json.dumps(corpus_texts()[1]))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def bench_sentences(quick: bool, heldout: list[str] | None = None) -> list[Sentence]:
+    """Quick: 10 everyday + the first 10 held-out; full: 10 everyday + all 100 held-out."""
+    from narrate.text.segment import prepare_sentence
+    from narrate.train.texts import EVERYDAY
+
+    heldout = heldout_sentences() if heldout is None else heldout
+    chosen = [("everyday", s) for s in EVERYDAY] + [("heldout", s) for s in heldout[: 10 if quick else 100]]
+    out = []
+    for source, raw in chosen:
+        for piece in prepare_sentence(raw):
+            out.append(Sentence(source, piece))
+    return out
+
+
+def cycle(sentences: list[Sentence], offset: int = 0) -> Iterator[Sentence]:
+    """The sentences endlessly, starting at ``offset`` (deterministic)."""
+    n = len(sentences)
+    for i in itertools.count(offset):
+        yield sentences[i % n]
+
+
+def take(sentences: list[Sentence], count: int, offset: int = 0) -> list[Sentence]:
+    """``count`` sentences of the cycle from ``offset``."""
+    return list(itertools.islice(cycle(sentences, offset), count))

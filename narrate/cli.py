@@ -1,0 +1,496 @@
+"""The ``narrate`` command line: parse the options, call the pipeline, turn errors into one line.
+
+``narrate INPUT ...`` is the default command (``narrate speak INPUT ...``); main() routes to it
+because Typer (click) cannot have a group take a positional argument beside its subcommands.
+Heavy modules (torch, the training code) are imported inside the commands so that --help and the
+listing commands start at once.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import warnings
+from contextlib import contextmanager
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Iterator, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from narrate import __version__
+from narrate.errors import NarrateError
+
+app = typer.Typer(
+    name="narrate",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,  # a bug should show a plain traceback, user errors never do
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _err() -> Console:
+    # Made per use, so that the stream and terminal width in effect at that moment apply.
+    return Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _out() -> Console:
+    return Console(highlight=False)
+
+
+
+class Format(str, Enum):
+    wav = "wav"
+    flac = "flac"
+    ogg = "ogg"
+    mp3 = "mp3"
+    m4b = "m4b"
+    raw = "raw"
+
+
+class Split(str, Enum):
+    none = "none"
+    chapters = "chapters"
+
+
+# --- options shared by speak and batch --------------------------------------------------------
+
+Voice = Annotated[Optional[str], typer.Option(
+    "--voice", "-v", show_default=False,
+    help="Voice to imitate: a bundled voice name (see 'narrate voices') or a recording (WAV, FLAC, "
+         "OGG) of 2-60 s of clear speech. Default: the model's own voice.")]
+Model = Annotated[Optional[str], typer.Option(
+    "--model", "-m", show_default=False,
+    help="Model: a bundled model name, a model folder, or a Hugging Face repo id (owner/name). "
+         "Default: narrate-joe.")]
+Revision = Annotated[Optional[str], typer.Option(
+    "--revision", show_default=False,
+    help="Branch, tag or commit of a Hugging Face model (ignored for local models).")]
+Force = Annotated[bool, typer.Option(
+    "--force", help="Overwrite existing output (and discard an interrupted run's progress).")]
+Resume = Annotated[bool, typer.Option(
+    "--resume", help="Continue an interrupted run where it stopped (wav output or a chapter "
+                     "folder; same input and settings).")]
+Speed = Annotated[float, typer.Option(
+    "--speed", min=0.25, max=4.0, help="Speaking rate: 1 is normal, 1.2 is 20% faster (0.25-4).")]
+Seed = Annotated[int, typer.Option(
+    "--seed", help="Random seed: the same text, voice and seed give the same audio.")]
+Temperature = Annotated[float, typer.Option(
+    "--temperature", min=0.0, help="Sampling temperature: lower is steadier, higher more varied "
+                                   "(0 always picks the likeliest sound).")]
+Lexicon = Annotated[Optional[Path], typer.Option(
+    "--lexicon", show_default=False,
+    help="Pronunciation file: one 'word = respelling' or 'word<TAB>[[ phonemes ]]' per line.")]
+Quiet = Annotated[bool, typer.Option(
+    "--quiet", "-q", help="No progress display and no summary line; only errors.")]
+
+
+@app.callback(invoke_without_command=True)
+def _root(
+    version: Annotated[bool, typer.Option("--version", help="Show the version and exit.")] = False,
+) -> None:
+    """Read long text aloud with a cloned voice, streaming: memory stays flat however long the book.
+
+    narrate INPUT [OPTIONS] is short for narrate speak INPUT [OPTIONS], e.g. narrate book.epub --voice me.wav
+
+    A file named like a command is read with narrate ./voices or narrate speak voices.
+    """
+    if version:
+        typer.echo(f"narrate {__version__}")
+        raise typer.Exit()
+
+
+@app.command()
+def speak(
+    input: Annotated[str, typer.Argument(
+        show_default=False,
+        help="Text to read: a .txt, .md, .html or .epub file, or - for standard input (each "
+             "sentence is spoken as soon as it is complete).")],
+    voice: Voice = None,
+    output: Annotated[Optional[str], typer.Option(
+        "--output", "-o", show_default=False,
+        help="Audio file to write; a folder (ending in / or existing) for one file per chapter; "
+             "- for stdout. Default: the input's name with .wav, beside it (standard input: "
+             "stdout, or narrate-output.wav on a terminal).")] = None,
+    model: Model = None,
+    revision: Revision = None,
+    split: Annotated[Optional[Split], typer.Option(
+        "--split", show_default=False,
+        help="chapters: one file per chapter plus a chapter-marked .m4b, in the folder given "
+             "with -o (default: a folder named after the input). none: one file. Default: "
+             "chapters when -o is a folder.")] = None,
+    fmt: Annotated[Optional[Format], typer.Option(
+        "--format", "-f", show_default=False,
+        help="Audio format. Default: from the output name; wav for stdout (raw is bare 16-bit "
+             "little-endian PCM). m4b keeps the chapters.")] = None,
+    resume: Resume = False,
+    force: Force = False,
+    speed: Speed = 1.0,
+    seed: Seed = 0,
+    temperature: Temperature = 0.6,
+    lexicon: Lexicon = None,
+    quiet_time: Annotated[float, typer.Option(
+        "--quiet-time", min=0.05,
+        help="Standard input: seconds without new text after which a sentence without final "
+             "punctuation is spoken anyway.")] = 0.8,
+    quiet: Quiet = False,
+) -> None:
+    """Read INPUT aloud into an audio file (the default command: narrate INPUT is the same)."""
+    from narrate.pipeline import Job, make_plan, run
+    from narrate.progress import Progress, summary_line
+
+    progress = Progress.for_terminal(quiet)
+    with _reported(progress):
+        lex, lexicon_id = _lexicon(lexicon)
+        job = Job(input, output, fmt.value if fmt else None, split.value if split else None,
+                  resume=resume, force=force, quiet_time=quiet_time, lexicon=lex,
+                  settings=_run_settings(model, revision, voice, speed, seed, temperature, lexicon_id))
+        plan = make_plan(job, stdout_is_tty=_isatty(sys.stdout))
+        narrator = _narrator(model, voice, revision, speed, seed, temperature)
+        where = run(narrator, plan, progress, stdin=sys.stdin)
+        stats = progress.end()
+        if not quiet:
+            _err().print(summary_line(stats, where), markup=False)
+
+
+@app.command()
+def batch(
+    inputs: Annotated[list[Path], typer.Argument(
+        show_default=False, help="Documents to read (.txt, .md, .html, .epub).")],
+    out_dir: Annotated[Path, typer.Option(
+        "--out-dir", "-d", show_default=False,
+        help="Folder for the audio: each document becomes OUT_DIR/<name>.<format>.")],
+    voice: Voice = None,
+    model: Model = None,
+    revision: Revision = None,
+    fmt: Annotated[Format, typer.Option(
+        "--format", "-f", help="Audio format of every output.")] = Format.wav,
+    resume: Resume = False,
+    force: Force = False,
+    speed: Speed = 1.0,
+    seed: Seed = 0,
+    temperature: Temperature = 0.6,
+    lexicon: Lexicon = None,
+    quiet: Quiet = False,
+) -> None:
+    """Read several documents with the model loaded once; a bad document does not stop the rest.
+
+    Ends with a table of what happened to each; the exit status is 1 if any document failed.
+    """
+    from narrate.pipeline import Interrupted, Job, make_plan, run
+    from narrate.progress import Progress
+
+    progress = Progress.for_terminal(quiet)
+    rows: list[tuple[str, str, str, str]] = []
+    with _reported(progress):
+        lex, lexicon_id = _lexicon(lexicon)
+        settings = _run_settings(model, revision, voice, speed, seed, temperature, lexicon_id)
+        narrator = _narrator(model, voice, revision, speed, seed, temperature)
+        used: dict[Path, Path] = {}
+        try:
+            for path in inputs:
+                target = out_dir / f"{path.stem}.{fmt.value}"
+                if target in used:
+                    rows.append((str(path), "failed", "", f"same output name as {used[target]}"))
+                    continue
+                used[target] = path
+                job = Job(str(path), str(target), fmt.value, "none", resume=resume, force=force,
+                          lexicon=lex, settings=dict(settings))
+                try:
+                    where = run(narrator, make_plan(job, stdout_is_tty=True), progress)
+                    rows.append((str(path), "done", f"{progress.end().audio_seconds:.1f}", where))
+                except (NarrateError, OSError) as e:  # this document only; go on with the next
+                    progress.end()
+                    rows.append((str(path), "failed", "", _message(e)))
+                except Interrupted:
+                    seconds = f"{progress.end().audio_seconds:.1f}"
+                    rows.append((str(path), "interrupted", seconds, str(target)))
+                    raise
+        finally:
+            progress.end()
+            if quiet:  # no table; the failures still need saying
+                for document, status, _, detail in rows:
+                    if status == "failed":
+                        _err().print(f"narrate: error: {document}: {detail}", markup=False)
+            elif rows:  # shown even when interrupted, before the interruption line
+                _out().print(_batch_table(rows))
+    if any(status == "failed" for _, status, _, _ in rows):
+        raise typer.Exit(1)
+
+
+@app.command()
+def voices() -> None:
+    """List the bundled voices (give a name to --voice; any recording works too)."""
+    from narrate.voices import VOICES_DIR, bundled_voices, voice_description
+
+    found = bundled_voices()
+    if not found:
+        _out().print(f"No bundled voices in {VOICES_DIR}; --voice also takes any WAV recording.",
+                     markup=False)
+        return
+    table = Table("name", "description", title="Bundled voices")
+    table.add_column("path", overflow="fold")  # a path is only useful whole
+    for name, path in found.items():
+        table.add_row(escape(name), escape(voice_description(path)), escape(str(path)))
+    _out().print(table)
+
+
+@app.command()
+def models() -> None:
+    """List the models available without a download: bundled ones and the Hugging Face cache."""
+    from narrate.hub import DEFAULT_MODEL, MODELS_DIR, bundled_models, cached_models
+
+    rows = [(name, f"bundled: {path}", path) for name, path in bundled_models().items()]
+    rows += [(name, f"Hugging Face cache: {path}", path) for name, path in cached_models().items()]
+    if not rows:
+        _out().print(f"No models found (bundled: {MODELS_DIR}; or the Hugging Face cache). "
+                     f"--model also takes a Hub repo id or a model folder; default {DEFAULT_MODEL}.",
+                     markup=False)
+        return
+    table = Table("name", title="Models")
+    table.add_column("where", overflow="fold")
+    table.add_column("size", justify="right")
+    for name, where, path in rows:
+        weights = Path(path) / "model.safetensors"
+        size = f"{weights.stat().st_size / 1e6:.1f} MB" if weights.exists() else "?"
+        label = escape(name) + (" (default)" if name == DEFAULT_MODEL else "")
+        table.add_row(label, escape(where), size)
+    _out().print(table)
+
+
+RECIPE = " (default: the recipe's, see narrate/train/)"
+
+
+@app.command()
+def prepare(
+    out: Annotated[Path, typer.Option(
+        "--out", show_default=False,
+        help="Corpus folder to build; a rerun continues from the last finished stage.")],
+    sentences: Annotated[Optional[int], typer.Option(
+        "--sentences", min=1, show_default=False,
+        help="Training sentences to synthesize" + RECIPE)] = None,
+    heldout: Annotated[Optional[int], typer.Option(
+        "--heldout", min=1, show_default=False,
+        help="Held-out sentences for evaluation" + RECIPE)] = None,
+    workers: Annotated[Optional[int], typer.Option(
+        "--workers", min=1, show_default=False,
+        help="Parallel synthesis processes" + RECIPE)] = None,
+) -> None:
+    """Build a training corpus: teacher speech, voice variants, codec codes, speaker embeddings."""
+    with _reported(), _training_extras():
+        from narrate.train.prepare import PrepareConfig, prepare as build
+
+        build(PrepareConfig(out, **_given(n_train=sentences, n_heldout=heldout, workers=workers)))
+        _err().print(f"narrate: corpus ready in {out}", markup=False)
+
+
+@app.command()
+def train(
+    corpus: Annotated[Path, typer.Option(
+        "--corpus", show_default=False, help="Corpus folder made by 'narrate prepare'.")],
+    run: Annotated[Path, typer.Option(
+        "--run", show_default=False,
+        help="Run folder for checkpoints and logs; an existing run continues.")],
+    steps: Annotated[Optional[int], typer.Option(
+        "--steps", min=1, show_default=False,
+        help="Length of the learning-rate schedule in steps" + RECIPE)] = None,
+    minutes: Annotated[Optional[float], typer.Option(
+        "--minutes", min=0.0, show_default=False,
+        help="Stop after this many minutes (default: run all the steps).")] = None,
+    batch_steps: Annotated[Optional[int], typer.Option(
+        "--batch-steps", min=1, show_default=False,
+        help="Padded decoder steps per batch" + RECIPE)] = None,
+    lr: Annotated[Optional[float], typer.Option(
+        "--lr", min=0.0, show_default=False, help="Peak learning rate" + RECIPE)] = None,
+) -> None:
+    """Train a model on a prepared corpus, on CPU; under torchrun each process takes a share."""
+    if not corpus.is_dir():
+        _fail(f"corpus folder '{corpus}' not found (make one with 'narrate prepare --out DIR')")
+    with _reported(), _training_extras():
+        from narrate.train.loop import TrainConfig, train as fit
+
+        checkpoint = fit(TrainConfig(str(corpus), str(run), **_given(
+            steps=steps, max_minutes=minutes, max_steps_per_batch=batch_steps, lr=lr)))
+        _err().print(f"narrate: checkpoint {checkpoint}; export it with "
+                     f"'narrate export --run {run} --out DIR'", markup=False)
+
+
+@app.command()
+def export(
+    run: Annotated[Path, typer.Option(
+        "--run", show_default=False, help="Training run folder (from 'narrate train').")],
+    out: Annotated[Path, typer.Option(
+        "--out", show_default=False, help="Model folder to write (use it with --model).")],
+) -> None:
+    """Export a training run to a model folder: config.json, model.safetensors, model card."""
+    missing = [f for f in ("config.json", "checkpoint.pt") if not (run / f).is_file()]
+    if missing:
+        _fail(f"'{run}' is not a training run folder (no {' or '.join(missing)})")
+    with _reported(), _training_extras():
+        from narrate.train.export import export as write_model
+
+        folder = write_model(run, out)
+        _err().print(f"narrate: model written to {folder}; use it with --model {folder}", markup=False)
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def _narrator(model, voice, revision, speed, seed, temperature):
+    from narrate.narrator import NarrateSettings, Narrator
+
+    return Narrator.load(model, voice, NarrateSettings(speed=speed, seed=seed, temperature=temperature),
+                         revision=revision)
+
+
+def _lexicon(path: Path | None):
+    """(Lexicon or None, its content hash for the resume record)."""
+    if path is None:
+        return None, None
+    from narrate.audio.resume import sha256_file
+    from narrate.text.lexicon import Lexicon as Lex
+
+    lexicon = Lex.load(path)  # InputError naming the file and line if unusable
+    return lexicon, sha256_file(path)
+
+
+def _run_settings(model, revision, voice, speed, seed, temperature, lexicon_id) -> dict:
+    """What a resumed run must share with the interrupted one (see narrate.audio.resume)."""
+    from narrate.hub import DEFAULT_MODEL
+
+    return {"model": _identity(model or DEFAULT_MODEL), "revision": revision,
+            "voice": _identity(voice) if voice else "(model default)", "speed": speed,
+            "seed": seed, "temperature": temperature, "lexicon": lexicon_id}
+
+
+def _identity(name: str) -> str:
+    # A path given two ways (relative, absolute) is the same model or voice.
+    path = Path(name).expanduser()
+    return str(path.resolve()) if path.exists() else name
+
+
+def _given(**values) -> dict:
+    """The options the user gave; the others keep the config's defaults."""
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def _batch_table(rows) -> Table:
+    table = Table("document", "status", title="narrate batch")
+    table.add_column("audio s", justify="right")
+    table.add_column("output or error", overflow="fold")
+    for document, status, seconds, detail in rows:
+        style = {"done": "green", "failed": "red"}.get(status, "yellow")
+        table.add_row(escape(document), f"[{style}]{status}[/]", seconds, escape(detail))
+    return table
+
+
+def _isatty(stream) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
+def _message(error: BaseException) -> str:
+    """One line for the user."""
+    if isinstance(error, OSError) and error.strerror:
+        where = f": {error.filename}" if error.filename else ""
+        text = f"{error.strerror}{where}"
+    else:
+        text = str(error) or type(error).__name__
+    return " ".join(text.split())
+
+
+def _fail(message: str, code: int = 1) -> None:
+    _err().print(f"narrate: error: {message}", markup=False)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def _reported(progress=None) -> Iterator[None]:
+    """Turn the ways a run can end badly into one line on stderr and the exit status."""
+    from narrate.pipeline import Interrupted, Terminated
+
+    try:
+        yield
+    except Interrupted as e:
+        _stop(progress)
+        _err().print(f"narrate: {e}", markup=False)
+        raise typer.Exit(e.exit_code) from None
+    except KeyboardInterrupt as e:  # before any audio was written
+        _stop(progress)
+        _err().print("narrate: interrupted", markup=False)
+        raise typer.Exit(143 if isinstance(e, Terminated) else 130) from None
+    except (NarrateError, OSError) as e:
+        _stop(progress)
+        _fail(_message(e))
+
+
+@contextmanager
+def _training_extras() -> Iterator[None]:
+    """A missing optional training dependency is a setup problem, not a crash."""
+    try:
+        yield
+    except ModuleNotFoundError as e:
+        _fail(f"the training commands need the module '{e.name}': pip install 'narrate[train]'")
+
+
+def _stop(progress) -> None:
+    if progress is not None:
+        progress.end()  # the live display must be gone before the message
+
+
+# --- the default command ----------------------------------------------------------------------
+
+_SUBCOMMANDS = {"speak", "batch", "voices", "models", "prepare", "train", "export"}
+
+
+def _value_options() -> set[str]:
+    """The speak options that take a value (to skip it when looking for INPUT)."""
+    command = typer.main.get_command(app).commands["speak"]
+    # Typer ships its own copy of click: compare the kind of parameter, not its class.
+    return {name for p in command.params if p.param_type_name == "option" and not p.is_flag
+            for name in p.opts}
+
+
+def route(argv: list[str]) -> list[str]:
+    """argv with "speak" put in front unless its first positional word names a subcommand."""
+    if not argv:
+        return argv  # the overview (no_args_is_help)
+    takes_value = _value_options()
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            first = argv[i + 1] if i + 1 < len(argv) else None
+            break
+        if arg.startswith("-") and arg != "-":
+            i += 2 if arg in takes_value else 1
+            continue
+        first = arg
+        break
+    else:
+        first = None
+    if first is None:
+        # Options only: the overview for -h/--version, else speak says INPUT is missing.
+        return argv if any(a in ("-h", "--help", "--version") for a in argv) else ["speak", *argv]
+    return argv if first in _SUBCOMMANDS else ["speak", *argv]
+
+
+def _terminate(signum, frame) -> None:
+    from narrate.pipeline import Terminated
+
+    raise Terminated()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the narrate command (and python -m narrate)."""
+    # A deprecation notice from a dependency (webrtcvad via resemblyzer) the user cannot act on.
+    warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
+    # SIGTERM (kill, a service manager) finishes the output like Ctrl-C does.
+    signal.signal(signal.SIGTERM, _terminate)
+    app(args=route(list(sys.argv[1:] if argv is None else argv)), prog_name="narrate")

@@ -1,0 +1,217 @@
+"""Decoding: an explicit per-stream state that the caller owns, text chunks appended while it
+runs, one decoder step at a time for one or many streams (batched), constant memory.
+
+A stream's text window is a list of encoded chunks; chunks the spoken position has left
+behind are dropped (keeping ``window_past`` of them), so memory does not grow with the text.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+
+from narrate.engine.guidance import GuidanceSettings, allowed_moves, guide
+from narrate.engine.mamba import MambaState
+from narrate.engine.model import DecoderState, NarrateModel
+from narrate.engine.sampling import SamplingSettings, sample
+
+
+@dataclass
+class DecodeSettings:
+    sampling: SamplingSettings = field(default_factory=SamplingSettings)
+    guidance: GuidanceSettings = field(default_factory=GuidanceSettings)
+    semantic_temperature: float = 0.0  # 0: the most likely (guided) move
+    emit: str = "mean"                 # "mean": expected code vectors; "codes": the sampled codes
+    window_past: int = 1               # chunks kept behind the one being spoken
+
+
+@dataclass
+class TextChunk:
+    start: int                # global index of its first token
+    ids: torch.Tensor         # [n]
+    words: list[int]          # global word number per token (-1: none)
+    memory: torch.Tensor      # [n, d] encoded
+    first_word: int = 0       # global number of its first word
+    n_words: int = 0
+
+    @property
+    def end(self) -> int:
+        return self.start + len(self.ids)
+
+
+@dataclass
+class WordTiming:
+    index: int     # global word number in the stream
+    text: str
+    start: float   # seconds from the start of the stream
+    end: float
+
+
+@dataclass
+class StreamState:
+    decoder: DecoderState
+    speaker: torch.Tensor          # [1, D]
+    rate: torch.Tensor             # [1] log length scale
+    generator: torch.Generator
+    chunks: list[TextChunk] = field(default_factory=list)
+    word_text: dict[int, str] = field(default_factory=dict)
+    n_tokens: int = 0
+    n_words: int = 0
+    position: int = 0
+    closed: bool = False
+    paused: bool = False           # STOP at the end of text that may still grow
+    done: bool = False
+    steps: int = 0
+    stall: int = 0
+    current_word: int = -1
+    word_start: float = 0.0
+
+    @property
+    def active(self) -> bool:
+        return not self.done and not self.paused and self.n_tokens > 0
+
+
+@dataclass
+class StepOutput:
+    codes: torch.Tensor    # [K, r]
+    feats: torch.Tensor    # [r, F] frames to vocode
+    position: int
+    words: list[WordTiming]  # words that ended at this step
+    stopped: bool
+
+
+class Engine:
+    def __init__(self, model: NarrateModel, frame_rate: float, settings: DecodeSettings | None = None):
+        self.model = model.eval()
+        self.cfg = model.cfg
+        self.settings = settings or DecodeSettings()
+        self.step_seconds = self.cfg.reduction / frame_rate
+
+    # --- stream lifecycle ------------------------------------------------------------------
+    def new_stream(self, speaker: torch.Tensor, speed: float = 1.0, seed: int = 0) -> StreamState:
+        g = torch.Generator().manual_seed(seed)
+        return StreamState(self.model.init_state(1), speaker.float().view(1, -1),
+                           torch.tensor([math.log(1.0 / speed)]), g)
+
+    @torch.no_grad()
+    def append(self, state: StreamState, ids: list[int], words: list[int], word_texts: list[str]) -> None:
+        """Add a chunk of text tokens (words: word number within this chunk per token, -1 none)."""
+        t = torch.tensor(ids, dtype=torch.long)
+        memory = self.model.encoder(t.unsqueeze(0))[0]
+        gw = [w + state.n_words if w >= 0 else -1 for w in words]
+        n_words = max(len(word_texts), max(words, default=-1) + 1)
+        state.chunks.append(TextChunk(state.n_tokens, t, gw, memory, state.n_words, n_words))
+        for i, w in enumerate(word_texts):
+            state.word_text[state.n_words + i] = w
+        state.n_tokens += len(ids)
+        state.n_words += n_words
+        state.paused = False
+
+    def close(self, state: StreamState) -> None:
+        """No more text will come: the stream may now STOP at its end."""
+        state.closed = True
+        state.paused = False
+
+    # --- stepping ----------------------------------------------------------------------------
+    @torch.no_grad()
+    def step(self, states: list[StreamState]) -> list[StepOutput]:
+        """One decoder step for every active stream in ``states`` (batched)."""
+        B = len(states)
+        mems = [torch.cat([c.memory for c in s.chunks]) for s in states]
+        N = max(m.shape[0] for m in mems)
+        memory = torch.zeros(B, N, self.cfg.d_model)
+        for b, m in enumerate(mems):
+            memory[b, : m.shape[0]] = m
+        mem_len = torch.tensor([m.shape[0] for m in mems])
+        pos = torch.tensor([s.position - s.chunks[0].start for s in states])
+        dec = _stack([s.decoder for s in states])
+        hidden, layers = self.model.step(memory, mem_len, pos, torch.cat([s.speaker for s in states]),
+                                         torch.cat([s.rate for s in states]), dec)
+        outs = []
+        for b, s in enumerate(states):
+            h = hidden[b]
+            codes, feats = self._codes(h, s.generator)
+            s.decoder = DecoderState([MambaState(l.conv[b : b + 1], l.ssm[b : b + 1]) for l in layers],
+                                     feats.flatten().unsqueeze(0))
+            outs.append(self._advance(s, self.model.semantic_head(h), codes, feats))
+        return outs
+
+    def _codes(self, h: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """h [d] -> (codes [K, r], frames [r, F]) group by group."""
+        heads, books = self.model.codebook_heads, self.model.codebooks
+        chosen, sampled_feats, mean_feats = [], None, 0
+        for gi, k in enumerate(self.cfg.codebook_groups):
+            logits = heads.group_logits(gi, h, sampled_feats)  # [r, k, C]
+            idx = sample(logits, self.settings.sampling, g)  # [r, k]
+            start = heads.starts[gi]
+            part = sum(books[start + j][idx[:, j]] for j in range(k))  # [r, F]
+            sampled_feats = part if sampled_feats is None else sampled_feats + part
+            mean_feats = mean_feats + torch.einsum("rkc,kcf->rf", logits.softmax(-1), books[start : start + k])
+            chosen.append(idx)
+        codes = torch.cat(chosen, dim=1).T  # [K, r]
+        return codes, (mean_feats if self.settings.emit == "mean" else sampled_feats)
+
+    def _advance(self, s: StreamState, sem_logits: torch.Tensor, codes, feats) -> StepOutput:
+        gs = self.settings.guidance
+        n_classes = self.cfg.semantic_classes
+        ok = allowed_moves(s.position, s.n_tokens, s.closed, n_classes, gs)
+        probs = guide(sem_logits.softmax(-1), ok, gs.strength)
+        if self.settings.semantic_temperature > 0:
+            p = probs.pow(1.0 / self.settings.semantic_temperature)
+            choice = int(torch.multinomial(p / p.sum(), 1, generator=s.generator))
+        else:
+            choice = int(probs.argmax())
+        stop = choice == n_classes - 1
+        move = 0 if stop else choice
+        s.stall = s.stall + 1 if move == 0 else 0
+        if s.stall > gs.max_stall and not stop:
+            if s.position < s.n_tokens - 1:
+                move, s.stall = 1, 0
+            elif s.closed:  # stuck at the very end of the text: finish
+                stop = True
+        s.steps += 1
+        t = s.steps * self.step_seconds
+        ended = self._track_words(s, s.position + move, t)
+        s.position += move
+        if stop:
+            ended += self._track_words(s, None, t)
+            if s.closed:
+                s.done = True
+            else:
+                s.paused = True
+        self._slide(s)
+        return StepOutput(codes, feats, s.position, ended, stop)
+
+    def _track_words(self, s: StreamState, new_pos: int | None, t: float) -> list[WordTiming]:
+        """Word boundaries crossed by moving to new_pos (None: end of speech) at time t."""
+        ended = []
+        word = -1 if new_pos is None else self._word_at(s, new_pos)
+        if word != s.current_word:
+            if s.current_word >= 0:
+                ended.append(WordTiming(s.current_word, s.word_text.pop(s.current_word, ""), s.word_start, t))
+            s.current_word, s.word_start = word, t
+        return ended
+
+    @staticmethod
+    def _word_at(s: StreamState, pos: int) -> int:
+        for c in s.chunks:
+            if c.start <= pos < c.end:
+                return c.words[pos - c.start]
+        return -1
+
+    def _slide(self, s: StreamState) -> None:
+        """Drop chunks the position has left behind, keeping ``window_past`` of them."""
+        behind = [c for c in s.chunks if c.end <= s.position - self.cfg.band_back]
+        for c in behind[: max(0, len(behind) - self.settings.window_past)]:
+            s.chunks.remove(c)
+            for w in range(c.first_word, c.first_word + c.n_words):
+                if w != s.current_word:
+                    s.word_text.pop(w, None)
+
+
+def _stack(decs: list[DecoderState]) -> DecoderState:
+    layers = [MambaState(torch.cat([d.layers[i].conv for d in decs]), torch.cat([d.layers[i].ssm for d in decs]))
+              for i in range(len(decs[0].layers))]
+    return DecoderState(layers, torch.cat([d.prev_feats for d in decs]))

@@ -1,0 +1,43 @@
+"""Semantic guidance: the progress head says how far the spoken position moves each step
+(0, 1, 2, 3+ tokens, or STOP). Decoding boosts the two moves that keep speech on the
+transcript (stay on the current token, advance to the next) by (1 + lambda), forbids moves
+that are impossible (past the text, STOP before its end), and never forces a choice."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class GuidanceSettings:
+    strength: float = 1.0      # lambda; 0 turns guidance off
+    max_move: int = 2          # tokens the position may advance in one step
+    stop_margin: int = 2       # STOP only within this many tokens of the end of the text
+    max_stall: int = 40        # steps on one token before the position is pushed on
+
+
+def allowed_moves(position: int, n_tokens: int, closed: bool, n_classes: int, s: GuidanceSettings) -> torch.Tensor:
+    """Bool mask over the progress classes for one stream."""
+    stop = n_classes - 1
+    ok = torch.zeros(n_classes, dtype=torch.bool)
+    for move in range(min(stop, s.max_move + 1)):
+        ok[move] = position + move <= n_tokens - 1
+    ok[stop] = position >= n_tokens - 1 - s.stop_margin
+    if not closed and position < n_tokens - 1 - s.stop_margin:
+        ok[stop] = False
+    return ok
+
+
+def guide(probs: torch.Tensor, allowed: torch.Tensor, strength: float) -> torch.Tensor:
+    """probs [classes] -> guided, renormalized probs: moves 0 and 1 times (1 + strength),
+    disallowed classes zero. Classes the model gives probability keep some (never forced)."""
+    p = probs.clone()
+    p[:2] = p[:2] * (1.0 + strength)
+    p = p * allowed.to(p.dtype)
+    total = p.sum()
+    if total <= 0:  # the model put all its mass on impossible moves: fall back to uniform over allowed
+        p = allowed.to(p.dtype)
+        total = p.sum()
+    return p / total

@@ -1,0 +1,169 @@
+"""The TTS model: text encoder, Mamba decoder with text/prompt cross-attention, grouped
+codebook heads and the semantic (progress) head.
+
+One decoder step emits ``reduction`` codec frames. Shapes: B batch, S decoder steps,
+N text tokens, r frames per step, K codebooks, C codes per codebook, F feature dim.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from narrate.engine.attention import TextCrossAttention, band_index, gather_band
+from narrate.engine.config import ModelConfig
+from narrate.engine.mamba import Mamba, MambaState
+
+
+class TextEncoder(nn.Module):
+    """Token ids of one chunk -> [B, N, d]. Chunks are encoded independently (bounded cost)."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        d = cfg.d_model
+        self.embed = nn.Embedding(cfg.vocab_size, d)
+        self.convs = nn.ModuleList(nn.Conv1d(d, d, 5, padding=2) for _ in range(cfg.enc_convs))
+        self.conv_norms = nn.ModuleList(nn.LayerNorm(d) for _ in range(cfg.enc_convs))
+        self.layers = nn.ModuleList(
+            nn.TransformerEncoderLayer(d, cfg.n_heads, 4 * d, dropout=0.1, batch_first=True, norm_first=True)
+            for _ in range(cfg.enc_layers))
+        self.norm = nn.LayerNorm(d)
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """ids [B, N]; mask [B, N] True for real tokens."""
+        x = self.embed(ids)
+        keep = None if mask is None else mask.unsqueeze(-1).to(x.dtype)
+        for conv, norm in zip(self.convs, self.conv_norms):
+            h = x if keep is None else x * keep
+            x = x + F.gelu(conv(norm(h).transpose(1, 2)).transpose(1, 2))
+        pad = None if mask is None else ~mask
+        for layer in self.layers:
+            x = layer(x, src_key_padding_mask=pad)
+        return self.norm(x)
+
+
+class CodebookHeads(nn.Module):
+    """Logits of all codebooks of a step's r frames, group by group: group g sees the
+    features of the codes chosen in groups < g (teacher-forced in training)."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        r, C, Fd = cfg.reduction, cfg.codebook_size, cfg.feature_dim
+        self.heads = nn.ModuleList(nn.Linear(cfg.d_model, r * k * C) for k in cfg.codebook_groups)
+        self.conds = nn.ModuleList(nn.Linear(r * Fd, cfg.d_model) for _ in cfg.codebook_groups[1:])
+        self.starts = [sum(cfg.codebook_groups[:g]) for g in range(len(cfg.codebook_groups))]
+
+    def group_logits(self, g: int, h: torch.Tensor, prev_feats: torch.Tensor | None) -> torch.Tensor:
+        """h [..., d]; prev_feats [..., r, F] (sum of code vectors of groups < g) -> [..., r, K_g, C]."""
+        if g > 0:
+            h = h + self.conds[g - 1](prev_feats.flatten(-2))
+        k = self.cfg.codebook_groups[g]
+        return self.heads[g](F.gelu(h) if g > 0 else h).unflatten(-1, (self.cfg.reduction, k, self.cfg.codebook_size))
+
+    def teacher_forced(self, h: torch.Tensor, codes: torch.Tensor, codebooks: torch.Tensor) -> list[torch.Tensor]:
+        """h [B, S, d], true codes [B, S, r, K] -> logits per group."""
+        out, feats = [], None
+        for g, k in enumerate(self.cfg.codebook_groups):
+            out.append(self.group_logits(g, h, feats))
+            s = self.starts[g]
+            part = sum(codebooks[s + j][codes[..., s + j]] for j in range(k))  # [B, S, r, F]
+            feats = part if feats is None else feats + part
+        return out
+
+
+@dataclass
+class DecoderState:
+    """Everything the decoder carries from one step to the next (per stream in the batch)."""
+
+    layers: list[MambaState]
+    prev_feats: torch.Tensor  # [B, r * F] features emitted by the previous step
+
+    def select(self, index: torch.Tensor) -> "DecoderState":
+        return DecoderState([s.select(index) for s in self.layers], self.prev_feats[index])
+
+
+class NarrateModel(nn.Module):
+    def __init__(self, cfg: ModelConfig, codebooks: torch.Tensor | None = None):
+        super().__init__()
+        self.cfg = cfg
+        d = cfg.d_model
+        self.encoder = TextEncoder(cfg)
+        self.prenet = nn.Sequential(nn.Linear(cfg.reduction * cfg.feature_dim, d), nn.ReLU(), nn.Dropout(cfg.prenet_dropout),
+                                    nn.Linear(d, d), nn.ReLU(), nn.Dropout(cfg.prenet_dropout))
+        self.speaker_in = nn.Linear(cfg.speaker_dim, d)
+        self.speaker_tokens = nn.Linear(cfg.speaker_dim, cfg.speaker_tokens * d)
+        self.rate_in = nn.Linear(1, d)
+        self.mambas = nn.ModuleList(Mamba(d, cfg.d_state, cfg.d_conv, cfg.expand) for _ in range(cfg.n_layers))
+        self.norms = nn.ModuleList(nn.LayerNorm(d) for _ in range(cfg.n_layers))
+        self.cross = nn.ModuleList(TextCrossAttention(d, cfg.n_heads, cfg.rope_base)
+                                   for _ in range(cfg.n_layers // cfg.cross_every))
+        self.final_norm = nn.LayerNorm(d)
+        self.codebook_heads = CodebookHeads(cfg)
+        self.semantic_head = nn.Linear(d, cfg.semantic_classes)
+        if codebooks is None:
+            codebooks = torch.randn(cfg.n_codebooks, cfg.codebook_size, cfg.feature_dim) * 0.1
+        self.register_buffer("codebooks", codebooks.float().clone())  # [K, C, F] the codec's vectors
+
+    # --- conditioning -----------------------------------------------------------------------
+    def speaker_keys(self, speaker: torch.Tensor) -> torch.Tensor:
+        """[B, speaker_dim] -> [B, Ns, d]."""
+        return self.speaker_tokens(speaker).view(speaker.shape[0], self.cfg.speaker_tokens, -1)
+
+    def _input(self, prev_feats, speaker, rate):
+        """prev_feats [..., r*F]; speaker [B, D]; rate [B] (log length scale) -> [..., d]."""
+        cond = self.speaker_in(speaker) + self.rate_in(rate.unsqueeze(-1))
+        if prev_feats.dim() == 3:
+            cond = cond.unsqueeze(1)
+        return self.prenet(prev_feats) + cond
+
+    # --- training / prefill -----------------------------------------------------------------
+    def forward(self, memory, mem_len, positions, prev_feats, speaker, rate, states: list[MambaState] | None = None):
+        """A chunk of S steps from the given layer states (None: from the start).
+        memory [B, N, d]; mem_len [B]; positions [B, S] tracked text position per step;
+        prev_feats [B, S, r*F]. Returns (hidden [B, S, d], new layer states)."""
+        x = self._input(prev_feats, speaker, rate)
+        idx, rel, valid = band_index(positions, self.cfg.band_back, self.cfg.band_ahead, mem_len)
+        band = gather_band(memory, idx)
+        spk = self.speaker_keys(speaker)
+        new_states = []
+        for i, (mamba, norm) in enumerate(zip(self.mambas, self.norms)):
+            y, st = mamba(norm(x), None if states is None else states[i])
+            x = x + y
+            new_states.append(st)
+            if (i + 1) % self.cfg.cross_every == 0:
+                x = x + self.cross[i // self.cfg.cross_every](x, band, rel, valid, spk)
+        return self.final_norm(x), new_states
+
+    # --- decoding -------------------------------------------------------------------------------
+    def init_state(self, batch: int) -> DecoderState:
+        layers = [m.init_state(batch) for m in self.mambas]
+        return DecoderState(layers, torch.zeros(batch, self.cfg.reduction * self.cfg.feature_dim))
+
+    def step(self, memory, mem_len, position, speaker, rate, state: DecoderState):
+        """One step for B streams. memory [B, N, d] (each stream's text window), position [B]
+        relative to that window. Returns (hidden [B, d], layer states)."""
+        x = self._input(state.prev_feats, speaker, rate)
+        idx, rel, valid = band_index(position.unsqueeze(1), self.cfg.band_back, self.cfg.band_ahead, mem_len)
+        band = gather_band(memory, idx)
+        spk = self.speaker_keys(speaker)
+        new = []
+        for i, (mamba, norm) in enumerate(zip(self.mambas, self.norms)):
+            y, st = mamba.step(norm(x), state.layers[i])
+            x = x + y
+            new.append(st)
+            if (i + 1) % self.cfg.cross_every == 0:
+                x = x + self.cross[i // self.cfg.cross_every](x.unsqueeze(1), band, rel, valid, spk).squeeze(1)
+        return self.final_norm(x), new
+
+    def expected_features(self, logits: list[torch.Tensor]) -> torch.Tensor:
+        """Per-group logits [..., r, K_g, C] -> expected code-vector sum [..., r, F]."""
+        out = 0
+        for g, lg in enumerate(logits):
+            s = self.codebook_heads.starts[g]
+            books = self.codebooks[s : s + lg.shape[-2]]  # [K_g, C, F]
+            out = out + torch.einsum("...kc,kcf->...f", lg.softmax(-1), books)
+        return out

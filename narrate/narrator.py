@@ -1,0 +1,173 @@
+"""The narrator: sentences in, audio out, through one carried decoder state per stream.
+
+Chain: sentences -> phoneme chunks (appended to the stream's text window while it runs) ->
+decoder steps -> codec frames -> streaming vocoder -> AudioChunk. Nothing holds the whole text.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator
+
+import numpy as np
+import torch
+
+from narrate.engine.generate import DecodeSettings, Engine, StreamState, WordTiming
+from narrate.engine.guidance import GuidanceSettings
+from narrate.engine.sampling import SamplingSettings
+from narrate.errors import NarrateError
+from narrate.text.phonemes import Phonemizer
+
+
+@dataclass
+class NarrateSettings:
+    speed: float = 1.0
+    seed: int = 0
+    temperature: float = 0.6
+    top_k: int = 0
+    top_p: float = 1.0
+    guidance: float = 1.0
+    emit: str = "mean"
+
+    def decode(self) -> DecodeSettings:
+        return DecodeSettings(SamplingSettings(self.temperature, self.top_k, self.top_p),
+                              GuidanceSettings(strength=self.guidance), emit=self.emit)
+
+
+@dataclass
+class AudioChunk:
+    samples: np.ndarray            # float32 mono at the narrator's sample rate
+    sentence: int                  # index of the sentence these samples belong to
+    final: bool = False            # the last samples of that sentence
+    words: list[WordTiming] = field(default_factory=list)
+
+
+_EOF = object()
+
+
+class _Run:
+    """Bookkeeping of one stream: its sentence feed, engine state and vocoder."""
+
+    def __init__(self, narrator: "Narrator", sentences: Iterable[str], lookahead: bool, seed: int):
+        self.n = narrator
+        self.state: StreamState = narrator.engine.new_stream(narrator.speaker, narrator.settings.speed, seed)
+        self.vocoder = narrator.codec.stream_decoder()
+        self.lookahead = lookahead
+        self.queue: queue.Queue = queue.Queue(maxsize=4)
+        self.ends: list[int] = []       # global end token of each appended sentence
+        self.sentence = 0               # sentence being spoken
+        self.appended = 0
+        self.finished = False
+        self.error: BaseException | None = None
+        threading.Thread(target=self._feed, args=(iter(sentences),), daemon=True).start()
+
+    def _feed(self, it: Iterator[str]) -> None:
+        try:
+            for s in it:
+                self.queue.put(s)
+        except BaseException as e:  # surfaced to the caller by _take
+            self.error = e
+        self.queue.put(_EOF)
+
+    def _take(self, block: bool) -> bool:
+        """Append the next sentence (False if none available / end of text)."""
+        try:
+            item = self.queue.get(block=block)
+        except queue.Empty:
+            return False
+        if self.error is not None and item is _EOF:
+            raise self.error
+        if item is _EOF:
+            self.n.engine.close(self.state)
+            return False
+        ph = self.n.phonemizer.encode(item)
+        self.n.engine.append(self.state, ph.ids, ph.words, ph.text_words)
+        self.ends.append(self.state.n_tokens)
+        self.appended += 1
+        return True
+
+    def feed_text(self) -> None:
+        """Keep one sentence ahead of the one being spoken (file mode), or take what has
+        arrived (live mode); wait only when there is nothing left to say."""
+        st = self.state
+        while not st.closed:
+            ahead = self.appended - self.sentence
+            need = st.n_tokens == 0 or st.paused or (self.lookahead and ahead < 2)
+            if not need and self.lookahead:
+                return
+            if not self._take(block=need):
+                if need and not st.closed and (st.n_tokens == 0 or st.paused):
+                    continue
+                return
+
+    def consume(self, out) -> list[AudioChunk]:
+        """Vocode one step's frames; cut AudioChunks at sentence ends."""
+        chunks = []
+        if self.n.settings.emit == "mean":
+            samples = self.vocoder.push_features(out.feats)
+        else:
+            samples = self.vocoder.push(out.codes)
+        words = out.words
+        st = self.state
+        while self.sentence < len(self.ends) and (st.position >= self.ends[self.sentence] or st.done or
+                                                  (st.paused and self.sentence == len(self.ends) - 1)):
+            samples = np.concatenate([samples, self.vocoder.flush()])
+            chunks.append(AudioChunk(samples, self.sentence, True, words))
+            samples, words = np.zeros(0, np.float32), []
+            self.sentence += 1
+        if len(samples) or words:
+            chunks.append(AudioChunk(samples, self.sentence, False, words))
+        if st.done:
+            self.finished = True
+        return chunks
+
+
+class Narrator:
+    def __init__(self, loaded, voice, settings: NarrateSettings | None = None):
+        self.loaded = loaded
+        self.settings = settings or NarrateSettings()
+        self.codec = loaded.codec
+        self.sample_rate = self.codec.sample_rate
+        text = loaded.config["text"]
+        self.phonemizer = Phonemizer({k: list(v) for k, v in text["id_map"].items()}, text.get("espeak_voice", "en-us"))
+        self.voice = voice
+        self.speaker = torch.from_numpy(np.asarray(voice.embedding, np.float32))
+        self.engine = Engine(loaded.model, self.codec.frame_rate, self.settings.decode())
+
+    @classmethod
+    def load(cls, model: str | None = None, voice: str | None = None, settings: NarrateSettings | None = None,
+             revision: str | None = None) -> "Narrator":
+        from narrate.hub import from_pretrained
+        from narrate.voices import load_voice
+
+        if settings and not 0.25 <= settings.speed <= 4.0:
+            raise NarrateError(f"--speed {settings.speed} is out of range (0.25-4)")
+        loaded = from_pretrained(model, revision)
+        return cls(loaded, load_voice(voice, loaded.config.get("default_voice", "joe")), settings)
+
+    def narrate(self, sentences: Iterable[str], live: bool = False) -> Iterator[AudioChunk]:
+        """Audio for the sentences, in order, as it is made. live=True speaks each sentence as
+        soon as it arrives instead of waiting to see the next one."""
+        for _, chunk in self.narrate_many([sentences], live=live):
+            yield chunk
+
+    def narrate_many(self, streams: list[Iterable[str]], live: bool = False) -> Iterator[tuple[int, AudioChunk]]:
+        """Several independent streams decoded together (one batched step for all)."""
+        runs = [_Run(self, s, not live, self.settings.seed + i) for i, s in enumerate(streams)]
+        while True:
+            for r in runs:
+                if not r.finished:
+                    r.feed_text()
+                    if r.state.closed and r.state.n_tokens == 0:
+                        r.finished = True
+            active = [r for r in runs if not r.finished and r.state.active]
+            if not active:
+                if all(r.finished for r in runs):
+                    return
+                continue
+            outs = self.engine.step([r.state for r in active])
+            for r, out in zip(active, outs):
+                for chunk in r.consume(out):
+                    yield runs.index(r), chunk

@@ -1,0 +1,397 @@
+"""The narration pipeline: an input document (or live standard input) -> the narrator -> sinks.
+
+Two steps, so that every mistake the user can make is reported before the slow model load:
+``make_plan`` reads the input, decides where the audio goes and whether to resume; ``run``
+narrates.
+A file narration is resumable: a ResumeRecord beside the output says how far it got (sentence
+boundaries in a wav file, finished chapter files in a chapter folder).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+from typing import TextIO
+
+import numpy as np
+
+from narrate.audio.resume import (ResumeRecord, check_compatible, clear_record, load_record,
+                                  record_path, save_record, sha256_file)
+from narrate.audio.sinks import ChapterFiles, Sink, format_for, open_sink
+from narrate.document import Document, load_document
+from narrate.errors import InputError, OutputError
+from narrate.progress import Progress
+from narrate.text.live import live_sentences
+from narrate.text.segment import sentences
+
+DEFAULT_NAME = "narrate-output"  # output stem when the text comes from standard input
+MAX_CHARS = 200  # longest piece of text handed to the engine at once
+CHAPTER_PAUSE = 1.0  # seconds of silence between chapters in one file
+CHAPTERS_AT_ONCE = 4  # chapter files decoded together (one batched decoder step)
+RECORD_EVERY = 1.0  # seconds between resume record saves (each one is an fsync)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C would be so that the same clean-up runs."""
+
+
+class Interrupted(Exception):
+    """The run was stopped by Ctrl-C or SIGTERM after its output was made playable."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+@dataclass
+class Target:
+    kind: str  # "stdout", "file" or "folder" (one file per chapter)
+    path: Path | None  # None for stdout
+    fmt: str
+
+    @property
+    def where(self) -> str:
+        return "stdout" if self.path is None else str(self.path)
+
+
+@dataclass
+class Job:
+    """One narration as the user asked for it."""
+
+    input: str  # a file path, or "-" for standard input
+    output: str | None = None  # None: the default name (see plan_output)
+    fmt: str | None = None  # None: from the output name
+    split: str | None = None  # "none", "chapters", or None: decided by the output
+    resume: bool = False
+    force: bool = False
+    quiet_time: float = 0.8  # live input: seconds of silence that end a pending sentence
+    lexicon: object | None = None  # narrate.text.lexicon.Lexicon
+    settings: dict = field(default_factory=dict)  # what a resumed run must share with the first
+
+
+@dataclass
+class Plan:
+    """A job checked and ready to run once the narrator is loaded."""
+
+    job: Job
+    target: Target
+    document: Document | None  # None: live standard input
+    chapters: list[tuple[str, list[str]]]  # (title, engine-ready sentences), empty ones dropped
+    input_sha256: str = ""
+    record: ResumeRecord | None = None  # the interrupted run to continue
+
+
+def plan_output(input: str, output: str | None, fmt: str | None, split: str | None,
+                stdout_is_tty: bool) -> Target:
+    """Where the audio of ``input`` goes.
+
+    No -o: "<input stem>.<fmt>" beside the input (a "<stem>" folder with --split chapters); for
+    standard input, stdout unless it is a terminal, else "narrate-output.wav". An output ending
+    in "/" or naming an existing folder means one file per chapter, unless --split none.
+    """
+    live = input == "-"
+    if live and split == "chapters":
+        raise InputError("--split chapters needs an input file: standard input has no chapters")
+    if output is None:
+        if live:
+            output = "-" if not stdout_is_tty else f"{DEFAULT_NAME}.{fmt or 'wav'}"
+        else:
+            source = Path(input)
+            output = (str(source.with_suffix("")) + os.sep if split == "chapters"
+                      else str(source.with_name(f"{source.stem}.{fmt or 'wav'}")))
+    if output == "-":
+        if split == "chapters":
+            raise OutputError("chapter files cannot go to stdout; give a folder with -o")
+        if stdout_is_tty:  # the stdout sink refuses too, but only after the model load
+            raise OutputError("refusing to write binary audio to a terminal; pipe it to a player "
+                              "(| ffplay -nodisp -) or give an output file")
+        return Target("stdout", None, format_for("-", fmt))
+    path = Path(output).expanduser()
+    names_folder = output.endswith(("/", os.sep)) or path.is_dir()
+    if split == "chapters" or (split is None and names_folder):
+        if live:
+            raise OutputError(f"{path} is a folder: one file per chapter needs an input file, "
+                              f"not standard input; give an output file name")
+        fmt = format_for(f"chapter.{fmt or 'wav'}", fmt)
+        return Target("folder", path, fmt)
+    if path.is_dir():  # --split none into a folder: the file goes inside it
+        stem = DEFAULT_NAME if live else Path(input).stem
+        path = path / f"{stem}.{fmt or 'wav'}"
+    if not live and path.resolve() == Path(input).resolve():
+        raise OutputError(f"the output {path} is the input file; give another output name")
+    return Target("file", path, format_for(str(path), fmt))
+
+
+def make_plan(job: Job, stdout_is_tty: bool) -> Plan:
+    """Read and cut the input, choose the output, decide about resuming. Raises NarrateError."""
+    target = plan_output(job.input, job.output, job.fmt, job.split, stdout_is_tty)
+    job.settings = {**job.settings, "format": target.fmt, "split": target.kind}
+    if job.input == "-":
+        if job.resume:
+            raise OutputError("--resume needs an input file: standard input cannot be read again")
+        if target.path is not None:
+            _check_parents(target.path)
+        _refuse_existing(target, job.force)
+        return Plan(job, target, None, [])
+    document = load_document(job.input)
+    chapters = [(c.title, list(sentences(c.text, MAX_CHARS, job.lexicon))) for c in document.chapters]
+    chapters = [(title, sents) for title, sents in chapters if sents]
+    if not chapters:
+        raise InputError(f"'{job.input}' has nothing to read aloud (no words in it)")
+    try:
+        sha = sha256_file(job.input)
+    except OSError as e:
+        raise InputError(f"cannot read '{job.input}': {e.strerror or e}") from None
+    result = Plan(job, target, document, chapters, sha)
+    result.record = _resume_point(result)
+    return result
+
+
+def run(narrator, plan: Plan, progress: Progress, stdin: TextIO | None = None) -> str:
+    """Narrate the plan; returns where the audio went. Interrupted on Ctrl-C / SIGTERM."""
+    if plan.document is None:
+        return _run_live(narrator, plan, progress, stdin)
+    if plan.target.kind == "folder":
+        return _run_folder(narrator, plan, progress)
+    return _run_file(narrator, plan, progress)
+
+
+# --- resuming ---------------------------------------------------------------------------------
+
+
+def _partial(path: Path) -> Path:
+    # Where the sinks keep a file until it is finished (see narrate.audio.sinks).
+    return path.with_name(f".{path.name}.partial")
+
+
+def _refuse_existing(target: Target, force: bool) -> None:
+    # The sinks refuse too, but only once the model is loaded; this says it at once.
+    if target.kind == "file" and target.path.exists() and not force:
+        raise OutputError(f"{target.path} exists; use --force to overwrite")
+
+
+def _check_parents(path: Path) -> None:
+    """Fail now, not after the model load, when the output's folder cannot exist."""
+    for folder in path.parents:  # nearest first
+        if folder.exists():
+            if not folder.is_dir():
+                raise OutputError(f"cannot write {path}: {folder} is a file, not a folder")
+            return
+
+
+def _resume_point(plan: Plan) -> ResumeRecord | None:
+    """The record to continue from (--resume), after checking it fits; None to start afresh."""
+    job, target = plan.job, plan.target
+    resumable = target.kind == "folder" or (target.kind == "file" and target.fmt == "wav")
+    if job.resume and not resumable:
+        raise OutputError(f"--resume needs wav output or a chapter folder, not {target.fmt} "
+                          f"to {target.where}")
+    if target.path is not None:
+        _check_parents(target.path)
+    if not resumable:
+        _refuse_existing(target, job.force)
+        return None
+    path = target.path
+    record = load_record(path)
+    if job.force:
+        clear_record(path)
+        return None
+    if target.kind == "folder":
+        present = path.is_dir() and any(path.iterdir())
+    else:
+        present = path.exists() or _partial(path).exists()
+    if record is None:
+        if job.resume and present:
+            raise OutputError(f"nothing to resume: {path} has no resume record (the run that made "
+                              f"it finished); use --force to start over")
+        _refuse_existing(target, job.force)
+        return None
+    if not present:
+        clear_record(path)  # the output it described is gone: start afresh
+        return None
+    if not job.resume:
+        raise OutputError(f"{path} is an unfinished narration (its run was interrupted); use "
+                          f"--resume to continue it or --force to start over")
+    check_compatible(record, plan.input_sha256, job.settings)
+    n = len(plan.chapters)
+    fits = (all(i < n for i in record.chapters_done) and record.chapter <= n
+            and (record.chapter == n or record.sentences_done <= len(plan.chapters[record.chapter][1])))
+    if not fits:
+        raise OutputError(f"resume record {record_path(path)} does not match the input; use "
+                          f"--force to start over")
+    return record
+
+
+class _Checkpoint:
+    """The resume record of a single-file run, kept at the last sentence boundary.
+
+    ``at`` is one tuple replaced in a single assignment, so a Ctrl-C arriving at any moment
+    finds a consistent boundary to save.
+    """
+
+    def __init__(self, path: Path, plan: Plan, chapter: int, sentences_done: int, samples: int):
+        self.path = path
+        self.plan = plan
+        self.at = (chapter, sentences_done, samples)
+        self._saved = 0.0
+
+    def save(self) -> None:
+        chapter, done, samples = self.at
+        save_record(self.path, ResumeRecord(
+            self.plan.input_sha256, self.plan.job.settings, chapters_done=list(range(chapter)),
+            chapter=chapter, sentences_done=done, samples_written=samples))
+        self._saved = time.monotonic()
+
+    def reached(self, chapter: int, sentences_done: int, samples: int) -> None:
+        self.at = (chapter, sentences_done, samples)
+        if time.monotonic() - self._saved >= RECORD_EVERY:
+            self.save()
+
+
+def _interrupted(exc: KeyboardInterrupt, seconds: float, where: str, resumable: bool) -> Interrupted:
+    code = 143 if isinstance(exc, Terminated) else 130
+    if where == "stdout":
+        return Interrupted(f"interrupted: {seconds:.1f} s of audio written to stdout", code)
+    tail = "; run again with --resume to continue" if resumable else ""
+    return Interrupted(f"interrupted: {seconds:.1f} s of audio kept in {where}{tail}", code)
+
+
+# --- the three kinds of run -------------------------------------------------------------------
+
+
+def _run_file(narrator, plan: Plan, progress: Progress) -> str:
+    """All chapters into one output (chapter marks for m4b), resumable at sentence boundaries."""
+    target, record, rate = plan.target, plan.record, narrator.sample_rate
+    first_chapter = record.chapter if record else 0
+    skip = record.sentences_done if record else 0
+    sink = open_sink(target.path or "-", target.fmt, rate, force=plan.job.force,
+                     resume=record is not None)
+    checkpoint = None
+    if target.kind == "file" and target.fmt == "wav":
+        if record is not None:
+            sink.truncate_to(record.samples_written)
+        checkpoint = _Checkpoint(target.path, plan, first_chapter, skip, sink.samples_written)
+        checkpoint.save()  # from now on an unfinished output always has its record
+    total = sum(len(s) for _, s in plan.chapters[first_chapter:]) - skip
+    progress.begin(_label(plan), total, rate)
+    try:
+        with sink:
+            for c in range(first_chapter, len(plan.chapters)):
+                title, sents = plan.chapters[c]
+                offset = skip if c == first_chapter else 0
+                if offset == 0:
+                    if c > 0:
+                        sink.write(np.zeros(int(CHAPTER_PAUSE * rate), np.float32))
+                    sink.mark_chapter(title or f"Chapter {c + 1}")
+                progress.chapter(_chapter_label(c, len(plan.chapters), title))
+                for chunk in narrator.narrate(islice(sents, offset, None)):
+                    sink.write(chunk.samples)
+                    progress.audio(len(chunk.samples))
+                    if chunk.final:
+                        progress.sentence()
+                        if checkpoint:
+                            checkpoint.reached(c, offset + chunk.sentence + 1, sink.samples_written)
+                if checkpoint:
+                    checkpoint.at = (c + 1, 0, sink.samples_written)
+                    checkpoint.save()
+    except KeyboardInterrupt as e:
+        if checkpoint:
+            checkpoint.save()
+        raise _interrupted(e, sink.samples_written / rate, target.where, checkpoint is not None) from e
+    if checkpoint:
+        clear_record(target.path)
+    return target.where
+
+
+def _run_folder(narrator, plan: Plan, progress: Progress) -> str:
+    """One file per chapter (plus a chapter-marked m4b when ffmpeg is there), several chapters
+    decoded together; resumable by chapter: finished chapter files are kept."""
+    target, rate = plan.target, narrator.sample_rate
+    done = set(plan.record.chapters_done) if plan.record else set()
+    n = len(plan.chapters)
+    files = ChapterFiles(target.path, target.fmt, rate, force=plan.job.force,
+                         with_m4b=bool(shutil.which("ffmpeg") and shutil.which("ffprobe")),
+                         resume=plan.record is not None, n_chapters=n)
+    for i in sorted(done):
+        files.add_existing(i + 1, plan.chapters[i][0])
+
+    def save() -> None:
+        save_record(target.path, ResumeRecord(plan.input_sha256, plan.job.settings,
+                                              chapters_done=sorted(done), chapter=len(done)))
+
+    save()
+    pending = [i for i in range(n) if i not in done]
+    progress.begin(_label(plan), sum(len(plan.chapters[i][1]) for i in pending), rate)
+    written = 0
+    try:
+        with files:
+            for start in range(0, len(pending), CHAPTERS_AT_ONCE):
+                batch = pending[start:start + CHAPTERS_AT_ONCE]
+                progress.chapter(f"chapter {batch[0] + 1}/{n}" if len(batch) == 1
+                                 else f"chapters {batch[0] + 1}-{batch[-1] + 1}/{n}")
+                sinks: list[Sink] = []
+                try:
+                    for i in batch:
+                        sinks.append(files.start_chapter(i + 1, plan.chapters[i][0]))
+                    streams = [iter(plan.chapters[i][1]) for i in batch]
+                    for s, chunk in narrator.narrate_many(streams):
+                        sinks[s].write(chunk.samples)
+                        written += len(chunk.samples)
+                        progress.audio(len(chunk.samples))
+                        if chunk.final:
+                            progress.sentence()
+                            if chunk.sentence + 1 == len(plan.chapters[batch[s]][1]):
+                                sinks[s].close()
+                                done.add(batch[s])
+                                save()
+                    for sink in sinks:  # normally all closed above already
+                        sink.close()
+                except BaseException:
+                    for sink in sinks:  # keep what each chapter file got, playable
+                        sink.abort()
+                    raise
+    except KeyboardInterrupt as e:
+        raise _interrupted(e, written / rate, target.where, True) from e
+    clear_record(target.path)
+    return target.where
+
+
+def _run_live(narrator, plan: Plan, progress: Progress, stdin: TextIO) -> str:
+    """Standard input, each sentence spoken as soon as it is complete and written at once."""
+    target, rate = plan.target, narrator.sample_rate
+    feed = live_sentences(stdin, quiet=plan.job.quiet_time, max_chars=MAX_CHARS,
+                          lexicon=plan.job.lexicon)
+    progress.begin("reading standard input", None, rate)
+    sink: Sink | None = None
+    try:
+        for chunk in narrator.narrate(feed, live=True):
+            if sink is None:
+                # Opened on the first audio, so that input without any text leaves no empty file.
+                sink = open_sink(target.path or "-", target.fmt, rate, force=plan.job.force)
+            sink.write(chunk.samples)
+            progress.audio(len(chunk.samples))
+            if chunk.final:
+                progress.sentence()
+    except BaseException as e:
+        if sink is not None:
+            sink.abort()
+        if isinstance(e, KeyboardInterrupt):
+            seconds = sink.samples_written / rate if sink else 0.0
+            raise _interrupted(e, seconds, target.where, False) from e
+        raise
+    if sink is None:
+        raise InputError("standard input had no text to read")
+    sink.close()
+    return target.where
+
+
+def _label(plan: Plan) -> str:
+    return Path(plan.job.input).name
+
+
+def _chapter_label(index: int, count: int, title: str) -> str:
+    return f"{index + 1}/{count} {title}" if title else f"chapter {index + 1}/{count}"

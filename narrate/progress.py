@@ -1,0 +1,127 @@
+"""Progress of a narration on stderr: a live rich display while it runs, one summary line after.
+
+stdout carries audio only, so everything here goes to stderr. The live display appears only on
+a terminal (a log file would fill with redraws); the summary line is printed either way.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress as RichProgress, TaskID, TextColumn, TimeRemainingColumn
+
+
+@dataclass
+class Stats:
+    audio_seconds: float  # audio written by this run
+    wall_seconds: float  # time spent narrating (model loading excluded)
+
+    @property
+    def speed(self) -> float:
+        """How many seconds of audio per second of work (x real time)."""
+        return self.audio_seconds / self.wall_seconds if self.wall_seconds > 0 else 0.0
+
+
+class Progress:
+    """Counts sentences and audio of one narration at a time and shows them live.
+
+    ``live`` False keeps the counting (for the summary) without drawing anything.
+    """
+
+    def __init__(self, live: bool, console: Console | None = None):
+        self.console = console or Console(stderr=True)
+        self.live = live
+        self._bar: RichProgress | None = None
+        self._task: TaskID | None = None
+        self._rate = 1
+        self._samples = 0
+        self._started = 0.0
+        self._total: int | None = None
+
+    @classmethod
+    def for_terminal(cls, quiet: bool) -> "Progress":
+        """The live display only when stderr is a terminal and --quiet is not given."""
+        return cls(live=not quiet and sys.stderr.isatty())
+
+    def begin(self, label: str, total_sentences: int | None, sample_rate: int) -> None:
+        """Start counting a narration of ``total_sentences`` (None: unknown, live input)."""
+        self.end()
+        self._rate = int(sample_rate)
+        self._samples = 0
+        self._total = total_sentences
+        self._started = time.monotonic()
+        if not self.live:
+            return
+        count = "{task.completed}/{task.total}" if total_sentences is not None else "{task.completed}"
+        # Compact columns: the whole line fits an 80-column terminal.
+        self._bar = RichProgress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(bar_width=12),
+            TextColumn(count + " sentences"),
+            TextColumn("{task.fields[audio]} audio"),
+            TextColumn("{task.fields[speed]}"),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=True,  # the summary line replaces it
+        )
+        self._bar.start()
+        self._task = self._bar.add_task(_short(label), total=total_sentences, audio="0:00", speed="")
+
+    def chapter(self, label: str) -> None:
+        """Now narrating ``label`` (e.g. "3/12 The Storm")."""
+        if self._bar is not None:
+            self._bar.update(self._task, description=_short(label))
+
+    def audio(self, n_samples: int) -> None:
+        """``n_samples`` more samples were written."""
+        self._samples += n_samples
+        if self._bar is not None:
+            stats = self.stats()
+            speed = f"{stats.speed:.1f}x" if stats.wall_seconds > 1 else ""
+            self._bar.update(self._task, audio=_clock(stats.audio_seconds), speed=speed)
+
+    def sentence(self) -> None:
+        """One more sentence is fully written."""
+        if self._bar is not None:
+            self._bar.advance(self._task)
+
+    def stats(self) -> Stats:
+        elapsed = time.monotonic() - self._started if self._started else 0.0
+        return Stats(self._samples / self._rate, elapsed)
+
+    def end(self) -> Stats:
+        """Stop the live display (idempotent); the counts of the narration that ended."""
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+        return self.stats()
+
+
+def summary_line(stats: Stats, where: str) -> str:
+    """"narrate: 1 min 3 s of audio in 20 s (3.2x real time) -> book.wav"."""
+    return (f"narrate: {_duration(stats.audio_seconds)} of audio in {_duration(stats.wall_seconds)} "
+            f"({stats.speed:.1f}x real time) -> {where}")
+
+
+def _short(label: str, width: int = 20) -> str:
+    return label if len(label) <= width else label[: width - 1] + "\u2026"
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(int(round(seconds)), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min"

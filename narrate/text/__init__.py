@@ -1,0 +1,2 @@
+"""Text front-end: spoken-form normalization, sentence segmentation, pronunciation lexicon,
+and live (streaming) sentence reading."""

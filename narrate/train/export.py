@@ -1,0 +1,45 @@
+"""Export a training run to a model folder: config.json, model.safetensors (fp16), model card."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import torch
+
+from narrate.codec import codec_from_config
+from narrate.engine.config import ModelConfig
+from narrate.engine.model import NarrateModel
+from narrate.hub import save_pretrained
+
+
+def export(run: Path, out: Path, card_extra: str = "") -> Path:
+    run, out = Path(run), Path(out)
+    config = json.loads((run / "config.json").read_text(encoding="utf-8"))
+    state = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=False)
+    model = NarrateModel(ModelConfig.from_dict(config["model"]))
+    model.load_state_dict(state["model"])
+    codec = codec_from_config(config["codec"], {"codebooks": model.codebooks})
+    save_pretrained(out, config, model, codec)
+    rows = list(csv.DictReader((run / "log.csv").open())) if (run / "log.csv").exists() else []
+    held = [r for r in rows if r["split"] == "heldout"]
+    last = held[-1] if held else {}
+    n_params = sum(p.numel() for p in model.parameters())
+    train_cfg = json.loads((run / "train_config.json").read_text()) if (run / "train_config.json").exists() else {}
+    card = f"""# {out.name}
+
+A narrate model trained on CPU from a corpus made offline (see `narrate prepare`).
+
+- Parameters: {n_params / 1e6:.1f} M (weights stored in float16); codec `{config['codec']['name']}`
+  ({config['codec'].get('n_codebooks')} codebooks x {config['codec'].get('codebook_size')}).
+- Architecture: {json.dumps(config['model'])}
+- Training: {state['step']} steps; settings {json.dumps(train_cfg)}
+- Held-out teacher-forced losses at the last evaluation: {json.dumps(last)}
+- Data: piper's joe voice (MIT; dataset CC0) reading our own prose and Python standard-library
+  docstrings, with exact per-phoneme timing, in four pitch variants (sox); speaker embeddings
+  from resemblyzer.
+{card_extra}
+"""
+    (out / "README.md").write_text(card, encoding="utf-8")
+    return out

@@ -1,0 +1,101 @@
+"""Voice prompts: a bundled voice by name or any recording, turned into a speaker embedding.
+
+The embedding comes from resemblyzer's encoder (trained on thousands of real speakers and
+shipped inside its wheel), so a prompt never heard in training still lands somewhere sensible.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from narrate.errors import VoiceError
+
+VOICES_DIR = Path(__file__).resolve().parent.parent / "voices"
+MIN_SECONDS, MAX_SECONDS = 2.0, 60.0
+
+
+@dataclass
+class Voice:
+    name: str
+    path: Path | None
+    embedding: np.ndarray  # [256] unit-norm speaker embedding
+
+
+def bundled_voices() -> dict[str, Path]:
+    """name -> wav path of the voices shipped in voices/."""
+    if not VOICES_DIR.is_dir():
+        return {}
+    return {p.stem: p for p in sorted(VOICES_DIR.glob("*.wav"))}
+
+
+def voice_description(path: Path) -> str:
+    txt = path.with_suffix(".txt")
+    return txt.read_text(encoding="utf-8").strip().splitlines()[0] if txt.exists() else ""
+
+
+def read_prompt(path: Path) -> tuple[np.ndarray, int]:
+    """Any readable audio file -> (mono float32, sample rate), with the prompt checks."""
+    import soundfile as sf
+
+    if not path.exists():
+        raise VoiceError(f"voice prompt '{path}' does not exist (bundled voices: {', '.join(bundled_voices()) or 'none'})")
+    try:
+        wav, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as e:  # soundfile raises its own error type for non-audio
+        raise VoiceError(f"voice prompt '{path}' is not readable audio ({str(e).splitlines()[0][:80]})") from None
+    wav = wav.mean(axis=1)
+    seconds = len(wav) / sr
+    if seconds < MIN_SECONDS:
+        raise VoiceError(f"voice prompt '{path}' is too short ({seconds:.1f} s; give {MIN_SECONDS:.0f}-{MAX_SECONDS:.0f} s of speech)")
+    if seconds > MAX_SECONDS:
+        raise VoiceError(f"voice prompt '{path}' is too long ({seconds:.1f} s; give {MIN_SECONDS:.0f}-{MAX_SECONDS:.0f} s of speech)")
+    if not np.isfinite(wav).all() or np.sqrt(np.mean(wav**2)) < 1e-3:
+        raise VoiceError(f"voice prompt '{path}' is silent")
+    return wav, sr
+
+
+class SpeakerEncoder:
+    """resemblyzer's d-vector encoder: waveform at any rate -> [256] unit-norm embedding."""
+
+    _encoder = None
+
+    def __init__(self):
+        if SpeakerEncoder._encoder is None:
+            import logging
+
+            from resemblyzer import VoiceEncoder
+
+            logging.getLogger("resemblyzer").setLevel(logging.ERROR)
+            SpeakerEncoder._encoder = VoiceEncoder(device="cpu", verbose=False)
+        self.encoder = SpeakerEncoder._encoder
+
+    def embed(self, wav: np.ndarray, sample_rate: int) -> np.ndarray:
+        import librosa
+        from resemblyzer import preprocess_wav
+
+        if sample_rate != 16000:
+            wav = librosa.resample(np.asarray(wav, np.float32), orig_sr=sample_rate, target_sr=16000)
+        processed = preprocess_wav(wav, source_sr=16000)
+        if len(processed) < 1600:  # trimmed to (almost) nothing: no speech found
+            raise VoiceError("voice prompt has no speech in it")
+        return self.encoder.embed_utterance(processed).astype(np.float32)
+
+
+def load_voice(voice: str | None, default: str) -> Voice:
+    """--voice NAME|WAV (None -> the model's default voice) -> Voice with its embedding."""
+    name = voice or default
+    bundled = bundled_voices()
+    if name in bundled:
+        path = bundled[name]
+    else:
+        path = Path(name)
+        if path.suffix == "" and not path.exists():
+            raise VoiceError(f"unknown voice '{name}' (bundled voices: {', '.join(bundled) or 'none'}; or give a .wav file)")
+    cache = path.with_suffix(".npy")
+    if path.parent == VOICES_DIR and cache.exists():
+        return Voice(path.stem, path, np.load(cache))
+    wav, sr = read_prompt(path)
+    return Voice(path.stem, path, SpeakerEncoder().embed(wav, sr))

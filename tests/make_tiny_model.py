@@ -1,0 +1,45 @@
+"""Build the tiny model the tests use: the real architecture and file layout, random weights,
+a few kB. Its progress head is biased to advance one text token per step and to stop at the
+end, so it speaks (noise) for a length proportional to the text, deterministically.
+
+    python tests/make_tiny_model.py OUT_DIR
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from narrate.codec.mel import MelConfig
+from narrate.codec.mel_rvq import MelRVQCodec
+from narrate.engine.config import ModelConfig
+from narrate.engine.model import NarrateModel
+from narrate.hub import save_pretrained
+
+
+def make_tiny_model(out: Path, seed: int = 0) -> Path:
+    from piper.phoneme_ids import DEFAULT_PHONEME_ID_MAP
+
+    torch.manual_seed(seed)
+    cfg = ModelConfig(d_model=32, n_layers=2, n_heads=2, enc_convs=1, enc_layers=1, n_codebooks=4, codebook_size=16,
+                      codebook_groups=[1, 3], speaker_tokens=2, prenet_dropout=0.0)
+    # codebooks: a quiet spectrum in the first stage, small residuals after it
+    books = torch.randn(4, 16, 80) * torch.tensor([1.0, 0.3, 0.2, 0.1]).view(4, 1, 1)
+    books[0] += -6.0
+    model = NarrateModel(cfg, books)
+    with torch.no_grad():
+        model.semantic_head.weight.mul_(0.01)
+        model.semantic_head.bias.copy_(torch.tensor([0.0, 6.0, 0.0, -4.0, 8.0]))
+    codec = MelRVQCodec(MelConfig(gl_iters=4), books)
+    config = {"model": cfg.to_dict(), "codec": {**codec.config(), "mel": asdict(MelConfig(gl_iters=4))},
+              "text": {"phonemizer": "espeak", "espeak_voice": "en-us", "id_map": dict(DEFAULT_PHONEME_ID_MAP)},
+              "default_voice": "joe"}
+    save_pretrained(out, config, model, codec, dtype=torch.float32)
+    return out
+
+
+if __name__ == "__main__":
+    print(make_tiny_model(Path(sys.argv[1])))

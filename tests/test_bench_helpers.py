@@ -1,0 +1,98 @@
+"""The benchmark's pure helpers on synthetic arrays (no models): pause detection, seam jumps,
+RTF arithmetic, sentence windows, memory growth and report formatting."""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # bench/ is not an installed package
+
+from bench import report  # noqa: E402
+from bench.analysis import (frame_db, jump_stats, max_jump, ratio, relative_growth, rtf, seam_pauses,  # noqa: E402
+                            sentence_windows, silence_runs, summary)
+
+SR = 1000  # 1 kHz keeps the arithmetic readable: 10 ms = 10 samples
+
+
+def tone(seconds: float, amp: float = 0.5, sr: int = SR) -> np.ndarray:
+    t = np.arange(int(seconds * sr)) / sr
+    return (amp * np.sin(2 * np.pi * 50 * t)).astype(np.float32)
+
+
+def test_rtf_and_ratio():
+    assert rtf(30.0, 60.0) == 0.5
+    assert rtf(1.0, 0.0) == math.inf
+    assert ratio(0.6, 0.2) == pytest.approx(3.0)
+    assert ratio(1.0, 0.0) == math.inf
+
+
+def test_frame_db_is_relative_to_peak():
+    x = np.concatenate([tone(0.1, 0.5), tone(0.1, 0.005)])
+    db = frame_db(x, SR)
+    assert len(db) == 20
+    assert db[:10].max() <= 0 and db[:10].min() > -4  # sine RMS is -3 dB of its peak
+    assert db[10:].max() < -40
+
+
+def test_silence_runs_finds_pauses_of_at_least_min_length():
+    x = np.concatenate([tone(0.2), np.zeros(int(0.08 * SR), np.float32), tone(0.2),
+                        np.zeros(int(0.03 * SR), np.float32), tone(0.2)])
+    runs = silence_runs(x, SR)
+    assert runs == [(200, 280)]  # the 30 ms gap is too short to count
+
+
+def test_silence_runs_digital_silence_and_empty():
+    assert silence_runs(np.zeros(500, np.float32), SR) == [(0, 500)]  # all of it is quiet
+    assert silence_runs(np.zeros(0, np.float32), SR) == []
+
+
+def test_seam_pauses_splits_join_pauses_from_inner_pauses():
+    runs = [(200, 300), (600, 660)]
+    at, inner = seam_pauses(runs, seams=[305, 900], sr=SR, tolerance_ms=20)
+    assert at == [pytest.approx(0.1), 0.0]  # 305 is within 20 ms of the first run; 900 has none
+    assert inner == [pytest.approx(0.06)]
+
+
+def test_max_jump_and_jump_stats_find_a_click_at_a_seam():
+    x = tone(1.0, 0.1)
+    x[500:] += 0.8  # a step: a click exactly at the seam
+    assert max_jump(x, 500, SR, half_ms=5) == pytest.approx(0.8, abs=0.05)
+    at, elsewhere = jump_stats(x, [500], SR, half_ms=5)
+    assert at[0] > 0.7
+    assert max(elsewhere) < 0.05
+    assert len(elsewhere) > 50
+
+
+def test_sentence_windows_group_by_end_and_merge_a_short_tail():
+    # five 25 s sentences at 1 kHz; 60 s windows -> [0,1] end in 0-60, [2,3] in 60-120, [4] tail merged
+    spans = [(i, i * 25000, (i + 1) * 25000) for i in range(5)]
+    w = sentence_windows(spans, 60.0, SR)
+    assert [x["sentences"] for x in w] == [[0, 1], [2, 3, 4]]
+    assert w[0]["start"] == 0 and w[0]["end"] == 50000 and w[1]["end"] == 125000
+
+
+def test_relative_growth_and_summary():
+    assert relative_growth({0.5: 400.0, 2.0: 410.0, 5.0: 420.0}) == pytest.approx(0.05)
+    s = summary([1.0, 2.0, 3.0])
+    assert s["n"] == 3 and s["median"] == 2.0 and s["max"] == 3.0
+    assert math.isnan(summary([])["mean"])
+
+
+def test_report_formatting_helpers():
+    assert report.fmt(None) == "-" and report.fmt(float("nan")) == "-" and report.fmt(0.123456) == "0.123"
+    assert report.fmt(7) == "7" and report.fmt(float("inf")) == "inf"
+    assert report.pct(0.051) == "+5.1%" and report.pct(None) == "-"
+    assert report.times(3.0, 1.5) == "2.00x" and report.times(None, 1.0) == "-"
+    t = report.table(["a", "b"], [[1.5, "x"]])
+    assert t.splitlines() == ["| a | b |", "|---|---|", "| 1.5 | x |"]
+
+
+def test_behind_says_plainly_which_is_slower():
+    r = {"speed": {"narrate": {"rtf": 0.6}, "piper": {"rtf": 0.05}}}
+    lines = report.behind(r)
+    assert len(lines) == 1 and "**behind**" in lines[0] and "12.00x" in lines[0]

@@ -1,0 +1,269 @@
+"""The streaming engine: stepwise == parallel, chunked == one pass, carried state, sliding
+window, guidance, batching, sampling reproducibility."""
+
+from __future__ import annotations
+
+import copy
+import gc
+import resource
+
+import numpy as np
+import pytest
+import torch
+
+from narrate.engine.attention import TextCrossAttention, band_index, gather_band
+from narrate.engine.config import ModelConfig
+from narrate.engine.generate import DecodeSettings, Engine
+from narrate.engine.guidance import GuidanceSettings, allowed_moves, guide
+from narrate.engine.mamba import Mamba
+from narrate.engine.model import NarrateModel
+from narrate.engine.sampling import SamplingSettings, filter_logits, sample
+from narrate.train.losses import adaptive_codebook_weights, reference_adaptive_weights
+
+
+def small_model(seed=0, **kw) -> NarrateModel:
+    torch.manual_seed(seed)
+    cfg = ModelConfig(d_model=32, n_layers=4, n_heads=2, enc_convs=1, enc_layers=1, n_codebooks=4, codebook_size=16,
+                      codebook_groups=[1, 3], speaker_tokens=2, prenet_dropout=0.0, **kw)
+    m = NarrateModel(cfg).eval()
+    with torch.no_grad():  # advance about one token per step, stop at the end (like the tiny model)
+        m.semantic_head.weight.mul_(0.01)
+        m.semantic_head.bias.copy_(torch.tensor([0.0, 6.0, 0.0, -4.0, 8.0]))
+    return m
+
+
+def inputs(B=2, N=30, S=14, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    memory = torch.randn(B, N, 32, generator=g)
+    mem_len = torch.tensor([N, N - 6])[:B]
+    pos = torch.cumsum(torch.randint(0, 2, (B, S), generator=g), 1).clamp(max=N - 7)
+    prev = torch.randn(B, S, 3 * 80, generator=g)
+    return memory, mem_len, pos, prev, torch.randn(B, 256, generator=g), torch.zeros(B)
+
+
+def test_mamba_chunk_and_step_match_reference():
+    torch.manual_seed(0)
+    m = Mamba(16)
+    x = torch.randn(2, 11, 16)
+    ref = m.reference_forward(x)
+    y, _ = m(x)
+    assert torch.allclose(y, ref, atol=1e-5)
+    # chunked prefill from a carried state == one pass
+    y1, s1 = m(x[:, :4])
+    y2, s2 = m(x[:, 4:], s1)
+    assert torch.allclose(torch.cat([y1, y2], 1), ref, atol=1e-5)
+    # recurrent steps from a prefilled state == one pass
+    st, outs = s1, []
+    for t in range(4, 11):
+        o, st = m.step(x[:, t], st)
+        outs.append(o)
+    assert torch.allclose(torch.stack(outs, 1), ref[:, 4:], atol=1e-5)
+    assert torch.allclose(st.ssm, s2.ssm, atol=1e-5) and torch.allclose(st.conv, s2.conv)
+
+
+def test_mamba_parameter_names_follow_mamba_ssm():
+    names = {n.split(".")[0] for n, _ in Mamba(16).named_parameters()}
+    assert names == {"in_proj", "conv1d", "x_proj", "dt_proj", "A_log", "D", "out_proj"}
+
+
+def test_decoder_stepwise_equals_parallel_and_chunked():
+    m = small_model()
+    memory, mem_len, pos, prev, spk, rate = inputs()
+    with torch.no_grad():
+        full, _ = m(memory, mem_len, pos, prev, spk, rate)
+        st = m.init_state(2)
+        outs = []
+        for s in range(pos.shape[1]):
+            st.prev_feats = prev[:, s]
+            h, st.layers = m.step(memory, mem_len, pos[:, s], spk, rate, st)
+            outs.append(h)
+        assert torch.allclose(torch.stack(outs, 1), full, atol=1e-5)
+        h1, s1 = m(memory, mem_len, pos[:, :5], prev[:, :5], spk, rate)
+        h2, _ = m(memory, mem_len, pos[:, 5:], prev[:, 5:], spk, rate, s1)
+        assert torch.allclose(torch.cat([h1, h2], 1), full, atol=1e-5)
+
+
+def test_band_attention_equals_masked_reference():
+    torch.manual_seed(0)
+    att = TextCrossAttention(32, 2, 10000.0)
+    memory, mem_len, pos, _, _, _ = inputs()
+    x = torch.randn(2, pos.shape[1], 32)
+    spk = torch.randn(2, 3, 32)
+    idx, rel, valid = band_index(pos, 2, 3, mem_len)
+    fast = att(x, gather_band(memory, idx), rel, valid, spk)
+    slow = att.reference(x, memory, mem_len, pos, 2, 3, spk)
+    assert torch.allclose(fast, slow, atol=1e-5)
+
+
+def test_rotary_positions_are_relative():
+    """Shifting the whole text and the tracked position together changes nothing."""
+    torch.manual_seed(0)
+    att = TextCrossAttention(32, 2, 10000.0)
+    memory = torch.randn(1, 40, 32)
+    x, spk = torch.randn(1, 1, 32), torch.randn(1, 2, 32)
+    a = att.reference(x, memory[:, :20], torch.tensor([20]), torch.tensor([[8]]), 2, 3, spk)
+    b = att.reference(x, torch.cat([memory[:, 20:], memory[:, :20]], 1), torch.tensor([40]), torch.tensor([[28]]), 2, 3, spk)
+    assert torch.allclose(a, b, atol=1e-5)
+
+
+def chunk(n, start_word=0):
+    ids = [int(i) for i in (torch.arange(n) % 40 + 4)]
+    words = [i // 4 for i in range(n)]
+    return ids, words, [f"w{i}" for i in range(start_word, start_word + n // 4 + 1)]
+
+
+def run(engine, state, max_steps=500):
+    outs = []
+    while state.active and len(outs) < max_steps:
+        outs.append(engine.step([state])[0])
+    return outs
+
+
+def test_state_carried_across_chunks_equals_one_pass():
+    m = small_model()
+    eng = Engine(m, 86.13, DecodeSettings(SamplingSettings(temperature=0.8)))
+    a, b = chunk(24), chunk(20)
+    one = eng.new_stream(torch.ones(256), seed=3)
+    eng.append(one, *a)
+    eng.append(one, *b)
+    eng.close(one)
+    ref = run(eng, one)
+    two = eng.new_stream(torch.ones(256), seed=3)
+    eng.append(two, *a)
+    outs = []
+    while two.position < 24 - m.cfg.band_ahead - 2:  # second chunk arrives while the first is spoken
+        outs.append(eng.step([two])[0])
+    eng.append(two, *b)
+    eng.close(two)
+    outs += run(eng, two)
+    assert len(outs) == len(ref)
+    assert all(torch.equal(x.codes, y.codes) for x, y in zip(outs, ref))
+    assert ref[-1].stopped and one.done
+
+
+def test_batched_streams_equal_streams_alone():
+    m = small_model()
+    eng = Engine(m, 86.13, DecodeSettings(SamplingSettings(temperature=0.7)))
+    texts = [chunk(30), chunk(18), chunk(25)]
+    alone = []
+    for i, t in enumerate(texts):
+        s = eng.new_stream(torch.full((256,), float(i)), seed=i)
+        eng.append(s, *t)
+        eng.close(s)
+        alone.append(run(eng, s))
+    states = []
+    for i, t in enumerate(texts):
+        s = eng.new_stream(torch.full((256,), float(i)), seed=i)
+        eng.append(s, *t)
+        eng.close(s)
+        states.append(s)
+    together = [[] for _ in texts]
+    while any(s.active for s in states):
+        act = [i for i, s in enumerate(states) if s.active]
+        for i, o in zip(act, eng.step([states[i] for i in act])):
+            together[i].append(o)
+    for a, b in zip(alone, together):
+        assert len(a) == len(b)
+        assert all(torch.equal(x.codes, y.codes) for x, y in zip(a, b))
+        assert all(torch.allclose(x.feats, y.feats, atol=1e-4) for x, y in zip(a, b))
+
+
+def test_window_slides_over_100k_tokens_with_bounded_memory():
+    m = small_model()
+    eng = Engine(m, 86.13, DecodeSettings(window_past=1))
+    s = eng.new_stream(torch.ones(256))
+    sizes, rss = [], []
+    total = 0
+    for k in range(200):  # 200 chunks x 500 tokens = 100,000 tokens
+        ids, words, texts = chunk(500, s.n_words)
+        eng.append(s, ids, words, texts)
+        total += 500
+        # speak a few real steps, then let the position run to near the end of the text
+        for _ in range(3):
+            eng.step([s])
+        s.position = total - 10
+        eng.step([s])
+        sizes.append((len(s.chunks), sum(c.memory.numel() for c in s.chunks), len(s.word_text)))
+        if k % 50 == 0:
+            gc.collect()
+            rss.append(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+    assert s.n_tokens == 100_000
+    assert max(n for n, _, _ in sizes) <= 3
+    assert max(e for _, e, _ in sizes) <= 3 * 500 * 32
+    assert max(w for _, _, w in sizes) <= 3 * 126
+    assert rss[-1] - rss[1] < 20_000  # kB: no growth with the text
+
+
+def test_guidance_boosts_and_never_forces():
+    probs = torch.tensor([0.1, 0.2, 0.3, 0.1, 0.3])
+    ok = torch.tensor([True, True, True, True, False])
+    g = guide(probs, ok, 1.0)
+    assert g[4] == 0  # STOP not allowed here
+    assert torch.isclose(g.sum(), torch.tensor(1.0))
+    # the boosted moves gain relative to the others by exactly (1 + lambda)
+    assert torch.isclose(g[0] / g[2], 2 * probs[0] / probs[2])
+    assert torch.isclose(g[1] / g[3], 2 * probs[1] / probs[3])
+    assert (g[ok] > 0).all()  # nothing allowed is ruled out
+    assert torch.allclose(guide(probs, ok, 0.0), probs * ok / (probs * ok).sum())
+    # even a huge lambda leaves the other moves possible
+    assert guide(probs, ok, 1e3)[2] > 0
+
+
+def test_allowed_moves():
+    gs = GuidanceSettings(max_move=2, stop_margin=2)
+    mid = allowed_moves(3, 20, True, 5, gs)
+    assert mid.tolist() == [True, True, True, False, False]
+    end = allowed_moves(18, 20, True, 5, gs)
+    assert end.tolist() == [True, True, False, False, True]
+    assert not allowed_moves(18, 20, False, 5, gs)[4] or 18 >= 20 - 1 - 2  # open text: STOP only at its end
+
+
+def test_stream_stops_and_yields_word_timestamps():
+    m = small_model()
+    eng = Engine(m, 86.13)
+    s = eng.new_stream(torch.ones(256))
+    ids, words, texts = chunk(24)
+    eng.append(s, ids, words, texts)
+    eng.close(s)
+    outs = run(eng, s)
+    assert s.done and outs[-1].stopped
+    timed = [w for o in outs for w in o.words]
+    assert [w.text for w in timed] == texts[: len(timed)] and len(timed) >= 5
+    assert all(w.end > w.start for w in timed)
+    assert all(a.end <= b.start + 1e-9 for a, b in zip(timed, timed[1:]))
+
+
+def test_open_stream_pauses_then_continues():
+    m = small_model()
+    eng = Engine(m, 86.13)
+    s = eng.new_stream(torch.ones(256))
+    eng.append(s, *chunk(12))
+    run(eng, s)
+    assert s.paused and not s.done  # STOP at the end of text that may still grow
+    eng.append(s, *chunk(12, 4))
+    assert s.active
+    eng.close(s)
+    run(eng, s)
+    assert s.done and s.position >= 24 - 1 - eng.settings.guidance.stop_margin
+
+
+def test_sampling_seed_reproducible_and_filters():
+    logits = torch.randn(6, 50)
+    st = SamplingSettings(temperature=1.0, top_k=5)
+    a = sample(logits, st, torch.Generator().manual_seed(7))
+    b = sample(logits, st, torch.Generator().manual_seed(7))
+    assert torch.equal(a, b)
+    top5 = logits.topk(5, -1).indices
+    assert all(int(a[i]) in top5[i].tolist() for i in range(6))
+    assert torch.equal(sample(logits, SamplingSettings(temperature=0)), logits.argmax(-1))
+    f = filter_logits(torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]])), 0, 0.7)
+    assert torch.isfinite(f).tolist() == [[True, True, False, False]]
+
+
+def test_adaptive_codebook_weights_match_reference():
+    p = torch.rand(7, 6)
+    fast = adaptive_codebook_weights(p, 0.1, 0.5)
+    for i in range(7):
+        assert torch.allclose(fast[i], reference_adaptive_weights(p[i], 0.1, 0.5), atol=1e-6)
+    w = adaptive_codebook_weights(torch.tensor([[0.9, 0.9, 0.2, 0.7]]))
+    assert w[0, 0] == 1 and w[0, 1] == 0 and w[0, 3] == 0 and 0 < w[0, 2] <= 1

@@ -1,0 +1,332 @@
+"""The pipeline: where output goes, when resuming is allowed, and interrupted runs that are
+finished into playable files and continued exactly (in process and through real signals)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+
+from conftest import cli_env
+from narrate import pipeline
+from narrate.audio.resume import ResumeRecord, load_record, record_path, save_record, sha256_file
+from narrate.errors import InputError, OutputError
+from narrate.pipeline import Interrupted, Job, Terminated, make_plan, plan_output, run
+from narrate.progress import Progress
+
+needs_ffmpeg = pytest.mark.skipif(not (shutil.which("ffmpeg") and shutil.which("ffprobe")),
+                                  reason="ffmpeg/ffprobe not installed")
+
+
+# --- where the audio goes ---------------------------------------------------------------------
+
+
+def test_default_output_is_beside_the_input(tmp_path):
+    book = tmp_path / "novel.md"
+    t = plan_output(str(book), None, None, None, stdout_is_tty=True)
+    assert (t.kind, t.path, t.fmt) == ("file", tmp_path / "novel.wav", "wav")
+    t = plan_output(str(book), None, "mp3", None, stdout_is_tty=True)
+    assert (t.path, t.fmt) == (tmp_path / "novel.mp3", "mp3")
+    t = plan_output(str(book), None, None, "chapters", stdout_is_tty=True)
+    assert (t.kind, t.path, t.fmt) == ("folder", tmp_path / "novel", "wav")
+
+
+def test_stdin_goes_to_stdout_unless_it_is_a_terminal():
+    assert plan_output("-", None, None, None, stdout_is_tty=False).kind == "stdout"
+    t = plan_output("-", None, None, None, stdout_is_tty=True)
+    assert (t.kind, t.path) == ("file", Path("narrate-output.wav"))
+    t = plan_output("-", "-", "raw", None, stdout_is_tty=False)
+    assert (t.kind, t.fmt) == ("stdout", "raw")
+
+
+def test_folders_mean_one_file_per_chapter(tmp_path):
+    book = str(tmp_path / "b.txt")
+    assert plan_output(book, str(tmp_path / "out") + "/", None, None, True).kind == "folder"
+    (tmp_path / "existing").mkdir()
+    t = plan_output(book, str(tmp_path / "existing"), "flac", None, True)
+    assert (t.kind, t.fmt) == ("folder", "flac")
+    # --split none into an existing folder: one file inside it.
+    t = plan_output(book, str(tmp_path / "existing"), None, "none", True)
+    assert (t.kind, t.path) == ("file", tmp_path / "existing" / "b.wav")
+
+
+def test_impossible_outputs_are_refused(tmp_path):
+    book = tmp_path / "b.wav.txt"
+    with pytest.raises(InputError, match="standard input has no chapters"):
+        plan_output("-", None, None, "chapters", False)
+    with pytest.raises(OutputError, match="stdout"):
+        plan_output(str(book), "-", None, "chapters", False)
+    with pytest.raises(OutputError, match="terminal"):
+        plan_output(str(book), "-", None, None, True)
+    with pytest.raises(OutputError, match="is the input"):
+        plan_output(str(book), str(book), "wav", None, True)
+    with pytest.raises(OutputError, match="no suffix"):
+        plan_output(str(book), str(tmp_path / "noext"), None, None, True)
+
+
+# --- deciding about resuming (no model needed) ------------------------------------------------
+
+
+@pytest.fixture
+def book(tmp_path):
+    path = tmp_path / "book.txt"
+    path.write_text("Chapter 1\n\nOne sentence. Two sentences.\n\nChapter 2\n\nThree. Four.\n",
+                    encoding="utf-8")
+    return path
+
+
+def job(book, out, **kw) -> Job:
+    return Job(str(book), str(out), settings={"seed": 1}, **kw)
+
+
+def interrupted_output(book, out, **settings):
+    """An output file and its record, as an interrupted run leaves them."""
+    out.write_bytes(b"RIFF")
+    record = ResumeRecord(sha256_file(book), {"seed": 1, "format": "wav", "split": "file", **settings},
+                          chapter=0, sentences_done=1, samples_written=0)
+    save_record(out, record)
+    return record
+
+
+def test_plan_reads_chapters_and_sentences(book, tmp_path):
+    plan = make_plan(job(book, tmp_path / "out.wav"), stdout_is_tty=True)
+    assert [title for title, _ in plan.chapters] == ["Chapter 1", "Chapter 2"]
+    assert [len(s) for _, s in plan.chapters] == [2, 2]
+    assert plan.input_sha256 == sha256_file(book)
+    assert plan.record is None
+
+
+def test_unfinished_output_needs_resume_or_force(book, tmp_path):
+    out = tmp_path / "out.wav"
+    interrupted_output(book, out)
+    with pytest.raises(OutputError, match="--resume.*--force"):
+        make_plan(job(book, out), stdout_is_tty=True)
+    plan = make_plan(job(book, out, resume=True), stdout_is_tty=True)
+    assert plan.record is not None and plan.record.sentences_done == 1
+    plan = make_plan(job(book, out, force=True), stdout_is_tty=True)
+    assert plan.record is None and not record_path(out).exists()
+
+
+def test_resume_refuses_other_settings_or_text(book, tmp_path):
+    out = tmp_path / "out.wav"
+    interrupted_output(book, out, seed=2)
+    with pytest.raises(OutputError, match="seed"):
+        make_plan(job(book, out, resume=True), stdout_is_tty=True)
+    interrupted_output(book, out)
+    book.write_text("Another text entirely.", encoding="utf-8")
+    with pytest.raises(OutputError, match="input text changed"):
+        make_plan(job(book, out, resume=True), stdout_is_tty=True)
+
+
+def test_resume_without_record(book, tmp_path):
+    out = tmp_path / "out.wav"
+    assert make_plan(job(book, out, resume=True), stdout_is_tty=True).record is None  # nothing yet
+    out.write_bytes(b"RIFF")  # a finished output
+    with pytest.raises(OutputError, match="nothing to resume"):
+        make_plan(job(book, out, resume=True), stdout_is_tty=True)
+    with pytest.raises(OutputError, match="exists; use --force"):
+        make_plan(job(book, out), stdout_is_tty=True)
+
+
+def test_stale_record_without_output_is_dropped(book, tmp_path):
+    out = tmp_path / "out.wav"
+    interrupted_output(book, out)
+    out.unlink()
+    assert make_plan(job(book, out), stdout_is_tty=True).record is None
+    assert not record_path(out).exists()
+
+
+def test_resume_needs_wav(book, tmp_path):
+    with pytest.raises(OutputError, match="needs wav"):
+        make_plan(job(book, tmp_path / "out.mp3", resume=True), stdout_is_tty=True)
+
+
+def test_text_without_words(tmp_path):
+    empty = tmp_path / "stars.txt"
+    empty.write_text("* * *\n\n---\n", encoding="utf-8")
+    with pytest.raises(InputError, match="nothing to read aloud"):
+        make_plan(job(empty, tmp_path / "out.wav"), stdout_is_tty=True)
+
+
+# --- interrupted chapter folders, in process ----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def narrator(tiny_model, voice_wav):
+    import torch
+
+    from narrate.narrator import NarrateSettings, Narrator
+
+    # One thread, as for the subprocesses (see conftest.cli_env); restored afterwards.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield Narrator.load(str(tiny_model), str(voice_wav), NarrateSettings(seed=0))
+    torch.set_num_threads(threads)
+
+
+class Stopping:
+    """The narrator, but Ctrl-C (or ``signal``) arrives ``after`` chunks into call ``on_call``
+    (counted from 0)."""
+
+    def __init__(self, narrator, on_call=None, after=0, signal=KeyboardInterrupt):
+        self.inner, self.on_call, self.after, self.signal = narrator, on_call, after, signal
+        self.sample_rate = narrator.sample_rate
+        self.calls: list[int] = []  # streams decoded per call
+
+    def _watch(self, chunks, call):
+        for n, item in enumerate(chunks):
+            if call == self.on_call and n == self.after:
+                raise self.signal()
+            yield item
+
+    def narrate(self, sentences, live=False):
+        self.calls.append(1)
+        return self._watch(self.inner.narrate(sentences, live), len(self.calls) - 1)
+
+    def narrate_many(self, streams, live=False):
+        self.calls.append(len(streams))
+        return self._watch(self.inner.narrate_many(streams, live), len(self.calls) - 1)
+
+
+def four_chapters(tmp_path) -> Path:
+    md = tmp_path / "four.md"
+    md.write_text("".join(f"## Part {n}\n\nThis is part {n}. It has two sentences.\n\n"
+                          for n in ("one", "two", "three", "four")), encoding="utf-8")
+    return md
+
+
+@needs_ffmpeg
+def test_folder_resume_skips_finished_chapters(tmp_path, narrator, monkeypatch):
+    monkeypatch.setattr(pipeline, "CHAPTERS_AT_ONCE", 2)
+    md, folder = four_chapters(tmp_path), tmp_path / "four"
+    stopping = Stopping(narrator, on_call=1, after=3, signal=Terminated)
+    plan = make_plan(Job(str(md), str(folder) + "/", settings={"seed": 0}), stdout_is_tty=True)
+    with pytest.raises(Interrupted) as info:
+        run(stopping, plan, Progress(live=False))
+    assert info.value.exit_code == 143
+    assert f"kept in {folder}" in str(info.value) and "--resume" in str(info.value)
+    record = load_record(folder)
+    assert record.chapters_done == [0, 1]
+    first = sorted(folder.glob("*.wav"))
+    assert len(first) == 4  # two finished, two cut short but playable
+    assert all(sf.info(str(f)).samplerate == narrator.sample_rate for f in first)
+    assert all(sf.info(str(f)).duration > 1.0 for f in first[:2])
+    finished = {f.name: f.read_bytes() for f in first[:2]}
+    assert not (folder / "four.m4b").exists()  # the book is incomplete
+
+    again = Stopping(narrator)
+    plan = make_plan(Job(str(md), str(folder) + "/", resume=True, settings={"seed": 0}),
+                     stdout_is_tty=True)
+    run(again, plan, Progress(live=False))
+    assert again.calls == [2]  # only the two unfinished chapters were narrated
+    assert {f: (folder / f).read_bytes() for f in finished} == finished
+    assert load_record(folder) is None
+    probe = subprocess.run(["ffprobe", "-v", "error", "-show_chapters", "-of", "json",
+                            str(folder / "four.m4b")], capture_output=True, text=True, check=True)
+    titles = [c["tags"]["title"] for c in json.loads(probe.stdout)["chapters"]]
+    assert titles == ["Part one", "Part two", "Part three", "Part four"]
+
+
+def test_single_file_interrupt_keeps_a_sentence_boundary(tmp_path, narrator):
+    md, out = four_chapters(tmp_path), tmp_path / "four.wav"
+    plan = make_plan(Job(str(md), str(out), settings={"seed": 0}), stdout_is_tty=True)
+    with pytest.raises(Interrupted) as info:
+        run(Stopping(narrator, on_call=1, after=5), plan, Progress(live=False))
+    assert info.value.exit_code == 130
+    record = load_record(out)
+    # Chapter one finished; chapter two was under way.
+    assert (record.chapter, record.chapters_done) == (1, [0])
+    assert record.samples_written <= sf.info(str(out)).frames
+    plan = make_plan(Job(str(md), str(out), resume=True, settings={"seed": 0}), stdout_is_tty=True)
+    run(narrator, plan, Progress(live=False))
+    clean = tmp_path / "clean.wav"
+    run(narrator, make_plan(Job(str(md), str(clean), settings={"seed": 0}), stdout_is_tty=True),
+        Progress(live=False))
+    assert abs(sf.info(str(out)).duration - sf.info(str(clean)).duration) < 0.3
+    assert load_record(out) is None
+
+
+# --- real signals (subprocess) ----------------------------------------------------------------
+
+
+def long_text(path: Path, n: int = 80) -> Path:
+    one = " ".join(f"This is sentence number {i} of the test." for i in range(n // 2))
+    two = " ".join(f"Here is another line, called {i}." for i in range(n // 2))
+    path.write_text(f"Chapter 1\n\n{one}\n\nChapter 2\n\n{two}\n", encoding="utf-8")
+    return path
+
+
+def start(args, tiny_model, voice_wav, cwd):
+    cmd = [sys.executable, "-m", "narrate", *map(str, args), "--model", str(tiny_model),
+           "--voice", str(voice_wav), "--seed", "3"]
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            cwd=cwd, env=cli_env())
+
+
+def wait_for_progress(proc, record: Path, key, timeout=180.0):
+    """Wait until the run's resume record shows progress (``key`` of its JSON is true)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"the run ended before it was interrupted: {proc.stderr.read()}"
+        try:
+            if key(json.loads(record.read_text(encoding="utf-8"))):
+                return
+        except (OSError, ValueError):
+            pass  # not written yet
+        time.sleep(0.1)
+    proc.kill()
+    pytest.fail("no progress recorded in time")
+
+
+def test_sigint_then_resume_equals_a_clean_run(tmp_path, tiny_model, voice_wav, narrate_cmd):
+    text, out = long_text(tmp_path / "long.txt"), tmp_path / "out.wav"
+    proc = start([text, "-o", out], tiny_model, voice_wav, tmp_path)
+    wait_for_progress(proc, record_path(out), lambda r: r["samples_written"] > 0)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert lines[-1].startswith("narrate: interrupted: ") and lines[-1].endswith(
+        f"s of audio kept in {out}; run again with --resume to continue"), stderr
+    assert "Traceback" not in stderr
+    kept = sf.info(str(out))  # playable as it is
+    record = load_record(out)
+    assert 0 < record.samples_written <= kept.frames
+    assert kept.duration < 300
+
+    proc = narrate_cmd(text, "-o", out)  # neither --resume nor --force
+    assert proc.returncode == 1 and "--resume" in proc.stderr
+
+    proc = narrate_cmd(text, "-o", out, "--resume", "--seed", "3")
+    assert proc.returncode == 0, proc.stderr
+    assert load_record(out) is None
+    clean = tmp_path / "clean.wav"
+    assert narrate_cmd(text, "-o", clean, "--seed", "3").returncode == 0
+    resumed, expected = sf.info(str(out)).duration, sf.info(str(clean)).duration
+    assert resumed > kept.duration
+    assert abs(resumed - expected) < 0.3, (resumed, expected)
+
+
+def test_sigterm_finishes_the_output(tmp_path, tiny_model, voice_wav):
+    text, out = long_text(tmp_path / "long.txt"), tmp_path / "out.flac"
+    # flac cannot be resumed: no record to watch, so wait for the temporary file to grow.
+    proc = start([text, "-o", out], tiny_model, voice_wav, tmp_path)
+    partial = tmp_path / ".out.flac.partial"
+    deadline = time.monotonic() + 180
+    while not (partial.exists() and partial.stat().st_size > 20000):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
+        time.sleep(0.1)
+    os.kill(proc.pid, signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 143, stderr
+    assert f"kept in {out}" in stderr and "--resume" not in stderr and "Traceback" not in stderr
+    assert sf.info(str(out)).duration > 0.5
+    assert not partial.exists() and not record_path(out).exists()
