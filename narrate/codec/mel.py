@@ -78,9 +78,15 @@ class MelSpec:
 
     def vocode(self, logmel: torch.Tensor) -> np.ndarray:
         """[T, M] -> [T * hop] float32: the slow, whole-utterance reference."""
-        spec = self.griffin_lim(self.magnitudes(logmel))
+        spec = self.griffin_lim(_extend(self.magnitudes(logmel)))
         wav = self._istft(spec)[: logmel.shape[0] * self.cfg.hop]
         return wav.numpy().astype(np.float32)
+
+
+def _extend(mag: torch.Tensor) -> torch.Tensor:
+    """Repeat the last frame: a centred inverse STFT of T frames yields (T - 1) * hop samples,
+    one more frame makes the last real frame's samples complete (T * hop in all)."""
+    return torch.cat([mag, mag[:, -1:]], dim=1)
 
 
 class StreamingVocoder:
@@ -119,6 +125,8 @@ class StreamingVocoder:
         c = 0 if self.ctx_frames is None else self.ctx_frames.shape[0]
         frames = new if c == 0 else torch.cat([self.ctx_frames, new])
         mag = self.mel.magnitudes(frames)
+        if final:
+            mag = _extend(mag)
         phase = torch.zeros_like(mag)
         if c:
             phase[:, :c] = self.ctx_phase

@@ -68,5 +68,5 @@ def corpus_texts(n_train: int = 1900, n_heldout: int = 100, seed: int = 0) -> tu
     rng = random.Random(seed)
     rng.shuffle(docs)
     heldout = docs[:n_heldout]
-    train = prose + docs[n_heldout : n_heldout + max(0, n_train - len(prose))]
+    train = (prose + docs[n_heldout:])[:n_train]
     return train, heldout

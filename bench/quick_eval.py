@@ -1,0 +1,49 @@
+"""A two-minute intelligibility check of a model: narrate the held-out everyday sentences and
+transcribe them with Whisper tiny.en (the full picture is `make bench`).
+
+    python -m bench.quick_eval [--model ID|PATH] [--n 10] [--voice joe] [--save DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default=None)
+    ap.add_argument("--voice", default=None)
+    ap.add_argument("--n", type=int, default=10)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--save", default=None, help="folder for the rendered wavs")
+    args = ap.parse_args()
+
+    import soundfile as sf
+
+    from narrate.narrator import Narrator, NarrateSettings
+    from narrate.quality import transcribe, wer
+    from narrate.text.segment import sentences
+    from narrate.train.texts import EVERYDAY
+
+    n = Narrator.load(args.model, args.voice, NarrateSettings(seed=args.seed))
+    refs, hyps, audio_s, t0 = [], [], 0.0, time.time()
+    for i, text in enumerate(EVERYDAY[: args.n]):
+        audio = np.concatenate([c.samples for c in n.narrate(list(sentences(text)))])
+        audio_s += len(audio) / n.sample_rate
+        if args.save:
+            Path(args.save).mkdir(parents=True, exist_ok=True)
+            sf.write(Path(args.save) / f"everyday_{i}.wav", audio, n.sample_rate)
+        hyp = transcribe(audio, n.sample_rate)
+        refs.append(text)
+        hyps.append(hyp)
+        print(f"{len(audio) / n.sample_rate:5.1f} s | {hyp}", flush=True)
+    print(f"WER {wer(refs, hyps):.3f} on {len(refs)} everyday sentences; {audio_s:.1f} s of audio "
+          f"in {time.time() - t0:.1f} s (including ASR)")
+
+
+if __name__ == "__main__":
+    main()
