@@ -30,6 +30,9 @@ class NarrateSettings:
     top_p: float = 1.0
     guidance: float = 1.0
     emit: str = "mean"
+    # Decoding one stream is a chain of small steps: a second thread buys little, and two
+    # OpenMP threads stall badly whenever another process holds one of the cores.
+    threads: int = 1
 
     def decode(self) -> DecodeSettings:
         return DecodeSettings(SamplingSettings(self.temperature, self.top_k, self.top_p),
@@ -144,6 +147,7 @@ class Narrator:
 
         if settings and not 0.25 <= settings.speed <= 4.0:
             raise NarrateError(f"--speed {settings.speed} is out of range (0.25-4)")
+        torch.set_num_threads(max(1, (settings or NarrateSettings()).threads))
         loaded = from_pretrained(model, revision)
         return cls(loaded, load_voice(voice, loaded.config.get("default_voice", "joe")), settings)
 
