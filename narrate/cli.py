@@ -76,7 +76,7 @@ Resume = Annotated[bool, typer.Option(
     "--resume", help="Continue an interrupted run where it stopped (wav output or a chapter "
                      "folder; same input and settings).")]
 Speed = Annotated[float, typer.Option(
-    "--speed", min=0.25, max=4.0, help="Speaking rate: 1 is normal, 1.2 is 20% faster (0.25-4).")]
+    "--speed", min=0.25, max=4.0, help="Speaking rate: 1 is normal, 1.2 is 20% faster; each model has its trained range (narrate-joe: 0.83-1.18).")]
 Seed = Annotated[int, typer.Option(
     "--seed", help="Random seed: the same text, voice and seed give the same audio.")]
 Temperature = Annotated[float, typer.Option(

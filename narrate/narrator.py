@@ -145,10 +145,13 @@ class Narrator:
         from narrate.hub import from_pretrained
         from narrate.voices import load_voice
 
-        if settings and not 0.25 <= settings.speed <= 4.0:
-            raise NarrateError(f"--speed {settings.speed} is out of range (0.25-4)")
-        torch.set_num_threads(max(1, (settings or NarrateSettings()).threads))
+        settings = settings or NarrateSettings()
+        torch.set_num_threads(max(1, settings.threads))
         loaded = from_pretrained(model, revision)
+        low, high = loaded.config.get("speed_range", [0.25, 4.0])
+        if not low <= settings.speed <= high:
+            raise NarrateError(f"--speed {settings.speed:g} is outside what model '{loaded.name}' was trained for "
+                               f"({low:g}-{high:g})")
         return cls(loaded, load_voice(voice, loaded.config.get("default_voice", "joe")), settings)
 
     def narrate(self, sentences: Iterable[str], live: bool = False) -> Iterator[AudioChunk]:

@@ -114,8 +114,10 @@ def chunk(n, start_word=0):
 
 def run(engine, state, max_steps=500):
     outs = []
-    while state.active and len(outs) < max_steps:
-        outs.append(engine.step([state])[0])
+    for out in engine.frames(state):
+        outs.append(out)
+        if len(outs) >= max_steps:
+            break
     return outs
 
 

@@ -64,3 +64,21 @@ def test_train_resume_export_speak(corpus, tmp_path):
     n.engine.settings.guidance.max_stall = 3  # an untrained progress head: keep the run short
     audio = np.concatenate([c.samples for c in n.narrate(["Hi there."])])
     assert len(audio) > 0 and np.isfinite(audio).all()
+
+
+def test_train_under_torchrun_ddp(corpus, tmp_path):
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    run = tmp_path / "ddp"
+    script = Path(__file__).parent / "ddp_train.py"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29571",
+                           str(script), str(corpus), str(run), json.dumps(TINY)],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    steps = [int(r["step"]) for r in csv.DictReader((run / "log.csv").open()) if r["split"] == "train"]
+    assert steps == [1, 2]  # rank 0 logs; both ranks stepped together
+    assert (run / "checkpoint.pt").exists()

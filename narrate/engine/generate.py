@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from typing import Iterator
 
 import torch
 
@@ -115,6 +116,12 @@ class Engine:
         state.paused = False
 
     # --- stepping ----------------------------------------------------------------------------
+    def frames(self, state: StreamState) -> Iterator[StepOutput]:
+        """One stream's steps as an iterator; it ends when the stream is done or paused for
+        text (append more, then iterate again). Text may be appended between items."""
+        while state.active:
+            yield self.step([state])[0]
+
     @torch.no_grad()
     def step(self, states: list[StreamState]) -> list[StepOutput]:
         """One decoder step for every active stream in ``states`` (batched)."""

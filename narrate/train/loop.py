@@ -157,7 +157,7 @@ def train(cfg: TrainConfig) -> Path:
     run.mkdir(parents=True, exist_ok=True)
     corpus_dir = Path(cfg.corpus)
     codec_cfg, books = _codec_config(corpus_dir)
-    from narrate.train.prepare import text_config
+    from narrate.train.prepare import speed_range, text_config
 
     mcfg = ModelConfig(**{"n_codebooks": books.shape[0], "codebook_size": books.shape[1], **cfg.model})
     torch.manual_seed(cfg.seed)
@@ -173,7 +173,7 @@ def train(cfg: TrainConfig) -> Path:
         print(f"[train] resumed from step {step}", flush=True)
     (run / "train_config.json").write_text(json.dumps(asdict(cfg), indent=1))
     (run / "config.json").write_text(json.dumps({"model": mcfg.to_dict(), "codec": codec_cfg, "text": text_config(),
-                                                 "default_voice": "joe"}, indent=1, ensure_ascii=False))
+                                                 "default_voice": "joe", "speed_range": speed_range()}, indent=1, ensure_ascii=False))
     net = torch.nn.parallel.DistributedDataParallel(model) if distributed else model
     corpus = Corpus(corpus_dir)
     rng = random.Random(cfg.seed * 1000 + step + rank)

@@ -29,6 +29,8 @@ SAMPLE_RATE, HOP = 22050, 256
 # Voice variants of the teacher: sox pitch shift (WSOLA keeps the timing, so the
 # phoneme alignment stays exact). name -> cents.
 VOICES = {"joe": 0, "joe-deep": -350, "joe-bright": 300, "joe-high": 600}
+# The teacher's speaking rates (piper length_scale): the model learns --speed in this range.
+LENGTH_SCALES = (0.85, 1.2)
 
 
 @dataclass
@@ -82,7 +84,7 @@ def _texts(cfg: PrepareConfig) -> dict:
 
 def stage_teacher(cfg: PrepareConfig, texts: list[str]) -> None:
     rng = random.Random(cfg.seed)
-    jobs = [(i, t, rng.uniform(0.85, 1.2), rng.uniform(0.5, 0.75)) for i, t in enumerate(texts)]
+    jobs = [(i, t, rng.uniform(*LENGTH_SCALES), rng.uniform(0.5, 0.75)) for i, t in enumerate(texts)]
     results = [None] * len(jobs)
     with Pool(cfg.workers) as pool:
         for n, r in enumerate(pool.imap_unordered(_synth, jobs, chunksize=8)):
@@ -232,3 +234,8 @@ def make_bundled_voices(out: Path, seed: int = 0) -> list[Path]:
         (out / f"{name}.txt").write_text(f"US English male narrator: {shift}; seen in training\n", encoding="utf-8")
         written.append(path)
     return written
+
+
+def speed_range() -> list[float]:
+    """--speed values the model has heard (speed = 1 / length_scale)."""
+    return [round(1 / LENGTH_SCALES[1], 2), round(1 / LENGTH_SCALES[0], 2)]
