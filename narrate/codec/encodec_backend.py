@@ -23,18 +23,25 @@ BANDWIDTH_CODEBOOKS = {1.5: 2, 3.0: 4, 6.0: 8, 12.0: 16, 24.0: 32}
 
 class _Unavailable(types.ModuleType):
     def __getattr__(self, name):
+        if name.startswith("__"):  # module introspection (__file__, __spec__...) sees a plain module
+            raise AttributeError(name)
         raise ImportError(f"torchaudio is not usable here (narrate does not need it); '{name}' was requested")
 
 
 def import_encodec():
+    stand_in = False
     try:
         import torchaudio  # noqa: F401
     except Exception:  # ImportError, or OSError from a CUDA build's missing libraries
         for name in [m for m in sys.modules if m == "torchaudio" or m.startswith("torchaudio.")]:
             del sys.modules[name]
         sys.modules["torchaudio"] = _Unavailable("torchaudio")
-    import encodec
-
+        stand_in = True
+    try:
+        import encodec
+    finally:
+        if stand_in:  # encodec.utils keeps its reference; nobody else should find the stand-in
+            del sys.modules["torchaudio"]
     return encodec
 
 
