@@ -76,7 +76,8 @@ Resume = Annotated[bool, typer.Option(
     "--resume", help="Continue an interrupted run where it stopped (wav output or a chapter "
                      "folder; same input and settings).")]
 Speed = Annotated[float, typer.Option(
-    "--speed", min=0.25, max=4.0, help="Speaking rate: 1 is normal, 1.2 is 20% faster; each model has its trained range (narrate-joe: 0.83-1.18).")]
+    "--speed", min=0.25, max=4.0, help="Speaking rate: 1 is normal, 1.2 is 20% faster. A model refuses rates outside the range it was "
+                     "trained on (its config.json speed_range).")]
 Seed = Annotated[int, typer.Option(
     "--seed", help="Random seed: the same text, voice and seed give the same audio.")]
 Temperature = Annotated[float, typer.Option(
