@@ -3,12 +3,12 @@ PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
-APT     := ffmpeg espeak-ng flite sox
+APT     := ffmpeg espeak-ng flite sox fortunes
 QUICK   ?=
 
 .PHONY: demo test bench setup system clean
 
-# Debian packages (ffmpeg for m4b/mp3, sox for voice variants, espeak-ng/flite for the bench).
+# Debian packages (ffmpeg for m4b/mp3, sox for voice variants, espeak-ng/flite for the bench, fortunes for corpus text).
 system:
 	@missing=""; for p in $(APT); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

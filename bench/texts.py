@@ -4,9 +4,6 @@ prepared by narrate's own front-end, and a deterministic endless cycle of them f
 from __future__ import annotations
 
 import itertools
-import json
-import subprocess
-import sys
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -18,11 +15,10 @@ class Sentence:
 
 
 def heldout_sentences() -> list[str]:
-    """The corpus's 100 held-out sentences, computed in a subprocess: it imports the whole
-    standard library, which should not weigh on this process's memory or state."""
-    code = "import json; from narrate.train.texts import corpus_texts; print(json.dumps(corpus_texts()[1]))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    """The 100 held-out sentences (narrate/train/data/heldout.txt): no corpus trains on them."""
+    from narrate.train.texts import heldout_texts
+
+    return heldout_texts()
 
 
 def bench_sentences(quick: bool, heldout: list[str] | None = None) -> list[Sentence]:

@@ -280,19 +280,28 @@ def prepare(
     workers: Annotated[Optional[int], typer.Option(
         "--workers", min=1, show_default=False,
         help="Parallel synthesis processes" + RECIPE)] = None,
+    extends: Annotated[Optional[list[Path]], typer.Option(
+        "--extends", show_default=False,
+        help="A corpus this one adds to (repeatable): only new sentences, the same codec; "
+             "train on both with 'narrate train --corpus A --corpus B'.")] = None,
 ) -> None:
     """Build a training corpus: teacher speech, voice variants, codec codes, speaker embeddings."""
+    for other in extends or []:
+        if not (other / "texts.json").is_file():
+            _fail(f"corpus folder '{other}' not found or not made by 'narrate prepare'")
     with _reported(), _training_extras():
         from narrate.train.prepare import PrepareConfig, prepare as build
 
-        build(PrepareConfig(out, **_given(n_train=sentences, n_heldout=heldout, workers=workers)))
+        build(PrepareConfig(out, extends=tuple(extends or ()),
+                            **_given(n_train=sentences, n_heldout=heldout, workers=workers)))
         _err().print(f"narrate: corpus ready in {out}", markup=False)
 
 
 @app.command()
 def train(
-    corpus: Annotated[Path, typer.Option(
-        "--corpus", show_default=False, help="Corpus folder made by 'narrate prepare'.")],
+    corpus: Annotated[list[Path], typer.Option(
+        "--corpus", show_default=False,
+        help="Corpus folder made by 'narrate prepare' (repeat for corpora made with --extends).")],
     run: Annotated[Path, typer.Option(
         "--run", show_default=False,
         help="Run folder for checkpoints and logs; an existing run continues.")],
@@ -307,15 +316,21 @@ def train(
         help="Padded decoder steps per batch" + RECIPE)] = None,
     lr: Annotated[Optional[float], typer.Option(
         "--lr", min=0.0, show_default=False, help="Peak learning rate" + RECIPE)] = None,
+    init: Annotated[Optional[str], typer.Option(
+        "--init", show_default=False,
+        help="Start a new run from these weights: a run's checkpoint.pt, a model folder or id.")] = None,
 ) -> None:
     """Train a model on a prepared corpus, on CPU; under torchrun each process takes a share."""
-    if not corpus.is_dir():
-        _fail(f"corpus folder '{corpus}' not found (make one with 'narrate prepare --out DIR')")
+    for folder in corpus:
+        if not (folder / "texts.json").is_file():
+            _fail(f"corpus folder '{folder}' not found (make one with 'narrate prepare --out DIR')")
+    if init and init.endswith(".pt") and not Path(init).is_file():
+        _fail(f"checkpoint '{init}' not found")
     with _reported(), _training_extras():
         from narrate.train.loop import TrainConfig, train as fit
 
-        checkpoint = fit(TrainConfig(str(corpus), str(run), **_given(
-            steps=steps, max_minutes=minutes, max_steps_per_batch=batch_steps, lr=lr)))
+        checkpoint = fit(TrainConfig([str(c) for c in corpus], str(run), **_given(
+            steps=steps, max_minutes=minutes, max_steps_per_batch=batch_steps, lr=lr, init=init)))
         _err().print(f"narrate: checkpoint {checkpoint}; export it with "
                      f"'narrate export --run {run} --out DIR'", markup=False)
 

@@ -170,6 +170,21 @@ def test_train_needs_a_corpus(tmp_path):
     assert "corpus folder" in error_line(result.stderr)
 
 
+def test_train_init_checkpoint_must_exist(tmp_path):
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "texts.json").write_text("{}")
+    result = runner.invoke(app, ["train", "--corpus", str(tmp_path / "c"), "--run", str(tmp_path / "r"),
+                                 "--init", str(tmp_path / "missing.pt")])
+    assert result.exit_code == 1
+    assert "checkpoint" in error_line(result.stderr) and "not found" in error_line(result.stderr)
+
+
+def test_prepare_extends_needs_a_corpus(tmp_path):
+    result = runner.invoke(app, ["prepare", "--out", str(tmp_path / "new"), "--extends", str(tmp_path / "nope")])
+    assert result.exit_code == 1
+    assert "corpus folder" in error_line(result.stderr)
+
+
 # --- real narrations (subprocess) -------------------------------------------------------------
 
 

@@ -82,3 +82,37 @@ def test_train_under_torchrun_ddp(corpus, tmp_path):
     steps = [int(r["step"]) for r in csv.DictReader((run / "log.csv").open()) if r["split"] == "train"]
     assert steps == [1, 2]  # rank 0 logs; both ranks stepped together
     assert (run / "checkpoint.pt").exists()
+
+
+def test_extending_corpus_shares_codec_and_skips_its_sentences(corpus, tmp_path):
+    more = tmp_path / "more"
+    prepare(PrepareConfig(out=more, n_train=2, n_heldout=1, workers=1, codebooks=2, codebook_size=16,
+                          embeds_per_voice=2, extends=(corpus,)))
+    first, second = (json.loads((c / "texts.json").read_text()) for c in (corpus, more))
+    assert not set(first["train"]) & set(second["train"])
+    assert (more / "codec.safetensors").read_bytes() == (corpus / "codec.safetensors").read_bytes()
+    both = Corpus([corpus, more])
+    assert both.train_ids() == [0, 1, 2, 3] + [4 + 1 + 10, 4 + 1 + 10 + 1]  # after the first's held-out + everyday
+    assert both.heldout_ids() == [4]
+    assert len(both.utts) == len(Corpus(corpus).utts) + len(Corpus(more).utts)
+    ex = both.example([both.train_ids()[-1]], "joe", 3, __import__("random").Random(0))
+    assert ex.codes.shape[0] == len(ex.positions)
+
+
+def test_new_run_starts_from_given_weights(corpus, tmp_path):
+    import torch
+
+    first = tmp_path / "first"
+    base = dict(corpus=str(corpus), max_steps_per_batch=400, eval_every=100, threads=1, model=TINY)
+    train(TrainConfig(run=str(first), steps=2, **base))
+    start = torch.load(first / "checkpoint.pt", weights_only=False)["model"]
+    # learning rate 0: the new run's weights stay exactly the ones it started from
+    second = tmp_path / "second"
+    train(TrainConfig(run=str(second), steps=1, lr=0.0, lr_min=0.0, init=str(first / "checkpoint.pt"),
+                      **{**base, "model": {}}))
+    after = torch.load(second / "checkpoint.pt", weights_only=False)["model"]
+    assert all(torch.equal(start[k], after[k]) for k in start)
+    # a fresh run (no init) starts elsewhere
+    train(TrainConfig(run=str(tmp_path / "fresh"), steps=1, lr=0.0, lr_min=0.0, **base))
+    fresh = torch.load(tmp_path / "fresh" / "checkpoint.pt", weights_only=False)["model"]
+    assert not all(torch.equal(start[k], fresh[k]) for k in start)

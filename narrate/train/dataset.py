@@ -33,29 +33,45 @@ class Example:
 
 
 class Corpus:
-    def __init__(self, root: Path, voices: list[str] | None = None):
-        self.root = Path(root)
-        texts = json.loads((self.root / "texts.json").read_text())
-        self.n_train, self.n_heldout = len(texts["train"]), len(texts["heldout"])
-        t = np.load(self.root / "teacher.npz")
-        ids = split(t["ids"], t["ids_len"])
-        durs = split(t["durations"], t["ids_len"])
-        self.utts = [Utterance(i.astype(np.int64), d.astype(np.int64), float(np.log(ls)))
-                     for i, d, ls in zip(ids, durs, t["length_scale"])]
+    """One or more prepared corpus folders as one: every folder's training sentences train, the
+    first folder's held-out sentences evaluate. The folders must share one codec."""
+
+    def __init__(self, roots: Path | list[Path], voices: list[str] | None = None):
+        self.roots = [Path(r) for r in ([roots] if isinstance(roots, (str, Path)) else roots)]
         self.voices = voices or list(VOICES)
-        self.codes, self.feats = {}, {}
-        for v in self.voices:
-            c = np.load(self.root / f"codes_{v}.npz")
-            self.codes[v] = split(c["codes"].T, c["codes_len"])  # list of [T, K]
-            self.feats[v] = split(np.load(self.root / f"voice_{v}.npz")["mel"], c["codes_len"])
-        spk = np.load(self.root / "speakers.npz")
-        self.speakers = {v: spk[v] for v in self.voices}
+        self.utts: list[Utterance] = []
+        self.codes: dict[str, list[np.ndarray]] = {v: [] for v in self.voices}
+        self.feats: dict[str, list[np.ndarray]] = {v: [] for v in self.voices}
+        speakers: dict[str, list[np.ndarray]] = {v: [] for v in self.voices}
+        self._train: list[int] = []
+        self._heldout: list[int] = []
+        for n, root in enumerate(self.roots):
+            if n and (root / "codec.safetensors").read_bytes() != (self.roots[0] / "codec.safetensors").read_bytes():
+                raise ValueError(f"corpus {root} has another codec than {self.roots[0]} (build it with --extends)")
+            texts = json.loads((root / "texts.json").read_text())
+            n_train, n_heldout, base = len(texts["train"]), len(texts["heldout"]), len(self.utts)
+            self._train += range(base, base + n_train)
+            if n == 0:
+                self._heldout = list(range(base + n_train, base + n_train + n_heldout))
+            t = np.load(root / "teacher.npz")
+            ids = split(t["ids"], t["ids_len"])
+            durs = split(t["durations"], t["ids_len"])
+            self.utts += [Utterance(i.astype(np.int64), d.astype(np.int64), float(np.log(ls)))
+                          for i, d, ls in zip(ids, durs, t["length_scale"])]
+            for v in self.voices:
+                c = np.load(root / f"codes_{v}.npz")
+                self.codes[v] += split(c["codes"].T, c["codes_len"])  # list of [T, K]
+                self.feats[v] += split(np.load(root / f"voice_{v}.npz")["mel"], c["codes_len"])
+            spk = np.load(root / "speakers.npz")
+            for v in self.voices:
+                speakers[v].append(spk[v])
+        self.speakers = {v: np.concatenate(e) for v, e in speakers.items()}
 
     def train_ids(self) -> list[int]:
-        return list(range(self.n_train))
+        return list(self._train)
 
     def heldout_ids(self) -> list[int]:
-        return list(range(self.n_train, self.n_train + self.n_heldout))
+        return list(self._heldout)
 
     def example(self, utts: list[int], voice: str, r: int, rng: random.Random, max_move: int = 3) -> Example:
         """One training example: the utterances spoken back to back in one voice."""

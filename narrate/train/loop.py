@@ -26,7 +26,7 @@ from narrate.train.losses import codebook_loss, feature_loss, semantic_loss
 
 @dataclass
 class TrainConfig:
-    corpus: str
+    corpus: str | list[str]        # a corpus folder, or several that share a codec
     run: str
     steps: int = 4000              # length of the learning-rate schedule
     max_minutes: float = 0.0       # stop after this long (0: run to `steps`)
@@ -43,6 +43,7 @@ class TrainConfig:
     seed: int = 0
     threads: int = 0               # 0: 2 threads, 1 while other processes compete for the cores
     model: dict = field(default_factory=dict)  # ModelConfig overrides
+    init: str = ""                 # start from these weights: a run's checkpoint.pt or a model (id or folder)
 
 
 class _ThreadGovernor:
@@ -145,6 +146,19 @@ def _codec_config(corpus: Path) -> tuple[dict, torch.Tensor]:
     return {"name": "mel_rvq", "mel": asdict(MelConfig()), "n_codebooks": books.shape[0], "codebook_size": books.shape[1]}, books
 
 
+def initial_weights(init: str) -> tuple[dict, dict]:
+    """(model config dict, state dict) to start a run from: a run's checkpoint.pt (with the run's
+    config.json beside it) or anything `from_pretrained` loads."""
+    path = Path(init)
+    if path.suffix == ".pt":
+        state = torch.load(path, map_location="cpu", weights_only=False)["model"]
+        return json.loads((path.parent / "config.json").read_text())["model"], state
+    from narrate.hub import from_pretrained
+
+    loaded = from_pretrained(init)
+    return loaded.config["model"], loaded.model.state_dict()
+
+
 def train(cfg: TrainConfig) -> Path:
     """Train (or continue training) into cfg.run; returns the checkpoint path."""
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
@@ -155,15 +169,23 @@ def train(cfg: TrainConfig) -> Path:
     torch.set_num_threads(cfg.threads or 2)
     run = Path(cfg.run)
     run.mkdir(parents=True, exist_ok=True)
-    corpus_dir = Path(cfg.corpus)
-    codec_cfg, books = _codec_config(corpus_dir)
+    corpus_dirs = [Path(c) for c in ([cfg.corpus] if isinstance(cfg.corpus, str) else cfg.corpus)]
+    codec_cfg, books = _codec_config(corpus_dirs[0])
     from narrate.train.prepare import speed_range, text_config
 
-    mcfg = ModelConfig(**{"n_codebooks": books.shape[0], "codebook_size": books.shape[1], **cfg.model})
+    ckpt = run / "checkpoint.pt"
+    base, init_state = {}, None
+    if cfg.init and not ckpt.exists():
+        base, init_state = initial_weights(cfg.init)
+    mcfg = ModelConfig(**{**base, "n_codebooks": books.shape[0], "codebook_size": books.shape[1], **cfg.model})
     torch.manual_seed(cfg.seed)
     model = NarrateModel(mcfg, books)
+    if init_state is not None:
+        if not torch.equal(init_state["codebooks"].float(), books.float()):
+            raise ValueError(f"--init {cfg.init} was trained with another codec than corpus {corpus_dirs[0]}")
+        model.load_state_dict({k: v.float() for k, v in init_state.items()})
+        print(f"[train] starting from the weights of {cfg.init}", flush=True)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.98), weight_decay=cfg.weight_decay)
-    ckpt = run / "checkpoint.pt"
     step, rng_state = 0, None
     if ckpt.exists():
         state = torch.load(ckpt, map_location="cpu", weights_only=False)
@@ -175,7 +197,7 @@ def train(cfg: TrainConfig) -> Path:
     (run / "config.json").write_text(json.dumps({"model": mcfg.to_dict(), "codec": codec_cfg, "text": text_config(),
                                                  "default_voice": "joe", "speed_range": speed_range()}, indent=1, ensure_ascii=False))
     net = torch.nn.parallel.DistributedDataParallel(model) if distributed else model
-    corpus = Corpus(corpus_dir)
+    corpus = Corpus(corpus_dirs)
     rng = random.Random(cfg.seed * 1000 + step + rank)
     if rng_state is not None and not distributed:
         rng.setstate(rng_state)

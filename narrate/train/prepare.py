@@ -7,6 +7,9 @@ Stage files in the corpus folder (each stage is skipped when its file exists):
   voice_<name>.npz     log-mel frames of that voice variant, per sentence
   codec.safetensors    RVQ codebooks fitted on the frames
   codes_<name>.npz     codes per sentence;  speakers.npz: speaker embeddings per voice
+
+A corpus can extend others (`extends`): it takes new sentences only and the codec of the first,
+so one model trains on all of them together (`narrate train --corpus A --corpus B`).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -23,6 +27,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 import torch
+
+from narrate.errors import NarrateError
 
 SAMPLE_RATE, HOP = 22050, 256
 
@@ -43,6 +49,7 @@ class PrepareConfig:
     codebooks: int = 8
     codebook_size: int = 256
     embeds_per_voice: int = 60
+    extends: tuple[Path, ...] = ()  # corpora whose sentences to skip and whose codec to share
 
 
 def _log(msg: str) -> None:
@@ -78,7 +85,11 @@ def _texts(cfg: PrepareConfig) -> dict:
     model learns phonemes -> sound, so the text front-end is not needed to build the corpus."""
     from narrate.train.texts import EVERYDAY, corpus_texts
 
-    train, heldout = corpus_texts(cfg.n_train, cfg.n_heldout, cfg.seed)
+    used: set[str] = set()
+    for other in cfg.extends:
+        texts = json.loads((Path(other) / "texts.json").read_text())
+        used.update(texts["train"])
+    train, heldout = corpus_texts(cfg.n_train, cfg.n_heldout, cfg.seed, frozenset(used))
     return {"train": train, "heldout": heldout, "everyday": EVERYDAY}
 
 
@@ -174,6 +185,11 @@ def stage_codes(cfg: PrepareConfig, name: str, codec) -> None:
 def prepare(cfg: PrepareConfig) -> None:
     """Run every missing stage (reruns resume from the last finished stage)."""
     cfg.out.mkdir(parents=True, exist_ok=True)
+    for other in cfg.extends:
+        if not (Path(other) / "codec.safetensors").exists():
+            raise NarrateError(f"'{other}' is not a finished corpus (no codec.safetensors) to extend")
+    if cfg.extends and not (cfg.out / "codec.safetensors").exists():
+        shutil.copyfile(Path(cfg.extends[0]) / "codec.safetensors", cfg.out / "codec.safetensors")
     texts_path = cfg.out / "texts.json"
     if not texts_path.exists():
         texts_path.write_text(json.dumps(_texts(cfg), indent=1, ensure_ascii=False))

@@ -1,5 +1,13 @@
-"""Training and held-out sentences: our own prose file plus prose from the Python standard
-library's docstrings (always present, no download), selected deterministically."""
+"""Training and held-out sentences.
+
+The held-out set is a committed file (data/heldout.txt): docstring sentences narrate-joe never
+trained on, which the benchmark reads. (Which docstrings a process can collect depends on what
+imports in it, so the set is fixed in a file rather than recomputed.) The training pool, in
+order: our own prose file, prose from the Python standard library's docstrings (always
+present, no download; seeded shuffle), then sentences from the Debian `fortunes` package
+(quotations, jokes, proverbs: dialogue and everyday words the docstrings lack). A corpus
+that extends another excludes the sentences that one already has.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +17,8 @@ import re
 import sys
 import warnings
 from pathlib import Path
+
+from narrate.errors import NarrateError
 
 DATA = Path(__file__).parent / "data"
 
@@ -27,6 +37,17 @@ EVERYDAY = [
 ]
 
 _WORD = re.compile(r"^[A-Za-z][A-Za-z'\-]*[,;:]?$")
+FORTUNES = Path("/usr/share/games/fortunes")
+
+
+def _clean_sentences(paragraph: str) -> list[str]:
+    """Sentences of 6-20 plain words ending in a period (no digits, symbols or quotes)."""
+    out = []
+    for s in re.split(r"(?<=[.!?])\s+(?=[A-Z])", " ".join(paragraph.split())):
+        words = s.split()
+        if 6 <= len(words) <= 20 and s.endswith(".") and all(_WORD.match(w.rstrip(".")) for w in words):
+            out.append(s)
+    return out
 
 
 def _docstring_sentences() -> list[str]:
@@ -50,23 +71,45 @@ def _docstring_sentences() -> list[str]:
                 if not isinstance(doc, str):
                     continue
                 for para in re.split(r"\n\s*\n", doc):
-                    para = " ".join(para.split())
-                    for s in re.split(r"(?<=[.!?])\s+(?=[A-Z])", para):
-                        words = s.split()
-                        if not (6 <= len(words) <= 20) or not s.endswith("."):
-                            continue
-                        if all(_WORD.match(w.rstrip(".")) for w in words):
-                            out.add(s)
+                    out.update(_clean_sentences(para))
     return sorted(out)
 
 
-def corpus_texts(n_train: int = 1900, n_heldout: int = 100, seed: int = 0) -> tuple[list[str], list[str]]:
-    """(train, heldout): our prose (all of it trains) + docstring prose; held-out from docstrings."""
+def _fortune_sentences() -> list[str]:
+    """Sentences of the `fortunes` databases (the plain files beside their .dat indexes)."""
+    root = FORTUNES
+    if not root.is_dir():
+        return []
+    out: set[str] = set()
+    for path in sorted(root.iterdir()):
+        if path.suffix or not path.is_file() or path.is_symlink():
+            continue
+        for record in path.read_text(encoding="latin-1").split("\n%\n"):
+            out.update(_clean_sentences(record))
+    return sorted(out)
+
+
+def heldout_texts() -> list[str]:
+    """The held-out sentences: never in any training corpus, read by the benchmark."""
+    return [l.strip() for l in (DATA / "heldout.txt").read_text(encoding="utf-8").splitlines() if l.strip()]
+
+
+def corpus_texts(n_train: int = 1900, n_heldout: int = 100, seed: int = 0,
+                 exclude: frozenset[str] = frozenset()) -> tuple[list[str], list[str]]:
+    """(train, heldout): the first ``n_train`` pool sentences not in ``exclude`` nor held out,
+    and the first ``n_heldout`` held-out sentences."""
     prose_file = DATA / "prose.txt"
     prose = [l.strip() for l in prose_file.read_text(encoding="utf-8").splitlines() if l.strip()] if prose_file.exists() else []
+    heldout = heldout_texts()
+    skip = set(heldout) | set(exclude)
     docs = _docstring_sentences()
-    rng = random.Random(seed)
-    rng.shuffle(docs)
-    heldout = docs[:n_heldout]
-    train = (prose + docs[n_heldout:])[:n_train]
-    return train, heldout
+    random.Random(seed).shuffle(docs)
+    pool = [s for s in prose + docs if s not in skip]
+    if len(pool) < n_train:
+        fortunes = _fortune_sentences()
+        random.Random(seed).shuffle(fortunes)
+        pool += [s for s in fortunes if s not in skip]
+        if len(pool) < n_train:
+            raise NarrateError(f"the text pool has {len(pool)} sentences, fewer than the {n_train} asked for"
+                               + ("" if fortunes else " (install the Debian package 'fortunes' for more)"))
+    return pool[:n_train], heldout[:n_heldout]
