@@ -83,6 +83,24 @@ def test_decoder_stepwise_equals_parallel_and_chunked():
         assert torch.allclose(torch.cat([h1, h2], 1), full, atol=1e-5)
 
 
+def test_cached_decode_step_equals_step():
+    """The fast path (keys/values cached per chunk and per stream) against ``step``."""
+    m = small_model()
+    memory, mem_len, pos, prev, spk, rate = inputs()
+    with torch.no_grad():
+        cond = m.condition(spk, rate)
+        kv = m.text_kv(memory)  # [B, N, X, 2, H, dh]
+        st, fast = m.init_state(2), m.init_state(2)
+        for s in range(pos.shape[1]):
+            st.prev_feats = fast.prev_feats = prev[:, s]
+            h, st.layers = m.step(memory, mem_len, pos[:, s], spk, rate, st)
+            idx, _, valid = band_index(pos[:, s : s + 1], m.cfg.band_back, m.cfg.band_ahead, mem_len)
+            band = torch.stack([kv[b, idx[b, 0]] for b in range(2)])
+            hf, fast.layers = m.decode_step(band, valid[:, 0], cond, fast)
+            assert torch.allclose(h, hf, atol=1e-5)
+            assert all(torch.allclose(a.ssm, b.ssm, atol=1e-5) for a, b in zip(st.layers, fast.layers))
+
+
 def test_band_attention_equals_masked_reference():
     torch.manual_seed(0)
     att = TextCrossAttention(32, 2, 10000.0)
@@ -185,13 +203,14 @@ def test_window_slides_over_100k_tokens_with_bounded_memory():
             eng.step([s])
         s.position = total - 10
         eng.step([s])
-        sizes.append((len(s.chunks), sum(c.memory.numel() for c in s.chunks), len(s.word_text)))
+        sizes.append((len(s.chunks), sum(c.kv.numel() for c in s.chunks) + s.window.numel(), len(s.word_text)))
         if k % 50 == 0:
             gc.collect()
             rss.append(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
     assert s.n_tokens == 100_000
     assert max(n for n, _, _ in sizes) <= 3
-    assert max(e for _, e, _ in sizes) <= 3 * 500 * 32
+    per_token = 2 * 2 * 32  # 2 cross layers x (key, value) x d_model
+    assert max(e for _, e, _ in sizes) <= 2 * 3 * 500 * per_token
     assert max(w for _, _, w in sizes) <= 3 * 126
     assert rss[-1] - rss[1] < 20_000  # kB: no growth with the text
 

@@ -23,6 +23,22 @@ def rope(x: torch.Tensor, pos: torch.Tensor, base: float) -> torch.Tensor:
     return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
 
 
+def rope_tables(offsets: torch.Tensor, dim: int, base: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos, sin [W, 1, dim/2] of the rotation by each relative offset: the band's offsets are
+    fixed, so decoding computes them once (``rope`` recomputes them per call)."""
+    half = dim // 2
+    inv = base ** (-torch.arange(half, dtype=torch.float32) / half)
+    ang = offsets.float().view(-1, 1, 1) * inv
+    return ang.cos(), ang.sin()
+
+
+def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """x [..., W, H, dh] rotated with the tables of ``rope_tables`` (same result as ``rope``)."""
+    half = x.shape[-1] // 2
+    x1, x2 = x[..., :half], x[..., half:]
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+
+
 def band_index(p: torch.Tensor, back: int, ahead: int, length: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Tracked positions p [B, S] -> (index [B, S, W] clamped into range, relative position
     [B, S, W], valid mask [B, S, W]) for the band [p - back, p + ahead]."""
@@ -67,6 +83,28 @@ class TextCrossAttention(nn.Module):
         att = logits.softmax(-1)
         y = torch.einsum("bshw,bswhd->bshd", att, vals).reshape(B, S, -1)
         return self.out(y)
+
+    def text_kv(self, memory: torch.Tensor) -> torch.Tensor:
+        """Keys and values of text tokens, computed once per token for decoding: [..., 2, H, dh]."""
+        return self.kv(memory).unflatten(-1, (2, self.h, self.dh))
+
+    def speaker_kv(self, speaker: torch.Tensor) -> torch.Tensor:
+        """[B, Ns, d] -> [B, 2, Ns, H, dh], computed once per stream for decoding."""
+        return self.kv_speaker(speaker).unflatten(-1, (2, self.h, self.dh)).transpose(1, 2)
+
+    def decode(self, x, band_kv, valid, speaker_kv, cos, sin):
+        """One decoding step from cached keys/values (the same result as ``forward``).
+        x [B, d]; band_kv [B, W, 2, H, dh] of the band's text tokens; valid [B, W];
+        speaker_kv [B, 2, Ns, H, dh]; cos/sin the band offsets' rope tables."""
+        B = x.shape[0]
+        q = self.q(self.norm(x)).view(B, self.h, self.dh)
+        k = rotate(band_kv[:, :, 0], cos, sin)
+        keys = torch.cat([k, speaker_kv[:, 0]], dim=1)  # [B, W+Ns, H, dh]
+        vals = torch.cat([band_kv[:, :, 1], speaker_kv[:, 1]], dim=1)
+        mask = torch.cat([valid, valid.new_ones(B, speaker_kv.shape[2])], dim=1)
+        logits = torch.einsum("bhd,bwhd->bhw", q, keys) / self.dh**0.5
+        att = logits.masked_fill(~mask.unsqueeze(1), float("-inf")).softmax(-1)
+        return self.out(torch.einsum("bhw,bwhd->bhd", att, vals).reshape(B, -1))
 
     def reference(self, x, memory, length, p, back, ahead, speaker):
         """Slow reference: attention over the whole memory, band applied as a mask."""

@@ -3,6 +3,8 @@ runs, one decoder step at a time for one or many streams (batched), constant mem
 
 A stream's text window is a list of encoded chunks; chunks the spoken position has left
 behind are dropped (keeping ``window_past`` of them), so memory does not grow with the text.
+Each chunk keeps its tokens' cross-attention keys/values and each stream its speaker terms,
+computed once (``NarrateModel.decode_step``), so a step does only per-step work.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import torch
 
 from narrate.engine.guidance import GuidanceSettings, allowed_moves, guide
 from narrate.engine.mamba import MambaState
-from narrate.engine.model import DecoderState, NarrateModel
+from narrate.engine.model import Conditioning, DecoderState, NarrateModel
 from narrate.engine.sampling import SamplingSettings, sample
 
 
@@ -33,7 +35,7 @@ class TextChunk:
     start: int                # global index of its first token
     ids: torch.Tensor         # [n]
     words: list[int]          # global word number per token (-1: none)
-    memory: torch.Tensor      # [n, d] encoded
+    kv: torch.Tensor          # [n, X, 2, H, dh] its tokens' keys/values in every cross layer
     first_word: int = 0       # global number of its first word
     n_words: int = 0
 
@@ -53,10 +55,10 @@ class WordTiming:
 @dataclass
 class StreamState:
     decoder: DecoderState
-    speaker: torch.Tensor          # [1, D]
-    rate: torch.Tensor             # [1] log length scale
+    cond: Conditioning             # speaker voice and speaking rate, as the decoder uses them
     generator: torch.Generator
     chunks: list[TextChunk] = field(default_factory=list)
+    window: torch.Tensor | None = None  # the chunks' kv end to end (rebuilt when chunks change)
     word_text: dict[int, str] = field(default_factory=dict)
     n_tokens: int = 0
     n_words: int = 0
@@ -93,17 +95,19 @@ class Engine:
     # --- stream lifecycle ------------------------------------------------------------------
     def new_stream(self, speaker: torch.Tensor, speed: float = 1.0, seed: int = 0) -> StreamState:
         g = torch.Generator().manual_seed(seed)
-        return StreamState(self.model.init_state(1), speaker.float().view(1, -1),
-                           torch.tensor([math.log(1.0 / speed)]), g)
+        with torch.no_grad():
+            cond = self.model.condition(speaker.float().view(1, -1), torch.tensor([math.log(1.0 / speed)]))
+        return StreamState(self.model.init_state(1), cond, g)
 
     @torch.no_grad()
     def append(self, state: StreamState, ids: list[int], words: list[int], word_texts: list[str]) -> None:
         """Add a chunk of text tokens (words: word number within this chunk per token, -1 none)."""
         t = torch.tensor(ids, dtype=torch.long)
-        memory = self.model.encoder(t.unsqueeze(0))[0]
+        kv = self.model.text_kv(self.model.encoder(t.unsqueeze(0))[0])
         gw = [w + state.n_words if w >= 0 else -1 for w in words]
         n_words = max(len(word_texts), max(words, default=-1) + 1)
-        state.chunks.append(TextChunk(state.n_tokens, t, gw, memory, state.n_words, n_words))
+        state.chunks.append(TextChunk(state.n_tokens, t, gw, kv, state.n_words, n_words))
+        state.window = torch.cat([c.kv for c in state.chunks])
         for i, w in enumerate(word_texts):
             state.word_text[state.n_words + i] = w
         state.n_tokens += len(ids)
@@ -125,39 +129,54 @@ class Engine:
     @torch.no_grad()
     def step(self, states: list[StreamState]) -> list[StepOutput]:
         """One decoder step for every active stream in ``states`` (batched)."""
-        B = len(states)
-        mems = [torch.cat([c.memory for c in s.chunks]) for s in states]
-        N = max(m.shape[0] for m in mems)
-        memory = torch.zeros(B, N, self.cfg.d_model)
-        for b, m in enumerate(mems):
-            memory[b, : m.shape[0]] = m
-        mem_len = torch.tensor([m.shape[0] for m in mems])
-        pos = torch.tensor([s.position - s.chunks[0].start for s in states])
-        dec = _stack([s.decoder for s in states])
-        hidden, layers = self.model.step(memory, mem_len, pos, torch.cat([s.speaker for s in states]),
-                                         torch.cat([s.rate for s in states]), dec)
+        bands, valids = zip(*(self._band(s) for s in states))
+        if len(states) == 1:
+            s = states[0]
+            band, valid, cond, dec = bands[0].unsqueeze(0), valids[0].unsqueeze(0), s.cond, s.decoder
+        else:
+            band, valid, dec = torch.stack(bands), torch.stack(valids), _stack([s.decoder for s in states])
+            cond = Conditioning(torch.cat([s.cond.input_bias for s in states]),
+                                torch.cat([s.cond.speaker_kv for s in states]))
+        hidden, layers = self.model.decode_step(band, valid, cond, dec)
+        codes, feats = self._codes(hidden, [s.generator for s in states])
+        sem = self.model.semantic_head(hidden)
         outs = []
         for b, s in enumerate(states):
-            h = hidden[b]
-            codes, feats = self._codes(h, s.generator)
-            s.decoder = DecoderState([MambaState(l.conv[b : b + 1], l.ssm[b : b + 1]) for l in layers],
-                                     feats.flatten().unsqueeze(0))
-            outs.append(self._advance(s, self.model.semantic_head(h), codes, feats))
+            if len(states) == 1:
+                s.decoder = DecoderState(layers, feats.flatten(1))
+            else:
+                s.decoder = DecoderState([MambaState(l.conv[b : b + 1], l.ssm[b : b + 1]) for l in layers],
+                                         feats[b : b + 1].flatten(1))
+            outs.append(self._advance(s, sem[b], codes[b], feats[b]))
         return outs
 
-    def _codes(self, h: torch.Tensor, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """h [d] -> (codes [K, r], frames [r, F]) group by group."""
+    def _band(self, s: StreamState) -> tuple[torch.Tensor, torch.Tensor]:
+        """The text keys/values around the stream's position: [W, X, 2, H, dh] and valid [W]."""
+        n = s.window.shape[0]
+        lo = s.position - s.chunks[0].start - self.cfg.band_back
+        hi = lo + self.cfg.band_back + self.cfg.band_ahead + 1
+        if lo >= 0 and hi <= n:
+            return s.window[lo:hi], torch.ones(hi - lo, dtype=torch.bool)
+        idx = torch.arange(lo, hi)
+        return s.window[idx.clamp(0, n - 1)], (idx >= 0) & (idx < n)
+
+    def _codes(self, h: torch.Tensor, gens: list[torch.Generator]) -> tuple[torch.Tensor, torch.Tensor]:
+        """h [B, d] -> (codes [B, K, r], frames [B, r, F]) group by group; each stream samples
+        with its own generator, so a stream's codes do not depend on its batch."""
         heads, books = self.model.codebook_heads, self.model.codebooks
+        C = self.cfg.codebook_size
         chosen, sampled_feats, mean_feats = [], None, 0
         for gi, k in enumerate(self.cfg.codebook_groups):
-            logits = heads.group_logits(gi, h, sampled_feats)  # [r, k, C]
-            idx = sample(logits, self.settings.sampling, g)  # [r, k]
-            start = heads.starts[gi]
-            part = sum(books[start + j][idx[:, j]] for j in range(k))  # [r, F]
+            logits = heads.group_logits(gi, h, sampled_feats)  # [B, r, k, C]
+            idx = torch.stack([sample(lg, self.settings.sampling, g) for lg, g in zip(logits, gens)])  # [B, r, k]
+            group_books = books[heads.starts[gi] : heads.starts[gi] + k]  # [k, C, F]
+            flat_books = group_books.reshape(k * C, -1)
+            part = flat_books[idx + torch.arange(k) * C].sum(-2)  # [B, r, F]
             sampled_feats = part if sampled_feats is None else sampled_feats + part
-            mean_feats = mean_feats + torch.einsum("rkc,kcf->rf", logits.softmax(-1), books[start : start + k])
+            # a matmul, not einsum (which copies the codebooks on every call)
+            mean_feats = mean_feats + (logits.softmax(-1).flatten(-2) @ flat_books)  # [B, r, F]
             chosen.append(idx)
-        codes = torch.cat(chosen, dim=1).T  # [K, r]
+        codes = torch.cat(chosen, dim=-1).transpose(1, 2)  # [B, K, r]
         return codes, (mean_feats if self.settings.emit == "mean" else sampled_feats)
 
     def _advance(self, s: StreamState, sem_logits: torch.Tensor, codes, feats) -> StepOutput:
@@ -211,11 +230,14 @@ class Engine:
     def _slide(self, s: StreamState) -> None:
         """Drop chunks the position has left behind, keeping ``window_past`` of them."""
         behind = [c for c in s.chunks if c.end <= s.position - self.cfg.band_back]
-        for c in behind[: max(0, len(behind) - self.settings.window_past)]:
+        gone = behind[: max(0, len(behind) - self.settings.window_past)]
+        for c in gone:
             s.chunks.remove(c)
             for w in range(c.first_word, c.first_word + c.n_words):
                 if w != s.current_word:
                     s.word_text.pop(w, None)
+        if gone:
+            s.window = torch.cat([c.kv for c in s.chunks])
 
 
 def _stack(decs: list[DecoderState]) -> DecoderState:

@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from narrate.engine.attention import TextCrossAttention, band_index, gather_band
+from narrate.engine.attention import TextCrossAttention, band_index, gather_band, rope_tables
 from narrate.engine.config import ModelConfig
 from narrate.engine.mamba import Mamba, MambaState
 
@@ -86,6 +86,14 @@ class DecoderState:
         return DecoderState([s.select(index) for s in self.layers], self.prev_feats[index])
 
 
+@dataclass
+class Conditioning:
+    """What decoding computes once per stream instead of every step (see ``decode_step``)."""
+
+    input_bias: torch.Tensor  # [B, d] speaker and rate terms of the decoder input
+    speaker_kv: torch.Tensor  # [B, X, 2, Ns, H, dh] speaker-token keys/values per cross layer
+
+
 class NarrateModel(nn.Module):
     def __init__(self, cfg: ModelConfig, codebooks: torch.Tensor | None = None):
         super().__init__()
@@ -107,6 +115,9 @@ class NarrateModel(nn.Module):
         if codebooks is None:
             codebooks = torch.randn(cfg.n_codebooks, cfg.codebook_size, cfg.feature_dim) * 0.1
         self.register_buffer("codebooks", codebooks.float().clone())  # [K, C, F] the codec's vectors
+        cos, sin = rope_tables(torch.arange(-cfg.band_back, cfg.band_ahead + 1), d // cfg.n_heads, cfg.rope_base)
+        self.register_buffer("band_cos", cos, persistent=False)  # [W, 1, dh/2]
+        self.register_buffer("band_sin", sin, persistent=False)
 
     # --- conditioning -----------------------------------------------------------------------
     def speaker_keys(self, speaker: torch.Tensor) -> torch.Tensor:
@@ -159,11 +170,36 @@ class NarrateModel(nn.Module):
                 x = x + self.cross[i // self.cfg.cross_every](x.unsqueeze(1), band, rel, valid, spk).squeeze(1)
         return self.final_norm(x), new
 
+    # --- decoding from caches (the fast path; ``step`` is its reference) -------------------------
+    def condition(self, speaker: torch.Tensor, rate: torch.Tensor) -> Conditioning:
+        """speaker [B, D], rate [B] -> the per-stream terms of every step."""
+        spk = self.speaker_keys(speaker)
+        kv = torch.stack([c.speaker_kv(spk) for c in self.cross], dim=1)
+        return Conditioning(self.speaker_in(speaker) + self.rate_in(rate.unsqueeze(-1)), kv)
+
+    def text_kv(self, memory: torch.Tensor) -> torch.Tensor:
+        """Encoded text [..., n, d] -> keys/values of every cross layer [..., n, X, 2, H, dh], once per chunk."""
+        return torch.stack([c.text_kv(memory) for c in self.cross], dim=-4)
+
+    def decode_step(self, band_kv: torch.Tensor, valid: torch.Tensor, cond: Conditioning, state: DecoderState):
+        """``step`` from caches: band_kv [B, W, X, 2, H, dh] the text keys/values of each stream's
+        band [position - band_back, position + band_ahead], valid [B, W]. Returns (hidden, layers)."""
+        x = self.prenet(state.prev_feats) + cond.input_bias
+        new = []
+        for i, (mamba, norm) in enumerate(zip(self.mambas, self.norms)):
+            y, st = mamba.step(norm(x), state.layers[i])
+            x = x + y
+            new.append(st)
+            if (i + 1) % self.cfg.cross_every == 0:
+                j = i // self.cfg.cross_every
+                x = x + self.cross[j].decode(x, band_kv[:, :, j], valid, cond.speaker_kv[:, j], self.band_cos, self.band_sin)
+        return self.final_norm(x), new
+
     def expected_features(self, logits: list[torch.Tensor]) -> torch.Tensor:
         """Per-group logits [..., r, K_g, C] -> expected code-vector sum [..., r, F]."""
         out = 0
         for g, lg in enumerate(logits):
             s = self.codebook_heads.starts[g]
             books = self.codebooks[s : s + lg.shape[-2]]  # [K_g, C, F]
-            out = out + torch.einsum("...kc,kcf->...f", lg.softmax(-1), books)
+            out = out + lg.softmax(-1).flatten(-2) @ books.flatten(0, 1)  # einsum would copy the books
         return out
