@@ -161,13 +161,17 @@ class NarrateModel(nn.Module):
         idx, rel, valid = band_index(position.unsqueeze(1), self.cfg.band_back, self.cfg.band_ahead, mem_len)
         band = gather_band(memory, idx)
         spk = self.speaker_keys(speaker)
+        return self._step_layers(x, state, lambda j, x: self.cross[j](x.unsqueeze(1), band, rel, valid, spk).squeeze(1))
+
+    def _step_layers(self, x, state: DecoderState, cross):
+        """The decoder stack for one step; cross(j, x) is cross-attention layer j's update."""
         new = []
         for i, (mamba, norm) in enumerate(zip(self.mambas, self.norms)):
             y, st = mamba.step(norm(x), state.layers[i])
             x = x + y
             new.append(st)
             if (i + 1) % self.cfg.cross_every == 0:
-                x = x + self.cross[i // self.cfg.cross_every](x.unsqueeze(1), band, rel, valid, spk).squeeze(1)
+                x = x + cross(i // self.cfg.cross_every, x)
         return self.final_norm(x), new
 
     # --- decoding from caches (the fast path; ``step`` is its reference) -------------------------
@@ -185,15 +189,8 @@ class NarrateModel(nn.Module):
         """``step`` from caches: band_kv [B, W, X, 2, H, dh] the text keys/values of each stream's
         band [position - band_back, position + band_ahead], valid [B, W]. Returns (hidden, layers)."""
         x = self.prenet(state.prev_feats) + cond.input_bias
-        new = []
-        for i, (mamba, norm) in enumerate(zip(self.mambas, self.norms)):
-            y, st = mamba.step(norm(x), state.layers[i])
-            x = x + y
-            new.append(st)
-            if (i + 1) % self.cfg.cross_every == 0:
-                j = i // self.cfg.cross_every
-                x = x + self.cross[j].decode(x, band_kv[:, :, j], valid, cond.speaker_kv[:, j], self.band_cos, self.band_sin)
-        return self.final_norm(x), new
+        return self._step_layers(x, state, lambda j, x: self.cross[j].decode(
+            x, band_kv[:, :, j], valid, cond.speaker_kv[:, j], self.band_cos, self.band_sin))
 
     def expected_features(self, logits: list[torch.Tensor]) -> torch.Tensor:
         """Per-group logits [..., r, K_g, C] -> expected code-vector sum [..., r, F]."""
