@@ -15,7 +15,9 @@ class GuidanceSettings:
     strength: float = 1.0      # lambda; 0 turns guidance off
     max_move: int = 2          # tokens the position may advance in one step
     stop_margin: int = 2       # STOP only within this many tokens of the end of the text
-    max_stall: int = 40        # steps on one token before the position is pushed on
+    # steps on one token before the position is pushed on: the teacher never holds a token longer
+    # than 54 frames (18 steps at 3 frames per step), so longer is a stall, heard as a gap
+    max_stall: int = 20
 
 
 def allowed_moves(position: int, n_tokens: int, closed: bool, n_classes: int, s: GuidanceSettings) -> torch.Tensor:
