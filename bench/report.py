@@ -298,6 +298,10 @@ def render(r: dict) -> str:
         out += ["**Where narrate stands against piper:**", ""] + [f"- {n}" for n in notes] + [""]
     if meta.get("load_warning"):
         out += [f"> {meta['load_warning']}", ""]
+    if r.get("earlier"):
+        out += ["**Sections kept from an earlier run** (`--update`):", ""]
+        out += [f"- {k}: `{e['command']}` started {e['started']}, model sha256 {e['model_sha256'][:16]}, "
+                f"commit {e['git'][:12]}, sizes `{json.dumps(e['config'])}`" for k, e in r["earlier"].items()] + [""]
     if r.get("errors"):
         out += ["**Sections that failed:**", ""] + [f"- {k}: `{v}`" for k, v in r["errors"].items()] + [""]
     for key, fn in (("speed", _section_speed), ("ttfa", _section_ttfa), ("memory", _section_memory),

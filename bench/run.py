@@ -2,9 +2,12 @@
 figures into --out (overwriting).
 
     python -m bench.run [--quick] [--model ID|PATH] [--out bench/results] [--sections a,b] [--scale X]
+                        [--update]
 
 --sections runs a subset (speed, ttfa, memory, throughput, quality, drift, seams, codec); --scale
 multiplies every audio length (for plumbing checks; the report says so when it is not 1).
+--update keeps the sections of --out's results.json that this run does not redo, each with the
+command, model and commit it came from (the report lists them), so long sections can run apart.
 """
 
 from __future__ import annotations
@@ -338,6 +341,20 @@ def clean_json(x):
     return x
 
 
+def carry_over(old: dict, new: dict, redone: list[str]) -> None:
+    """Copy into ``new`` the sections of ``old`` this run did not redo, noting where each came from."""
+    new.setdefault("earlier", {})
+    for name in SECTIONS:
+        if name in redone or not old.get(name):
+            continue
+        new[name] = old[name]
+        new["earlier"][name] = old.get("earlier", {}).get(name) or {
+            "command": old["meta"]["command"], "started": old["meta"]["started"], "git": old["meta"]["git"],
+            "model_sha256": old["meta"]["model"]["sha256"], "config": old["config"]}
+        if name in old.get("timings_s", {}):
+            new["timings_s"].setdefault(name, old["timings_s"][name])
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small sizes (under 10 minutes)")
@@ -346,6 +363,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sections", default=",".join(SECTIONS), help="comma-separated subset of " + ",".join(SECTIONS))
     ap.add_argument("--scale", type=float, default=1.0, help="multiply audio lengths (plumbing checks)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--update", action="store_true", help="keep the other sections of --out's results.json")
     args = ap.parse_args(argv)
     chosen = [s.strip() for s in args.sections.split(",") if s.strip()]
     unknown = [s for s in chosen if s not in SECTIONS]
@@ -381,6 +399,8 @@ def main(argv: list[str] | None = None) -> int:
         meta["load_warning"] = (f"The machine was busy with other work when the run started (1-minute load average "
                                 f"{busy:.2f} on {meta['machine']['nproc']} cores): wall-clock numbers are pessimistic.")
     shutil.rmtree(b.tmp, ignore_errors=True)
+    if args.update and (out / "results.json").exists():
+        carry_over(json.loads((out / "results.json").read_text(encoding="utf-8")), results, chosen)
     results = clean_json(results)
     (out / "results.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
     (out / "REPORT.md").write_text(report.render(results), encoding="utf-8")

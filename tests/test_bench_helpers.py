@@ -96,3 +96,21 @@ def test_behind_says_plainly_which_is_slower():
     r = {"speed": {"narrate": {"rtf": 0.6}, "piper": {"rtf": 0.05}}}
     lines = report.behind(r)
     assert len(lines) == 1 and "**behind**" in lines[0] and "12.00x" in lines[0]
+
+
+def test_update_keeps_sections_not_redone_with_their_origin():
+    from bench.run import carry_over
+
+    meta = {"command": "python -m bench.run --sections memory", "started": "2026-01-01T00:00:00",
+            "git": "abc123def4567890", "model": {"sha256": "f" * 64}}
+    old = {"meta": meta, "config": {"memory_min": [1.0, 10.0, 60.0]}, "timings_s": {"memory": 900.0, "speed": 5.0},
+           "memory": {"growth": 0.01}, "speed": {"rtf": 0.3}}
+    new = {"meta": {**meta, "command": "python -m bench.run --sections speed"}, "config": {}, "timings_s": {"speed": 4.0},
+           "speed": {"rtf": 0.2}}
+    carry_over(old, new, ["speed"])
+    assert new["speed"] == {"rtf": 0.2} and new["memory"] == {"growth": 0.01}  # redone stays new, the rest is kept
+    assert new["timings_s"] == {"speed": 4.0, "memory": 900.0}
+    assert set(new["earlier"]) == {"memory"} and new["earlier"]["memory"]["command"].endswith("--sections memory")
+    again = {"meta": {**meta, "command": "third"}, "config": {}, "timings_s": {}}
+    carry_over(new, again, [])  # carried twice: still names the run that measured it
+    assert again["earlier"]["memory"]["command"].endswith("--sections memory") and again["speed"] == {"rtf": 0.2}
