@@ -27,6 +27,11 @@ def export(run: Path, out: Path, card_extra: str = "") -> Path:
     last = held[-1] if held else {}
     n_params = sum(p.numel() for p in model.parameters())
     train_cfg = json.loads((run / "train_config.json").read_text()) if (run / "train_config.json").exists() else {}
+    corpora = train_cfg.get("corpus", [])
+    corpora = [corpora] if isinstance(corpora, str) else corpora
+    texts = [Path(c) / "texts.json" for c in corpora]
+    n_sentences = sum(len(json.loads(t.read_text())["train"]) for t in texts if t.exists())
+    start = f", starting from the weights of {train_cfg['init']}" if train_cfg.get("init") else ""
     card = f"""# {out.name}
 
 A narrate model trained on CPU from a corpus made offline (see `narrate prepare`).
@@ -34,11 +39,12 @@ A narrate model trained on CPU from a corpus made offline (see `narrate prepare`
 - Parameters: {n_params / 1e6:.1f} M (weights stored in float16); codec `{config['codec']['name']}`
   ({config['codec'].get('n_codebooks')} codebooks x {config['codec'].get('codebook_size')}).
 - Architecture: {json.dumps(config['model'])}
-- Training: {state['step']} steps; settings {json.dumps(train_cfg)}
+- Training: {state['step']} steps{start}; settings {json.dumps(train_cfg)}
 - Held-out teacher-forced losses at the last evaluation: {json.dumps(last)}
-- Data: piper's joe voice (MIT; dataset CC0) reading our own prose and Python standard-library
-  docstrings, with exact per-phoneme timing, in four pitch variants (sox); speaker embeddings
-  from resemblyzer.
+- Data: piper's joe voice (MIT; dataset CC0) reading {n_sentences or 'the'} training sentences of the
+  text pool (our own prose, Python standard-library docstrings, then Debian `fortunes`), with
+  exact per-phoneme timing, in four pitch variants (sox); speaker embeddings from resemblyzer.
+  The held-out sentences (narrate/train/data/heldout.txt) are never trained on.
 {card_extra}
 """
     (out / "README.md").write_text(card, encoding="utf-8")
