@@ -116,3 +116,24 @@ def test_new_run_starts_from_given_weights(corpus, tmp_path):
     train(TrainConfig(run=str(tmp_path / "fresh"), steps=1, lr=0.0, lr_min=0.0, **base))
     fresh = torch.load(tmp_path / "fresh" / "checkpoint.pt", weights_only=False)["model"]
     assert not all(torch.equal(start[k], fresh[k]) for k in start)
+
+
+def test_ctrl_c_saves_a_checkpoint_to_continue_from(corpus, tmp_path, monkeypatch):
+    import torch
+
+    from narrate.train import loop
+
+    real, calls = loop.compute_losses, []
+
+    def interrupted_at_third_step(*a, **k):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(loop, "compute_losses", interrupted_at_third_step)
+    run = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        train(TrainConfig(corpus=str(corpus), run=str(run), steps=10, max_steps_per_batch=400, eval_every=100,
+                          ckpt_minutes=60.0, threads=1, model=TINY))
+    assert torch.load(run / "checkpoint.pt", weights_only=False)["step"] == 2  # not lost to the 60-min interval

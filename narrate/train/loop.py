@@ -222,40 +222,45 @@ def train(cfg: TrainConfig) -> Path:
         os.replace(tmp, ckpt)
         plot_log(log_path, run / "loss.png")
 
-    while step < cfg.steps:
-        if cfg.max_minutes and time.time() - t_start > cfg.max_minutes * 60:
-            break
-        batch = next(stream)
-        for g in opt.param_groups:
-            g["lr"] = _lr(cfg, step)
-        t0 = time.time()
-        net.train()
-        losses = compute_losses(net, batch, cfg)
-        opt.zero_grad()
-        losses["loss"].backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        step += 1
-        if governor:
-            governor.update(time.time() - t0)
-        row = {k: round(float(v.detach()), 4) for k, v in losses.items()}
-        row.update(step=step, split="train", time=round(time.time() - t_start, 1), lr=round(_lr(cfg, step), 6),
-                   frames_per_s=round(batch.frames / (time.time() - t0)), threads=torch.get_num_threads())
-        rows = [row]
-        if step % cfg.eval_every == 0:
-            net.eval()
-            with torch.no_grad():
-                hl = [compute_losses(model, next(heldout), cfg) for _ in range(3)]
-            rows.append({"step": step, "split": "heldout", "time": row["time"], "lr": row["lr"], "frames_per_s": 0,
-                         **{k: round(sum(float(h[k]) for h in hl) / len(hl), 4) for k in hl[0]}})
-        if rank == 0:
-            with log_path.open("a", newline="") as f:
-                csv.DictWriter(f, fields).writerows(rows)
-            if step % 10 == 0 or len(rows) > 1:
-                print(" ".join(f"{k}={v}" for k, v in rows[-1].items()), flush=True)
-        if time.time() - t_ckpt > cfg.ckpt_minutes * 60:
-            save()
-            t_ckpt = time.time()
+    try:
+        while step < cfg.steps:
+            if cfg.max_minutes and time.time() - t_start > cfg.max_minutes * 60:
+                break
+            batch = next(stream)
+            for g in opt.param_groups:
+                g["lr"] = _lr(cfg, step)
+            t0 = time.time()
+            net.train()
+            losses = compute_losses(net, batch, cfg)
+            opt.zero_grad()
+            losses["loss"].backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            opt.step()
+            step += 1
+            if governor:
+                governor.update(time.time() - t0)
+            row = {k: round(float(v.detach()), 4) for k, v in losses.items()}
+            row.update(step=step, split="train", time=round(time.time() - t_start, 1), lr=round(_lr(cfg, step), 6),
+                       frames_per_s=round(batch.frames / (time.time() - t0)), threads=torch.get_num_threads())
+            rows = [row]
+            if step % cfg.eval_every == 0:
+                net.eval()
+                with torch.no_grad():
+                    hl = [compute_losses(model, next(heldout), cfg) for _ in range(3)]
+                rows.append({"step": step, "split": "heldout", "time": row["time"], "lr": row["lr"], "frames_per_s": 0,
+                             **{k: round(sum(float(h[k]) for h in hl) / len(hl), 4) for k in hl[0]}})
+            if rank == 0:
+                with log_path.open("a", newline="") as f:
+                    csv.DictWriter(f, fields).writerows(rows)
+                if step % 10 == 0 or len(rows) > 1:
+                    print(" ".join(f"{k}={v}" for k, v in rows[-1].items()), flush=True)
+            if time.time() - t_ckpt > cfg.ckpt_minutes * 60:
+                save()
+                t_ckpt = time.time()
+    except KeyboardInterrupt:  # Ctrl-C: keep what was learned since the last checkpoint
+        save()
+        print(f"[train] interrupted at step {step}; checkpoint saved, run again to continue", flush=True)
+        raise
     save()
     if distributed:
         dist.destroy_process_group()
