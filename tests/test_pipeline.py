@@ -267,8 +267,10 @@ def long_text(path: Path, n: int = 80) -> Path:
 def start(args, tiny_model, voice_wav, cwd):
     cmd = [sys.executable, "-m", "narrate", *map(str, args), "--model", str(tiny_model),
            "--voice", str(voice_wav), "--seed", "3"]
+    # A shell starts background jobs with SIGINT ignored, and children inherit that: give the
+    # run the default disposition, as a terminal's foreground job has, whoever started pytest.
     return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                            cwd=cwd, env=cli_env())
+                            cwd=cwd, env=cli_env(), preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def wait_for_progress(proc, record: Path, key, timeout=180.0):
