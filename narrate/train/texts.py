@@ -52,7 +52,8 @@ def _clean_sentences(paragraph: str) -> list[str]:
 
 def _docstring_sentences() -> list[str]:
     out: set[str] = set()
-    # standard-library modules only: the same text on every machine with the same Python
+    # standard-library modules only; which of them import (and what their objects hold) varies
+    # with the process, so a corpus's texts.json, not this list, records what it trained on
     names = sorted(n for n in sys.stdlib_module_names if not n.startswith("_"))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
