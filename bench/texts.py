@@ -14,19 +14,12 @@ class Sentence:
     text: str     # the engine-ready piece both narrate and piper read (the reference for WER)
 
 
-def heldout_sentences() -> list[str]:
-    """The 100 held-out sentences (narrate/train/data/heldout.txt): no corpus trains on them."""
-    from narrate.train.texts import heldout_texts
-
-    return heldout_texts()
-
-
 def bench_sentences(quick: bool, heldout: list[str] | None = None) -> list[Sentence]:
     """Quick: 10 everyday + the first 10 held-out; full: 10 everyday + all 100 held-out."""
     from narrate.text.segment import prepare_sentence
-    from narrate.train.texts import EVERYDAY
+    from narrate.train.texts import EVERYDAY, heldout_texts
 
-    heldout = heldout_sentences() if heldout is None else heldout
+    heldout = heldout_texts() if heldout is None else heldout
     chosen = [("everyday", s) for s in EVERYDAY] + [("heldout", s) for s in heldout[: 10 if quick else 100]]
     out = []
     for source, raw in chosen:

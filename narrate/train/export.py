@@ -12,6 +12,7 @@ from narrate.codec import codec_from_config
 from narrate.engine.config import ModelConfig
 from narrate.engine.model import NarrateModel
 from narrate.hub import save_pretrained
+from narrate.train.loop import TrainConfig
 
 
 def export(run: Path, out: Path, card_extra: str = "") -> Path:
@@ -27,9 +28,7 @@ def export(run: Path, out: Path, card_extra: str = "") -> Path:
     last = held[-1] if held else {}
     n_params = sum(p.numel() for p in model.parameters())
     train_cfg = json.loads((run / "train_config.json").read_text()) if (run / "train_config.json").exists() else {}
-    corpora = train_cfg.get("corpus", [])
-    corpora = [corpora] if isinstance(corpora, str) else corpora
-    texts = [Path(c) / "texts.json" for c in corpora]
+    texts = [c / "texts.json" for c in (TrainConfig(**train_cfg).corpora if train_cfg else [])]
     n_sentences = sum(len(json.loads(t.read_text())["train"]) for t in texts if t.exists())
     start = f", starting from the weights of {train_cfg['init']}" if train_cfg.get("init") else ""
     card = f"""# {out.name}

@@ -45,6 +45,10 @@ class TrainConfig:
     model: dict = field(default_factory=dict)  # ModelConfig overrides
     init: str = ""                 # start from these weights: a run's checkpoint.pt or a model (id or folder)
 
+    @property
+    def corpora(self) -> list[Path]:
+        return [Path(c) for c in ([self.corpus] if isinstance(self.corpus, str) else self.corpus)]
+
 
 class _ThreadGovernor:
     """Two OpenMP threads on two cores stall badly when another process takes a core (each
@@ -169,7 +173,7 @@ def train(cfg: TrainConfig) -> Path:
     torch.set_num_threads(cfg.threads or 2)
     run = Path(cfg.run)
     run.mkdir(parents=True, exist_ok=True)
-    corpus_dirs = [Path(c) for c in ([cfg.corpus] if isinstance(cfg.corpus, str) else cfg.corpus)]
+    corpus_dirs = cfg.corpora
     codec_cfg, books = _codec_config(corpus_dirs[0])
     from narrate.train.prepare import speed_range, text_config
 
