@@ -116,6 +116,17 @@ def test_new_run_starts_from_given_weights(corpus, tmp_path):
     train(TrainConfig(run=str(tmp_path / "fresh"), steps=1, lr=0.0, lr_min=0.0, **base))
     fresh = torch.load(tmp_path / "fresh" / "checkpoint.pt", weights_only=False)["model"]
     assert not all(torch.equal(start[k], fresh[k]) for k in start)
+    # weights made with another codec are refused with a one-line error (no traceback in the CLI)
+    from narrate.errors import NarrateError
+
+    other = torch.load(first / "checkpoint.pt", weights_only=False)
+    other["model"]["codebooks"] = other["model"]["codebooks"] + 1.0
+    (tmp_path / "other").mkdir()
+    torch.save(other, tmp_path / "other" / "checkpoint.pt")
+    (tmp_path / "other" / "config.json").write_text((first / "config.json").read_text())
+    with pytest.raises(NarrateError, match="another codec"):
+        train(TrainConfig(run=str(tmp_path / "third"), steps=1, init=str(tmp_path / "other" / "checkpoint.pt"),
+                          **{**base, "model": {}}))
 
 
 def test_ctrl_c_saves_a_checkpoint_to_continue_from(corpus, tmp_path, monkeypatch):

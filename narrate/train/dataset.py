@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from narrate.errors import NarrateError
 from narrate.train.prepare import VOICES, split
 
 
@@ -47,7 +48,7 @@ class Corpus:
         self._heldout: list[int] = []
         for n, root in enumerate(self.roots):
             if n and (root / "codec.safetensors").read_bytes() != (self.roots[0] / "codec.safetensors").read_bytes():
-                raise ValueError(f"corpus {root} has another codec than {self.roots[0]} (build it with --extends)")
+                raise NarrateError(f"corpus {root} has another codec than {self.roots[0]} (build it with --extends)")
             texts = json.loads((root / "texts.json").read_text())
             n_train, n_heldout, base = len(texts["train"]), len(texts["heldout"]), len(self.utts)
             self._train += range(base, base + n_train)

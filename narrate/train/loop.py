@@ -20,6 +20,7 @@ import torch.distributed as dist
 
 from narrate.engine.config import ModelConfig
 from narrate.engine.model import NarrateModel
+from narrate.errors import NarrateError
 from narrate.train.dataset import Batch, Corpus, batches
 from narrate.train.losses import codebook_loss, feature_loss, semantic_loss
 
@@ -186,7 +187,7 @@ def train(cfg: TrainConfig) -> Path:
     model = NarrateModel(mcfg, books)
     if init_state is not None:
         if not torch.equal(init_state["codebooks"].float(), books.float()):
-            raise ValueError(f"--init {cfg.init} was trained with another codec than corpus {corpus_dirs[0]}")
+            raise NarrateError(f"--init {cfg.init} was trained with another codec than corpus {corpus_dirs[0]}")
         model.load_state_dict({k: v.float() for k, v in init_state.items()})
         print(f"[train] starting from the weights of {cfg.init}", flush=True)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.98), weight_decay=cfg.weight_decay)
