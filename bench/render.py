@@ -37,36 +37,14 @@ class Render:
         return self.audio[s:e]
 
 
-class _TimedDecoder:
-    """A codec stream decoder whose calls add their time to a shared counter."""
-
-    def __init__(self, inner, clock: dict):
-        self.inner, self.clock = inner, clock
-
-    def _timed(self, name, *args):
-        t = time.perf_counter()
-        try:
-            return getattr(self.inner, name)(*args)
-        finally:
-            self.clock["vocoder_s"] += time.perf_counter() - t
-
-    def push(self, codes):
-        return self._timed("push", codes)
-
-    def push_features(self, feats):
-        return self._timed("push_features", feats)
-
-    def flush(self):
-        return self._timed("flush")
-
-
 @contextlib.contextmanager
 def timed_narrator(narrator):
-    """Count seconds spent in decoder steps (engine.step) and in the vocoder (stream decoder
-    push/push_features/flush) while the block runs; yields the counter dict."""
+    """Count seconds spent in decoder steps (engine.step) and in the vocoder (in its process,
+    as it reports them) while the block runs; yields the counter dict."""
     clock = {"model_s": 0.0, "vocoder_s": 0.0}
-    engine, codec = narrator.engine, narrator.codec
-    step, make_decoder = engine.step, codec.stream_decoder
+    engine = narrator.engine
+    step = engine.step
+    vocoded = narrator.vocoding.seconds
 
     def timed_step(states):
         t = time.perf_counter()
@@ -76,12 +54,11 @@ def timed_narrator(narrator):
             clock["model_s"] += time.perf_counter() - t
 
     engine.step = timed_step
-    codec.stream_decoder = lambda: _TimedDecoder(make_decoder(), clock)
     try:
         yield clock
     finally:
         del engine.step
-        del codec.stream_decoder
+        clock["vocoder_s"] = narrator.vocoding.seconds - vocoded
 
 
 def narrate_render(narrator, texts: Iterable[str], max_seconds: float | None = None) -> Render:

@@ -6,6 +6,7 @@ decoder steps -> codec frames -> streaming vocoder -> AudioChunk. Nothing holds 
 
 from __future__ import annotations
 
+import itertools
 import queue
 import threading
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from narrate.engine.guidance import GuidanceSettings
 from narrate.engine.sampling import SamplingSettings
 from narrate.errors import NarrateError
 from narrate.text.phonemes import Phonemizer
+from narrate.vocoding import VocodeJob, Vocoding
 
 
 @dataclass
@@ -33,10 +35,14 @@ class NarrateSettings:
     # Decoding one stream is a chain of small steps: a second thread buys little, and two
     # OpenMP threads stall badly whenever another process holds one of the cores.
     threads: int = 1
+    # The vocoder in a process of its own, so decoding goes on while earlier frames become audio
+    # (the second core; see narrate.vocoding). False vocodes inline: the reference, same samples.
+    vocoder_process: bool = True
+    int8: bool = True              # int8 decoder weights (narrate.engine.packed)
 
     def decode(self) -> DecodeSettings:
         return DecodeSettings(SamplingSettings(self.temperature, self.top_k, self.top_p),
-                              GuidanceSettings(strength=self.guidance), emit=self.emit)
+                              GuidanceSettings(strength=self.guidance), emit=self.emit, int8=self.int8)
 
 
 @dataclass
@@ -51,12 +57,12 @@ _EOF = object()
 
 
 class _Run:
-    """Bookkeeping of one stream: its sentence feed, engine state and vocoder."""
+    """Bookkeeping of one stream: its sentence feed, engine state and vocoder stream."""
 
-    def __init__(self, narrator: "Narrator", sentences: Iterable[str], lookahead: bool, seed: int):
+    def __init__(self, narrator: "Narrator", sentences: Iterable[str], lookahead: bool, seed: int, key: int):
         self.n = narrator
         self.state: StreamState = narrator.engine.new_stream(narrator.speaker, narrator.settings.speed, seed)
-        self.vocoder = narrator.codec.stream_decoder()
+        self.key = key                  # its decoder's key in narrator.vocoding
         self.lookahead = lookahead
         self.queue: queue.Queue = queue.Queue(maxsize=4)
         self.ends: list[int] = []       # global end token of each appended sentence
@@ -105,26 +111,31 @@ class _Run:
                     continue
                 return
 
-    def consume(self, out) -> list[AudioChunk]:
-        """Vocode one step's frames; cut AudioChunks at sentence ends."""
-        chunks = []
-        if self.n.settings.emit == "mean":
-            samples = self.vocoder.push_features(out.feats)
-        else:
-            samples = self.vocoder.push(out.codes)
-        words = out.words
+    def consume(self, out) -> tuple[VocodeJob, tuple]:
+        """Decide now which sentences end at this step: the vocoding job of its frames and what
+        ``_chunks`` needs to cut the job's audio into AudioChunks (first sentence, ends, words)."""
         st = self.state
+        first, ends = self.sentence, 0
         while self.sentence < len(self.ends) and (st.position >= self.ends[self.sentence] or st.done or
                                                   (st.paused and self.sentence == len(self.ends) - 1)):
-            samples = np.concatenate([samples, self.vocoder.flush()])
-            chunks.append(AudioChunk(samples, self.sentence, True, words))
-            samples, words = np.zeros(0, np.float32), []
             self.sentence += 1
-        if len(samples) or words:
-            chunks.append(AudioChunk(samples, self.sentence, False, words))
+            ends += 1
         if st.done:
             self.finished = True
-        return chunks
+        if self.n.settings.emit == "mean":
+            job = VocodeJob(self.key, out.feats.numpy(), "features", ends)
+        else:
+            job = VocodeJob(self.key, out.codes.numpy(), "codes", ends)
+        return job, (first, ends, out.words)
+
+
+def _chunks(first: int, ends: int, words: list[WordTiming], parts: list[np.ndarray]) -> list[AudioChunk]:
+    """A job's audio (see ``run_job``) as AudioChunks; the step's words go with the first."""
+    chunks = [AudioChunk(parts[k], first + k, True, words if k == 0 else []) for k in range(ends)]
+    rest = words if ends == 0 else []
+    if len(parts[-1]) or rest:
+        chunks.append(AudioChunk(parts[-1], first + ends, False, rest))
+    return chunks
 
 
 class Narrator:
@@ -138,6 +149,12 @@ class Narrator:
         self.voice = voice
         self.speaker = torch.from_numpy(np.asarray(voice.embedding, np.float32))
         self.engine = Engine(loaded.model, self.codec.frame_rate, self.settings.decode())
+        self.vocoding = Vocoding(self.codec, self.settings.vocoder_process)  # forks now, before any run's threads
+        self._keys = itertools.count()
+
+    def close(self) -> None:
+        """Stop the vocoder process (it also ends with this process)."""
+        self.vocoding.close()
 
     @classmethod
     def load(cls, model: str | None = None, voice: str | None = None, settings: NarrateSettings | None = None,
@@ -162,19 +179,40 @@ class Narrator:
 
     def narrate_many(self, streams: list[Iterable[str]], live: bool = False) -> Iterator[tuple[int, AudioChunk]]:
         """Several independent streams decoded together (one batched step for all)."""
-        runs = [_Run(self, s, not live, self.settings.seed + i) for i, s in enumerate(streams)]
-        while True:
+        runs = [_Run(self, s, not live, self.settings.seed + i, next(self._keys)) for i, s in enumerate(streams)]
+        vocoding = self.vocoding
+        try:
+            while True:
+                for r in runs:
+                    if not r.finished:
+                        if r.state.n_tokens == 0 or r.state.paused:  # may wait for text: hand over the audio first
+                            yield from self._ready(vocoding.results(wait=True))
+                        r.feed_text()
+                        if r.state.closed and r.state.n_tokens == 0:
+                            r.finished = True
+                active = [r for r in runs if not r.finished and r.state.active]
+                if not active:
+                    if all(r.finished for r in runs):
+                        yield from self._ready(vocoding.results(wait=True))
+                        return
+                    continue
+                outs = self.engine.step([r.state for r in active])
+                for r, out in zip(active, outs):
+                    job, cut = r.consume(out)
+                    vocoding.send((runs.index(r), cut), job)
+                yield from self._ready(vocoding.results())
+        finally:
             for r in runs:
-                if not r.finished:
-                    r.feed_text()
-                    if r.state.closed and r.state.n_tokens == 0:
-                        r.finished = True
-            active = [r for r in runs if not r.finished and r.state.active]
-            if not active:
-                if all(r.finished for r in runs):
-                    return
-                continue
-            outs = self.engine.step([r.state for r in active])
-            for r, out in zip(active, outs):
-                for chunk in r.consume(out):
-                    yield runs.index(r), chunk
+                vocoding.end_stream(r.key)
+            if vocoding.tags:  # stopped early: discard this call's audio still in flight
+                try:
+                    for _ in vocoding.results(wait=True):
+                        pass
+                except NarrateError:  # the vocoder process is gone (a signal to the whole group)
+                    pass
+
+    @staticmethod
+    def _ready(results) -> Iterator[tuple[int, AudioChunk]]:
+        for (index, cut), parts in results:
+            for chunk in _chunks(*cut, parts):
+                yield index, chunk

@@ -17,7 +17,8 @@ from narrate.engine.generate import DecodeSettings, Engine
 from narrate.engine.guidance import GuidanceSettings, allowed_moves, guide
 from narrate.engine.mamba import Mamba
 from narrate.engine.model import NarrateModel
-from narrate.engine.sampling import SamplingSettings, filter_logits, sample
+from narrate.engine.packed import PackedLinear, SteppingMamba, for_decoding, int8_supported
+from narrate.engine.sampling import SamplingSettings, filter_logits, reference_sample, sample
 from narrate.train.losses import adaptive_codebook_weights, reference_adaptive_weights
 
 
@@ -83,22 +84,61 @@ def test_decoder_stepwise_equals_parallel_and_chunked():
         assert torch.allclose(torch.cat([h1, h2], 1), full, atol=1e-5)
 
 
-def test_cached_decode_step_equals_step():
-    """The fast path (keys/values cached per chunk and per stream) against ``step``."""
-    m = small_model()
+def _cached_steps(m, d):
+    """Step the reference ``m.step`` and the cached fast path ``d.decode_step`` side by side;
+    yields both hidden outputs and layer states per step."""
     memory, mem_len, pos, prev, spk, rate = inputs()
     with torch.no_grad():
-        cond = m.condition(spk, rate)
-        kv = m.text_kv(memory)  # [B, N, X, 2, H, dh]
-        st, fast = m.init_state(2), m.init_state(2)
+        cond = d.condition(spk, rate)
+        kv = d.text_kv(memory)  # [B, N, X, 2, H, dh]
+        st, fast = m.init_state(2), d.init_state(2)
         for s in range(pos.shape[1]):
             st.prev_feats = fast.prev_feats = prev[:, s]
             h, st.layers = m.step(memory, mem_len, pos[:, s], spk, rate, st)
             idx, _, valid = band_index(pos[:, s : s + 1], m.cfg.band_back, m.cfg.band_ahead, mem_len)
             band = torch.stack([kv[b, idx[b, 0]] for b in range(2)])
-            hf, fast.layers = m.decode_step(band, valid[:, 0], cond, fast)
-            assert torch.allclose(h, hf, atol=1e-5)
-            assert all(torch.allclose(a.ssm, b.ssm, atol=1e-5) for a, b in zip(st.layers, fast.layers))
+            hf, fast.layers = d.decode_step(band, valid[:, 0], cond, fast)
+            yield h, hf, st.layers, fast.layers
+
+
+@pytest.mark.parametrize("decoding_copy", [False, True])
+def test_cached_decode_step_equals_step(decoding_copy):
+    """The fast path (keys/values cached per chunk and per stream; on the engine's fp32 copy,
+    stepping Mamba layers) against ``step``."""
+    m = small_model()
+    d = for_decoding(m, int8=False) if decoding_copy else m
+    for h, hf, layers, fast_layers in _cached_steps(m, d):
+        assert torch.allclose(h, hf, atol=1e-5)
+        assert all(torch.allclose(a.ssm, b.ssm, atol=1e-5) for a, b in zip(layers, fast_layers))
+
+
+def test_stepping_mamba_equals_mamba_step():
+    torch.manual_seed(0)
+    m = Mamba(32)
+    fast = SteppingMamba(m, int8=False)
+    st, fst = m.init_state(2), fast.init_state(2)
+    for _ in range(6):
+        x = torch.randn(2, 32)
+        with torch.no_grad():
+            y, st = m.step(x, st)
+            yf, fst = fast.step(x, fst)
+        assert torch.allclose(y, yf, atol=1e-5) and torch.allclose(st.ssm, fst.ssm, atol=1e-5)
+        assert torch.equal(st.conv, fst.conv)
+
+
+@pytest.mark.skipif(not int8_supported(), reason="this torch has no working int8 weight-only kernel")
+def test_int8_decoding_stays_close_to_fp32():
+    lin = torch.nn.Linear(64, 48)
+    packed = PackedLinear(lin)
+    x = torch.randn(5, 64)
+    assert torch.allclose(packed(x), packed.reference(x), rtol=0.02, atol=0.02)
+    assert (packed.reference(x) - lin(x)).abs().max() < 0.02 * lin(x).abs().max()
+    m = small_model()
+    d = for_decoding(m, int8=True)
+    assert any(isinstance(mod, PackedLinear) for mod in d.modules())
+    assert not any(isinstance(mod, PackedLinear) for mod in m.modules())  # the caller's model is untouched
+    for h, hf, _, _ in _cached_steps(m, d):
+        assert (h - hf).norm() < 0.03 * h.norm()
 
 
 def test_band_attention_equals_masked_reference():
@@ -279,6 +319,16 @@ def test_sampling_seed_reproducible_and_filters():
     assert torch.equal(sample(logits, SamplingSettings(temperature=0)), logits.argmax(-1))
     f = filter_logits(torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]])), 0, 0.7)
     assert torch.isfinite(f).tolist() == [[True, True, False, False]]
+
+
+def test_gumbel_sampling_draws_from_the_softmax_like_multinomial():
+    logits = torch.tensor([[2.0, 1.0, 0.0, -1.0, -9.0]]).expand(20000, -1)
+    st = SamplingSettings(temperature=0.8, top_k=4)
+    fast = torch.bincount(sample(logits, st, torch.Generator().manual_seed(1)), minlength=5) / 20000
+    slow = torch.bincount(reference_sample(logits, st, torch.Generator().manual_seed(2)), minlength=5) / 20000
+    want = torch.cat([(logits[0, :4] / 0.8).softmax(-1), torch.zeros(1)])
+    assert (fast - want).abs().max() < 0.015 and (slow - want).abs().max() < 0.015
+    assert fast[4] == 0  # top-k removed it
 
 
 def test_adaptive_codebook_weights_match_reference():

@@ -172,6 +172,38 @@ def narrator(tiny_model, voice_wav):
     torch.set_num_threads(threads)
 
 
+def test_vocoder_process_gives_the_same_chunks_as_vocoding_inline(narrator):
+    """The vocoder process (default) against vocoding inline, the reference: the same chunks,
+    in the same order, for batched streams and for live text."""
+    from narrate.narrator import NarrateSettings, Narrator
+
+    assert narrator.vocoding.in_process
+    inline = Narrator(narrator.loaded, narrator.voice, NarrateSettings(seed=0, vocoder_process=False))
+    assert not inline.vocoding.in_process
+    books = [["One short sentence.", "And a second one, a little longer."], ["Another stream entirely."]]
+
+    def chunks(n, live):
+        return [(i, c.sentence, c.final, [w.text for w in c.words], c.samples.tobytes())
+                for i, c in n.narrate_many([iter(b) for b in books], live=live)]
+
+    for live in (False, True):
+        threaded = chunks(narrator, live)
+        assert threaded == chunks(inline, live)
+        assert {i for i, *_ in threaded} == {0, 1} and sum(final for _, _, final, _, _ in threaded) == 3
+
+
+def test_a_dead_vocoder_process_is_a_one_line_error(narrator):
+    from narrate.errors import NarrateError
+    from narrate.narrator import NarrateSettings, Narrator
+
+    n = Narrator(narrator.loaded, narrator.voice, NarrateSettings(seed=0))
+    n.vocoding.proc.kill()
+    n.vocoding.proc.join()
+    with pytest.raises(NarrateError, match="vocoder process ended"):
+        list(n.narrate(["A sentence that will not be heard."]))
+    n.close()
+
+
 class Stopping:
     """The narrator, but Ctrl-C (or ``signal``) arrives ``after`` chunks into call ``on_call``
     (counted from 0)."""

@@ -39,6 +39,19 @@ def rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tenso
     return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
 
 
+def decode_keys(band_kv, valid, speaker_kv, cos, sin):
+    """Keys, values and mask of every cross layer for one decoding step, made once per step.
+    band_kv [B, W, X, 2, H, dh] the band's cached text keys/values; valid [B, W]; speaker_kv
+    [B, X, 2, Ns, H, dh]; cos/sin the band offsets' rope tables. Returns keys, values
+    [B, X, H, W + Ns, dh] (text keys rotated by their offset, speaker keys unrotated) and the
+    mask [B, 1, 1, W + Ns]."""
+    band = band_kv.transpose(1, 2)  # [B, X, W, 2, H, dh]
+    keys = torch.cat([rotate(band[:, :, :, 0], cos, sin), speaker_kv[:, :, 0]], dim=2).transpose(2, 3)
+    values = torch.cat([band[:, :, :, 1], speaker_kv[:, :, 1]], dim=2).transpose(2, 3)
+    mask = torch.cat([valid, valid.new_ones(valid.shape[0], speaker_kv.shape[3])], dim=1)
+    return keys, values, mask.view(mask.shape[0], 1, 1, -1)
+
+
 def band_index(p: torch.Tensor, back: int, ahead: int, length: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Tracked positions p [B, S] -> (index [B, S, W] clamped into range, relative position
     [B, S, W], valid mask [B, S, W]) for the band [p - back, p + ahead]."""
@@ -92,19 +105,12 @@ class TextCrossAttention(nn.Module):
         """[B, Ns, d] -> [B, 2, Ns, H, dh], computed once per stream for decoding."""
         return self.kv_speaker(speaker).unflatten(-1, (2, self.h, self.dh)).transpose(1, 2)
 
-    def decode(self, x, band_kv, valid, speaker_kv, cos, sin):
-        """One decoding step from cached keys/values (the same result as ``forward``).
-        x [B, d]; band_kv [B, W, 2, H, dh] of the band's text tokens; valid [B, W];
-        speaker_kv [B, 2, Ns, H, dh]; cos/sin the band offsets' rope tables."""
+    def attend(self, x, keys, values, mask):
+        """One decoding step from prepared keys/values (the same result as ``forward``; see
+        ``decode_keys``). x [B, d]; keys, values [B, H, W', dh]; mask [B, 1, 1, W'] True = attend."""
         B = x.shape[0]
-        q = self.q(self.norm(x)).view(B, self.h, self.dh)
-        k = rotate(band_kv[:, :, 0], cos, sin)
-        keys = torch.cat([k, speaker_kv[:, 0]], dim=1)  # [B, W+Ns, H, dh]
-        vals = torch.cat([band_kv[:, :, 1], speaker_kv[:, 1]], dim=1)
-        mask = torch.cat([valid, valid.new_ones(B, speaker_kv.shape[2])], dim=1)
-        logits = torch.einsum("bhd,bwhd->bhw", q, keys) / self.dh**0.5
-        att = logits.masked_fill(~mask.unsqueeze(1), float("-inf")).softmax(-1)
-        return self.out(torch.einsum("bhw,bwhd->bhd", att, vals).reshape(B, -1))
+        q = self.q(self.norm(x)).view(B, self.h, 1, self.dh)
+        return self.out(F.scaled_dot_product_attention(q, keys, values, attn_mask=mask).reshape(B, -1))
 
     def reference(self, x, memory, length, p, back, ahead, speaker):
         """Slow reference: attention over the whole memory, band applied as a mask."""

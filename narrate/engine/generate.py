@@ -18,6 +18,7 @@ import torch
 from narrate.engine.guidance import GuidanceSettings, allowed_moves, guide
 from narrate.engine.mamba import MambaState
 from narrate.engine.model import Conditioning, DecoderState, NarrateModel
+from narrate.engine.packed import for_decoding
 from narrate.engine.sampling import SamplingSettings, sample
 
 
@@ -28,6 +29,7 @@ class DecodeSettings:
     semantic_temperature: float = 0.0  # 0: the most likely (guided) move
     emit: str = "mean"                 # "mean": expected code vectors; "codes": the sampled codes
     window_past: int = 1               # chunks kept behind the one being spoken
+    int8: bool = True                  # int8 decoder weights (narrate.engine.packed) where torch supports them
 
 
 @dataclass
@@ -87,9 +89,9 @@ class StepOutput:
 
 class Engine:
     def __init__(self, model: NarrateModel, frame_rate: float, settings: DecodeSettings | None = None):
-        self.model = model.eval()
-        self.cfg = model.cfg
         self.settings = settings or DecodeSettings()
+        self.model = for_decoding(model, self.settings.int8)  # decoding's copy (the caller's model is untouched)
+        self.cfg = model.cfg
         self.step_seconds = self.cfg.reduction / frame_rate
 
     # --- stream lifecycle ------------------------------------------------------------------

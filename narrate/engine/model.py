@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from narrate.engine.attention import TextCrossAttention, band_index, gather_band, rope_tables
+from narrate.engine.attention import TextCrossAttention, band_index, decode_keys, gather_band, rope_tables
 from narrate.engine.config import ModelConfig
 from narrate.engine.mamba import Mamba, MambaState
 
@@ -189,8 +189,8 @@ class NarrateModel(nn.Module):
         """``step`` from caches: band_kv [B, W, X, 2, H, dh] the text keys/values of each stream's
         band [position - band_back, position + band_ahead], valid [B, W]. Returns (hidden, layers)."""
         x = self.prenet(state.prev_feats) + cond.input_bias
-        return self._step_layers(x, state, lambda j, x: self.cross[j].decode(
-            x, band_kv[:, :, j], valid, cond.speaker_kv[:, j], self.band_cos, self.band_sin))
+        keys, values, mask = decode_keys(band_kv, valid, cond.speaker_kv, self.band_cos, self.band_sin)
+        return self._step_layers(x, state, lambda j, x: self.cross[j].attend(x, keys[:, j], values[:, j], mask))
 
     def expected_features(self, logits: list[torch.Tensor]) -> torch.Tensor:
         """Per-group logits [..., r, K_g, C] -> expected code-vector sum [..., r, F]."""

@@ -31,10 +31,19 @@ def filter_logits(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tenso
 
 
 def sample(logits: torch.Tensor, s: SamplingSettings, generator: torch.Generator | None = None) -> torch.Tensor:
-    """logits [..., C] -> indices [...]."""
+    """logits [..., C] -> indices [...]. Gumbel-max: the argmax of the logits plus Gumbel noise
+    is a draw from their softmax, in three operations where multinomial takes many more."""
     if s.temperature <= 0:
         return logits.argmax(-1)
     logits = filter_logits(logits / s.temperature, s.top_k, s.top_p)
-    probs = logits.softmax(-1)
+    noise = torch.empty_like(logits).exponential_(generator=generator)  # -log(Exp(1)) is Gumbel
+    return (logits - noise.log()).argmax(-1)
+
+
+def reference_sample(logits: torch.Tensor, s: SamplingSettings, generator: torch.Generator | None = None) -> torch.Tensor:
+    """The slow reference of ``sample``: the same distribution through torch.multinomial."""
+    if s.temperature <= 0:
+        return logits.argmax(-1)
+    probs = filter_logits(logits / s.temperature, s.top_k, s.top_p).softmax(-1)
     flat = probs.reshape(-1, probs.shape[-1])
     return torch.multinomial(flat, 1, generator=generator).view(probs.shape[:-1])
