@@ -258,24 +258,25 @@ def test_window_slides_over_100k_tokens_with_bounded_memory():
 def test_guidance_boosts_and_never_forces():
     probs = torch.tensor([0.1, 0.2, 0.3, 0.1, 0.3])
     ok = torch.tensor([True, True, True, True, False])
-    g = guide(probs, ok, 1.0)
+    g = torch.tensor(guide(probs.tolist(), ok.tolist(), 1.0))
     assert g[4] == 0  # STOP not allowed here
     assert torch.isclose(g.sum(), torch.tensor(1.0))
     # the boosted moves gain relative to the others by exactly (1 + lambda)
     assert torch.isclose(g[0] / g[2], 2 * probs[0] / probs[2])
     assert torch.isclose(g[1] / g[3], 2 * probs[1] / probs[3])
     assert (g[ok] > 0).all()  # nothing allowed is ruled out
-    assert torch.allclose(guide(probs, ok, 0.0), probs * ok / (probs * ok).sum())
+    assert torch.allclose(torch.tensor(guide(probs.tolist(), ok.tolist(), 0.0)), probs * ok / (probs * ok).sum())
     # even a huge lambda leaves the other moves possible
-    assert guide(probs, ok, 1e3)[2] > 0
+    assert guide(probs.tolist(), ok.tolist(), 1e3)[2] > 0
+    assert guide([0.0, 0.0, 0.0, 0.0, 1.0], ok.tolist(), 1.0) == [0.25, 0.25, 0.25, 0.25, 0.0]  # mass only on the impossible
 
 
 def test_allowed_moves():
     gs = GuidanceSettings(max_move=2, stop_margin=2)
     mid = allowed_moves(3, 20, True, 5, gs)
-    assert mid.tolist() == [True, True, True, False, False]
+    assert mid == [True, True, True, False, False]
     end = allowed_moves(18, 20, True, 5, gs)
-    assert end.tolist() == [True, True, False, False, True]
+    assert end == [True, True, False, False, True]
     assert not allowed_moves(18, 20, False, 5, gs)[4] or 18 >= 20 - 1 - 2  # open text: STOP only at its end
 
 

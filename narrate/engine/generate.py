@@ -19,7 +19,7 @@ from narrate.engine.guidance import GuidanceSettings, allowed_moves, guide
 from narrate.engine.mamba import MambaState
 from narrate.engine.model import Conditioning, DecoderState, NarrateModel
 from narrate.engine.packed import for_decoding
-from narrate.engine.sampling import SamplingSettings, sample
+from narrate.engine.sampling import SamplingSettings, sample_streams
 
 
 @dataclass
@@ -141,7 +141,7 @@ class Engine:
                                 torch.cat([s.cond.speaker_kv for s in states]))
         hidden, layers = self.model.decode_step(band, valid, cond, dec)
         codes, feats = self._codes(hidden, [s.generator for s in states])
-        sem = self.model.semantic_head(hidden)
+        sem = self.model.semantic_head(hidden).softmax(-1).tolist()  # [B][classes]: guidance is plain Python
         outs = []
         for b, s in enumerate(states):
             if len(states) == 1:
@@ -170,7 +170,7 @@ class Engine:
         chosen, sampled_feats, mean_feats = [], None, 0
         for gi, k in enumerate(self.cfg.codebook_groups):
             logits = heads.group_logits(gi, h, sampled_feats)  # [B, r, k, C]
-            idx = torch.stack([sample(lg, self.settings.sampling, g) for lg, g in zip(logits, gens)])  # [B, r, k]
+            idx = sample_streams(logits, self.settings.sampling, gens)  # [B, r, k]
             group_books = books[heads.starts[gi] : heads.starts[gi] + k]  # [k, C, F]
             flat_books = group_books.reshape(k * C, -1)
             part = flat_books[idx + torch.arange(k) * C].sum(-2)  # [B, r, F]
@@ -181,16 +181,16 @@ class Engine:
         codes = torch.cat(chosen, dim=-1).transpose(1, 2)  # [B, K, r]
         return codes, (mean_feats if self.settings.emit == "mean" else sampled_feats)
 
-    def _advance(self, s: StreamState, sem_logits: torch.Tensor, codes, feats) -> StepOutput:
+    def _advance(self, s: StreamState, sem_probs: list[float], codes, feats) -> StepOutput:
         gs = self.settings.guidance
         n_classes = self.cfg.semantic_classes
         ok = allowed_moves(s.position, s.n_tokens, s.closed, n_classes, gs)
-        probs = guide(sem_logits.softmax(-1), ok, gs.strength)
+        probs = guide(sem_probs, ok, gs.strength)
         if self.settings.semantic_temperature > 0:
-            p = probs.pow(1.0 / self.settings.semantic_temperature)
+            p = torch.tensor(probs).pow(1.0 / self.settings.semantic_temperature)
             choice = int(torch.multinomial(p / p.sum(), 1, generator=s.generator))
         else:
-            choice = int(probs.argmax())
+            choice = max(range(n_classes), key=probs.__getitem__)
         stop = choice == n_classes - 1
         move = 0 if stop else choice
         s.stall = s.stall + 1 if move == 0 else 0

@@ -6,8 +6,7 @@ that are impossible (past the text, STOP before its end), and never forces a cho
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import torch
+from typing import Sequence
 
 
 @dataclass
@@ -20,10 +19,11 @@ class GuidanceSettings:
     max_stall: int = 20
 
 
-def allowed_moves(position: int, n_tokens: int, closed: bool, n_classes: int, s: GuidanceSettings) -> torch.Tensor:
-    """Bool mask over the progress classes for one stream."""
+def allowed_moves(position: int, n_tokens: int, closed: bool, n_classes: int, s: GuidanceSettings) -> list[bool]:
+    """Which progress classes are possible for one stream. (Plain Python: five numbers per
+    stream per step cost far less than the tensor operations they would take.)"""
     stop = n_classes - 1
-    ok = torch.zeros(n_classes, dtype=torch.bool)
+    ok = [False] * n_classes
     for move in range(min(stop, s.max_move + 1)):
         ok[move] = position + move <= n_tokens - 1
     ok[stop] = position >= n_tokens - 1 - s.stop_margin
@@ -32,14 +32,12 @@ def allowed_moves(position: int, n_tokens: int, closed: bool, n_classes: int, s:
     return ok
 
 
-def guide(probs: torch.Tensor, allowed: torch.Tensor, strength: float) -> torch.Tensor:
-    """probs [classes] -> guided, renormalized probs: moves 0 and 1 times (1 + strength),
+def guide(probs: Sequence[float], allowed: Sequence[bool], strength: float) -> list[float]:
+    """Progress probabilities -> guided, renormalized ones: moves 0 and 1 times (1 + strength),
     disallowed classes zero. Classes the model gives probability keep some (never forced)."""
-    p = probs.clone()
-    p[:2] = p[:2] * (1.0 + strength)
-    p = p * allowed.to(p.dtype)
-    total = p.sum()
+    p = [(q * (1.0 + strength) if i < 2 else q) if ok else 0.0 for i, (q, ok) in enumerate(zip(probs, allowed))]
+    total = sum(p)
     if total <= 0:  # the model put all its mass on impossible moves: fall back to uniform over allowed
-        p = allowed.to(p.dtype)
-        total = p.sum()
-    return p / total
+        p = [float(ok) for ok in allowed]
+        total = sum(p)
+    return [q / total for q in p]
