@@ -67,6 +67,7 @@ class _Run:
         self.queue: queue.Queue = queue.Queue(maxsize=4)
         self.ends: list[int] = []       # global end token of each appended sentence
         self.sentence = 0               # sentence being spoken
+        self.vocoded = 0                # sentence whose audio is coming out of the vocoder
         self.appended = 0
         self.finished = False
         self.error: BaseException | None = None
@@ -111,31 +112,31 @@ class _Run:
                     continue
                 return
 
-    def consume(self, out) -> tuple[VocodeJob, tuple]:
-        """Decide now which sentences end at this step: the vocoding job of its frames and what
-        ``_chunks`` needs to cut the job's audio into AudioChunks (first sentence, ends, words)."""
+    def consume(self, out) -> tuple[VocodeJob, list[WordTiming]]:
+        """Decide now which sentences end at this step: the vocoding job of its frames (with
+        the step's words, which ride on the audio the job yields)."""
         st = self.state
-        first, ends = self.sentence, 0
+        ends = 0
         while self.sentence < len(self.ends) and (st.position >= self.ends[self.sentence] or st.done or
                                                   (st.paused and self.sentence == len(self.ends) - 1)):
             self.sentence += 1
             ends += 1
         if st.done:
             self.finished = True
-        if self.n.settings.emit == "mean":
-            job = VocodeJob(self.key, out.feats.numpy(), "features", ends)
-        else:
-            job = VocodeJob(self.key, out.codes.numpy(), "codes", ends)
-        return job, (first, ends, out.words)
+        mean = self.n.settings.emit == "mean"
+        frames = (out.feats if mean else out.codes).numpy()
+        return VocodeJob(self.key, frames, "features" if mean else "codes", ends, st.paused or st.done), out.words
 
-
-def _chunks(first: int, ends: int, words: list[WordTiming], parts: list[np.ndarray]) -> list[AudioChunk]:
-    """A job's audio (see ``run_job``) as AudioChunks; the step's words go with the first."""
-    chunks = [AudioChunk(parts[k], first + k, True, words if k == 0 else []) for k in range(ends)]
-    rest = words if ends == 0 else []
-    if len(parts[-1]) or rest:
-        chunks.append(AudioChunk(parts[-1], first + ends, False, rest))
-    return chunks
+    def chunks(self, parts: list[np.ndarray], words: list[WordTiming]) -> list[AudioChunk]:
+        """A job's audio (see ``run_job``) as AudioChunks, in order; the words go with the first."""
+        chunks = []
+        for samples in parts[:-1]:
+            chunks.append(AudioChunk(samples, self.vocoded, True, words))
+            self.vocoded += 1
+            words = []
+        if len(parts[-1]) or words:
+            chunks.append(AudioChunk(parts[-1], self.vocoded, False, words))
+        return chunks
 
 
 class Narrator:
@@ -186,33 +187,29 @@ class Narrator:
                 for r in runs:
                     if not r.finished:
                         if r.state.n_tokens == 0 or r.state.paused:  # may wait for text: hand over the audio first
-                            yield from self._ready(vocoding.results(wait=True))
+                            yield from self._ready(vocoding.results(runs, wait=True), runs)
                         r.feed_text()
                         if r.state.closed and r.state.n_tokens == 0:
                             r.finished = True
                 active = [r for r in runs if not r.finished and r.state.active]
                 if not active:
                     if all(r.finished for r in runs):
-                        yield from self._ready(vocoding.results(wait=True))
+                        yield from self._ready(vocoding.results(runs, wait=True), runs)
                         return
                     continue
                 outs = self.engine.step([r.state for r in active])
                 for r, out in zip(active, outs):
-                    job, cut = r.consume(out)
-                    vocoding.send((runs.index(r), cut), job)
-                yield from self._ready(vocoding.results())
+                    job, words = r.consume(out)
+                    vocoding.send(runs, (r, words), job)
+                yield from self._ready(vocoding.results(runs), runs)
         finally:
             for r in runs:
                 vocoding.end_stream(r.key)
-            if vocoding.tags:  # stopped early: discard this call's audio still in flight
-                try:
-                    for _ in vocoding.results(wait=True):
-                        pass
-                except NarrateError:  # the vocoder process is gone (a signal to the whole group)
-                    pass
+            vocoding.discard(runs)  # stopped early: this call's audio still in flight goes
 
     @staticmethod
-    def _ready(results) -> Iterator[tuple[int, AudioChunk]]:
-        for (index, cut), parts in results:
-            for chunk in _chunks(*cut, parts):
+    def _ready(results, runs: list[_Run]) -> Iterator[tuple[int, AudioChunk]]:
+        for (run, words), parts in results:
+            index = runs.index(run)
+            for chunk in run.chunks(parts, words):
                 yield index, chunk

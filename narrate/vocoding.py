@@ -25,24 +25,44 @@ from narrate.errors import NarrateError
 
 @dataclass
 class VocodeJob:
-    stream: int            # key of the stream's decoder (made on first use)
+    stream: int            # key of the stream (its decoder is made on first use)
     frames: np.ndarray     # one decoder step: features [r, F] (kind "features") or codes [K, r]
     kind: str
-    ends: int              # sentences that end with these frames: flush once per end
+    ends: int              # sentences that end with these frames
+    flush: bool            # nothing follows for now (stream paused or done): emit everything
 
 
-def run_job(codec, decoders: dict, job: VocodeJob) -> list[np.ndarray]:
-    """The samples of each sentence that ends (job.ends arrays), then what is final of the
-    sentence still going (possibly empty)."""
-    dec = decoders.get(job.stream)
-    if dec is None:
-        dec = decoders[job.stream] = codec.stream_decoder()
+class StreamVocoder:
+    """One stream's decoder, fed without a break across sentences (a flush would restart the
+    phase estimate: a click at the join), and the sample positions where sentences end."""
+
+    def __init__(self, codec):
+        self.decoder = codec.stream_decoder()
+        self.samples_per_frame = int(round(codec.sample_rate / codec.frame_rate))
+        self.frames = 0        # frames pushed
+        self.emitted = 0       # samples emitted
+        self.ends: deque = deque()  # sample positions of sentence ends not yet emitted
+
+
+def run_job(codec, streams: dict, job: VocodeJob) -> list[np.ndarray]:
+    """The samples of each sentence whose end is now emitted (one array each), then what is
+    final of the sentence still going (possibly empty)."""
+    st = streams.get(job.stream)
+    if st is None:
+        st = streams[job.stream] = StreamVocoder(codec)
     frames = torch.from_numpy(job.frames)
-    samples = dec.push_features(frames) if job.kind == "features" else dec.push(frames)
+    samples = st.decoder.push_features(frames) if job.kind == "features" else st.decoder.push(frames)
+    st.frames += frames.shape[0] if job.kind == "features" else frames.shape[1]
+    st.ends.extend([st.frames * st.samples_per_frame] * job.ends)
+    if job.flush:
+        samples = np.concatenate([samples, st.decoder.flush()])
     parts = []
-    for _ in range(job.ends):
-        parts.append(np.concatenate([samples, dec.flush()]))
-        samples = np.zeros(0, np.float32)
+    while st.ends and (st.ends[0] <= st.emitted + len(samples) or job.flush):
+        cut = max(0, min(st.ends.popleft() - st.emitted, len(samples)))
+        parts.append(samples[:cut])
+        samples = samples[cut:]
+        st.emitted += cut
+    st.emitted += len(samples)
     parts.append(samples)
     return parts
 
@@ -52,7 +72,7 @@ def _serve(codec, conn) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the parent's handler: just end
     torch.set_num_threads(1)
-    decoders: dict = {}
+    streams: dict = {}
     busy = 0.0
     while True:
         try:
@@ -62,11 +82,11 @@ def _serve(codec, conn) -> None:
         if msg is None:
             return
         if isinstance(msg, int):  # the stream is over: drop its decoder
-            decoders.pop(msg, None)
+            streams.pop(msg, None)
             continue
         t = time.perf_counter()
         try:
-            parts = run_job(codec, decoders, msg)
+            parts = run_job(codec, streams, msg)
         except Exception as e:  # re-raised in the parent
             conn.send((e, busy))
             continue
@@ -79,13 +99,15 @@ def _ended() -> NarrateError:
 
 
 class Vocoding:
-    """Vocode jobs in order; ``results`` hands back (tag, parts) in the order jobs were sent."""
+    """Vocode jobs in order. Each job belongs to an owner (one narrating call); ``results``
+    hands an owner back its answers in the order its jobs were sent, so a call abandoned
+    half-way (its answers still in flight) cannot mix into the next one."""
 
     def __init__(self, codec, process: bool = True, backlog: int = 48):
         self.codec, self.backlog = codec, backlog
-        self.tags: deque = deque()    # tag of each job sent and not yet answered
-        self.done: deque = deque()    # answered (tag, parts), not yet collected
-        self.decoders: dict = {}      # inline mode's stream decoders
+        self.sent: deque = deque()    # (owner, tag) of each job sent and not yet answered
+        self.done: list = []          # answered (owner, tag, parts), not yet collected
+        self.streams: dict = {}       # inline mode's StreamVocoders
         self.seconds = 0.0            # spent vocoding (in the child: as it reports)
         self.proc = None
         if process and "fork" in multiprocessing.get_all_start_methods():
@@ -99,24 +121,24 @@ class Vocoding:
     def in_process(self) -> bool:
         return self.proc is not None
 
-    def send(self, tag, job: VocodeJob) -> None:
+    def send(self, owner, tag, job: VocodeJob) -> None:
         if self.proc is None:
             t = time.perf_counter()
-            self.done.append((tag, run_job(self.codec, self.decoders, job)))
+            self.done.append((owner, tag, run_job(self.codec, self.streams, job)))
             self.seconds += time.perf_counter() - t
             return
-        while len(self.tags) >= self.backlog:
+        while len(self.sent) >= self.backlog:
             self._receive()
         try:
             self.conn.send(job)
         except OSError:
             raise _ended() from None
-        self.tags.append(tag)
+        self.sent.append((owner, tag))
 
     def end_stream(self, stream: int) -> None:
         """Drop the stream's decoder (quietly if the process is gone: nothing is lost then)."""
         if self.proc is None:
-            self.decoders.pop(stream, None)
+            self.streams.pop(stream, None)
             return
         try:
             self.conn.send(stream)
@@ -130,14 +152,24 @@ class Vocoding:
             raise _ended() from None
         if isinstance(parts, BaseException):
             raise parts
-        self.done.append((self.tags.popleft(), parts))
+        self.done.append((*self.sent.popleft(), parts))
 
-    def results(self, wait: bool = False) -> Iterator[tuple[object, list[np.ndarray]]]:
-        """Answers so far, in order; wait=True: every job sent."""
-        while self.tags and (wait or self.conn.poll()):
+    def results(self, owner, wait: bool = False) -> Iterator[tuple[object, list[np.ndarray]]]:
+        """The owner's answers so far, in order; wait=True: to its last job sent."""
+        while self.sent and (self.conn.poll() or (wait and any(o is owner for o, _ in self.sent))):
             self._receive()
-        while self.done:
-            yield self.done.popleft()
+        mine = [d for d in self.done if d[0] is owner]
+        self.done = [d for d in self.done if d[0] is not owner]
+        for _, tag, parts in mine:
+            yield tag, parts
+
+    def discard(self, owner) -> None:
+        """Forget the owner's jobs (a call that stopped early): its answers are dropped."""
+        try:
+            for _ in self.results(owner, wait=True):
+                pass
+        except NarrateError:  # the process is gone (a signal to the whole group): nothing to wait for
+            self.sent = deque(s for s in self.sent if s[0] is not owner)
 
     def close(self) -> None:
         if self.proc is not None:

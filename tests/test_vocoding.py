@@ -1,0 +1,65 @@
+"""Vocoding jobs: sentence ends cut the audio at exact sample positions without breaking it,
+and the vocoder process gives what vocoding inline gives."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from narrate.codec.mel import MelConfig, MelSpec
+from narrate.codec.mel_rvq import MelRVQCodec
+from narrate.vocoding import VocodeJob, Vocoding, run_job
+from tests.test_codec import speechy
+
+
+def _codec_and_steps(n_steps=40, r=3):
+    codec = MelRVQCodec(MelConfig(gl_iters=4), torch.randn(2, 8, 80))
+    mel = MelSpec(MelConfig()).features(speechy(2.0)).numpy()
+    return codec, [mel[i * r : (i + 1) * r] for i in range(n_steps)]
+
+
+def _jobs(steps, ends_at: dict, flush_at: set, stream=0):
+    return [VocodeJob(stream, f, "features", ends_at.get(i, 0), i in flush_at) for i, f in enumerate(steps)]
+
+
+def test_sentence_ends_cut_the_audio_exactly_and_change_none_of_it():
+    codec, steps = _codec_and_steps()
+    last = len(steps) - 1
+    plain, cut = {}, {}
+    whole = [p for j in _jobs(steps, {last: 1}, {last}) for p in run_job(codec, plain, j)]
+    parts = [run_job(codec, cut, j) for j in _jobs(steps, {9: 1, 20: 2, last: 1}, {last})]
+    # the same samples: a sentence end inside the stream is a mark, not a restart of the vocoder
+    assert np.array_equal(np.concatenate(whole), np.concatenate([p for ps in parts for p in ps]))
+    # each end is exactly where its step's frames end
+    sentences = []
+    current = []
+    for ps in parts:
+        for k, p in enumerate(ps):
+            current.append(p)
+            if k < len(ps) - 1:
+                sentences.append(np.concatenate(current))
+                current = []
+    assert [len(s) for s in sentences] == [10 * 3 * 256, 11 * 3 * 256, 0, (last - 20) * 3 * 256]
+    assert sum(len(p) for p in current) == 0  # the flush left nothing behind
+
+
+def test_vocoder_process_answers_each_owner_in_order_like_inline():
+    codec, steps = _codec_and_steps(20)
+    inline, child = Vocoding(codec, process=False), Vocoding(codec, process=True)
+    try:
+        assert child.in_process and not inline.in_process
+        a, b = object(), object()  # two callers; b's jobs must not come back to a
+        got = {}
+        for v in (inline, child):
+            for i, job in enumerate(_jobs(steps, {5: 1, 19: 1}, {19})):
+                v.send(a, ("a", i), job)
+                v.send(b, ("b", i), VocodeJob(1, job.frames, "features", job.ends, job.flush))
+            got[v] = list(v.results(a, wait=True))
+            v.discard(b)
+            assert not list(v.results(b, wait=True))
+        assert [t for t, _ in got[child]] == [("a", i) for i in range(20)]
+        assert all(len(x) == len(y) and all(np.array_equal(p, q) for p, q in zip(x, y))
+                   for (_, x), (_, y) in zip(got[inline], got[child]))
+        assert child.seconds > 0
+    finally:
+        child.close()
