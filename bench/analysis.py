@@ -108,6 +108,15 @@ def sentence_windows(spans: list[tuple[int, int, int]], window_s: float, sr: int
     return windows
 
 
+def same_text_pairs(texts: list[str], late: list[int]) -> list[tuple[int, int]]:
+    """(first, late) span-index pairs: each sentence of ``late`` with the first time the same
+    text was spoken before ``late`` began (sentences never spoken before are left out)."""
+    first: dict[str, int] = {}
+    for i, t in enumerate(texts[: late[0]] if late else []):
+        first.setdefault(t, i)
+    return [(first[texts[i]], i) for i in late if texts[i] in first]
+
+
 def relative_growth(peaks: dict[float, float]) -> float:
     """(peak at the longest length - peak at the shortest) / peak at the shortest."""
     if not peaks:

@@ -1,6 +1,7 @@
 """One memory measurement in a fresh process: load narrate, render N minutes of audio from a
 sentence file (cycled), discard the audio as it comes (16-bit PCM to /dev/null), then print
-JSON with ru_maxrss after loading and after rendering, and current RSS along the way.
+JSON with the peak RSS after loading and after rendering (the main process plus the vocoder
+process; their peaks summed), and the main process's current RSS along the way.
 
     python -m bench.memory_child --sentences FILE --minutes N [--model M] [--voice joe]
 """
@@ -10,12 +11,14 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import resource
 import time
 
 
-def _maxrss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kB
+def _maxrss_mb(pid: str = "self") -> float:
+    """Peak RSS of a process (VmHWM). Not ru_maxrss: Linux carries that across exec, so a child
+    started by a big benchmark process would report the parent's size."""
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:")) / 1024  # kB
 
 
 def _rss_mb() -> float:
@@ -58,8 +61,11 @@ def main() -> None:
         gen.close()
     wall = time.perf_counter() - t0
     trace.append((n / sr, _rss_mb()))
+    vocoder = _maxrss_mb(str(narrator.vocoding.proc.pid)) if narrator.vocoding.in_process else 0.0
+    narrator.close()
     print(json.dumps({"minutes_target": args.minutes, "audio_s": n / sr, "wall_s": wall,
-                      "maxrss_loaded_mb": loaded_peak, "maxrss_mb": _maxrss_mb(), "rss_trace": trace}))
+                      "maxrss_loaded_mb": loaded_peak, "maxrss_main_mb": _maxrss_mb(), "maxrss_vocoder_mb": vocoder,
+                      "maxrss_mb": _maxrss_mb() + vocoder, "rss_trace": trace}))
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import math
 
 import numpy as np
 
-from bench.analysis import jump_stats, seam_pauses, sentence_windows, silence_runs, summary
+from bench.analysis import jump_stats, same_text_pairs, seam_pauses, sentence_windows, silence_runs, summary
 from bench.render import Render
 
 
@@ -87,6 +87,29 @@ def drift(render: Render, window_s: float, ref: np.ndarray) -> list[dict]:
         out.append({"start_min": w["start"] / render.sr / 60, "end_min": w["end"] / render.sr / 60,
                     "n_sentences": len(w["sentences"]), "wer": wer([text], [hyp]),
                     "similarity": sim(embed(audio, render.sr), ref)})
+    return out
+
+
+def same_text_drift(render: Render, window_s: float, ref: np.ndarray) -> dict | None:
+    """The last window's sentences against the same sentences when first spoken: the same text
+    early and late, so the change is the rendering's own (windows of different sentences differ
+    in difficulty as much as the bar allows). None when nothing in the last window was spoken
+    before."""
+    from narrate.quality import transcribe, wer
+
+    windows = sentence_windows(render.spans, window_s, render.sr)
+    pairs = same_text_pairs(render.texts, windows[-1]["sentences"]) if len(windows) > 1 else []
+    if not pairs:
+        return None
+    out = {"n_sentences": len(pairs)}
+    for name, idx in (("early", [a for a, _ in pairs]), ("late", [b for _, b in pairs])):
+        audio = np.concatenate([render.segment(i) for i in idx])
+        text = " ".join(render.texts[i] for i in idx)
+        out[name] = {"start_min": render.spans[min(idx)][1] / render.sr / 60,
+                     "end_min": render.spans[max(idx)][2] / render.sr / 60,
+                     "wer": wer([text], [transcribe(audio, render.sr)]), "similarity": sim(embed(audio, render.sr), ref)}
+    out["wer_change"] = out["late"]["wer"] / out["early"]["wer"] - 1 if out["early"]["wer"] else math.nan
+    out["similarity_change"] = out["late"]["similarity"] / out["early"]["similarity"] - 1
     return out
 
 

@@ -20,7 +20,7 @@ class Render:
     spans: list[tuple[int, int, int]]       # (sentence index, start sample, end sample)
     texts: list[str]                        # text of each sentence spoken, by index
     wall_s: float                           # wall-clock compute seconds
-    cpu_s: float                            # process CPU seconds (all threads)
+    cpu_s: float                            # CPU seconds (all threads; narrate: + its vocoder process)
     split: dict = field(default_factory=dict)  # narrate: seconds in model steps / vocoder
 
     @property
@@ -88,6 +88,8 @@ def narrate_render(narrator, texts: Iterable[str], max_seconds: float | None = N
                     break
         gen.close()
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    if narrator.vocoding.in_process:  # its CPU is not this process's
+        cpu += clock["vocoder_s"]
     audio = np.concatenate(parts) if parts else np.zeros(0, np.float32)
     texts_by_index = [spoken[i] for i, _, _ in spans]
     spans = [(k, s, e) for k, (_, s, e) in enumerate(spans)]

@@ -89,6 +89,10 @@ def summary_rows(r: dict) -> list[list]:
         w = d["windows"]
         rows.append([f"drift: WER first -> last {d['window_min']:g}-min window", f"{fmt(w[0]['wer'])} -> {fmt(w[-1]['wer'])}",
                      "n/a", "-"])
+        st = d.get("same_text")
+        if st:
+            rows.append(["drift, same sentences: WER first spoken -> last window",
+                         f"{fmt(st['early']['wer'])} -> {fmt(st['late']['wer'])} ({pct(st['wer_change'])})", "n/a", "-"])
     s = r.get("seams")
     if s:
         rows.append(["median pause at sentence joins (s)", s["narrate"]["pause_at_seam_s"]["median"],
@@ -146,13 +150,15 @@ def _section_speed(r: dict) -> list[str]:
     n, p = sp["narrate"], sp["piper"]
     out = ["## 1. Speed", "",
            f"Same text for both: {sp['text']['n_sentences']} sentences (the long rendering of section 4), "
-           f"one stream, one process. Wall-clock compute; CPU seconds count all threads.", "",
+           f"one stream. Wall-clock compute; CPU seconds count all threads, and for narrate its vocoder process too.", "",
            table(["", "audio (s)", "wall (s)", "CPU (s)", "RTF (wall)", "RTF (CPU)"],
                  [["narrate", n["audio_s"], n["wall_s"], n["cpu_s"], n["rtf"], n["rtf_cpu"]],
                   ["piper", p["audio_s"], p["wall_s"], p["cpu_s"], p["rtf"], p["rtf_cpu"]]]), "",
            f"RTF ratio narrate / piper: **{fmt(sp['rtf_ratio'])}**.", "",
-           "narrate's RTF split (time inside `engine.step` = model decoder steps; inside the codec's stream "
-           "decoder `push_features`/`push`/`flush` = vocoder; the rest = text front-end, phonemizer, bookkeeping):", "",
+           "narrate's RTF split. Main process: time inside `engine.step` = model decoder steps; the rest = text "
+           "front-end, phonemizer, bookkeeping, handing frames to the vocoder. The vocoder (Griffin-Lim) runs in a "
+           "process of its own on the other core, at the same time: its seconds (as it reports them) overlap the "
+           "main process's, so total = model + other:", "",
            table(["model", "vocoder", "other", "total"], [[n["rtf_model"], n["rtf_vocoder"], n["rtf_other"], n["rtf"]]]), ""]
     if "figure" in sp:
         out += [f"![speed]({sp['figure']})", ""]
@@ -188,12 +194,15 @@ def _section_ttfa(r: dict) -> list[str]:
 
 def _section_memory(r: dict) -> list[str]:
     m = r["memory"]
-    rows = [[f"{x['minutes_target']:g}", x["audio_s"] / 60, x["wall_s"], x["maxrss_loaded_mb"], x["maxrss_mb"]]
+    rows = [[f"{x['minutes_target']:g}", x["audio_s"] / 60, x["wall_s"], x["maxrss_loaded_mb"],
+             x.get("maxrss_main_mb", x["maxrss_mb"]), x.get("maxrss_vocoder_mb", "-"), x["maxrss_mb"]]
             for x in sorted(m["runs"], key=lambda x: x["minutes_target"])]
     out = ["## 2. Memory", "",
            "Each length in a fresh process (`python -m bench.memory_child`), audio written to /dev/null as it "
-           "comes; `ru_maxrss` after loading and after rendering.", "",
-           table(["target (min)", "audio (min)", "wall (s)", "peak RSS after load (MB)", "peak RSS after render (MB)"], rows), "",
+           "comes; peak RSS (`VmHWM`) after loading and after rendering, of the main process and of the vocoder process "
+           "(forked from it, so pages they share count twice: the sum overstates).", "",
+           table(["target (min)", "audio (min)", "wall (s)", "peak RSS after load (MB)", "main after render (MB)",
+                  "vocoder process (MB)", "sum (MB)"], rows), "",
            f"Growth {m['growth_definition']}: **{pct(m['growth'])}** (flat is the goal).", ""]
     if "figure" in m:
         out += [f"![memory]({m['figure']})", ""]
@@ -248,6 +257,16 @@ def _section_drift(r: dict) -> list[str]:
            f"~{d['window_min']:g}-minute windows of whole sentences (by where each sentence ends, from the AudioChunk "
            "sentence indices); each window transcribed as a whole against the sentences spoken in it.", "",
            table(["minutes", "sentences", "WER", "similarity to joe"], rows), ""]
+    st = d.get("same_text")
+    if st:
+        out += [f"The same sentences early and late: the last window's {st['n_sentences']} sentences as first spoken "
+                f"(minutes {st['early']['start_min']:.1f}-{st['early']['end_min']:.1f}) and in the last window "
+                f"(minutes {st['late']['start_min']:.1f}-{st['late']['end_min']:.1f}), each set transcribed as a whole. "
+                "Windows of different sentences differ in difficulty; this compares like with like.", "",
+                table(["", "WER", "similarity to joe"],
+                      [["first spoken", st["early"]["wer"], st["early"]["similarity"]],
+                       ["last window", st["late"]["wer"], st["late"]["similarity"]],
+                       ["change", pct(st["wer_change"]), pct(st["similarity_change"])]]), ""]
     if "figure" in d:
         out += [f"![drift]({d['figure']})", ""]
     return out

@@ -14,7 +14,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # bench/ is not
 
 from bench import report  # noqa: E402
 from bench.analysis import (frame_db, jump_stats, max_jump, ratio, relative_growth, rtf, seam_pauses,  # noqa: E402
-                            sentence_windows, silence_runs, summary)
+                            same_text_pairs, sentence_windows, silence_runs, summary)
 
 SR = 1000  # 1 kHz keeps the arithmetic readable: 10 ms = 10 samples
 
@@ -114,3 +114,9 @@ def test_update_keeps_sections_not_redone_with_their_origin():
     again = {"meta": {**meta, "command": "third"}, "config": {}, "timings_s": {}}
     carry_over(new, again, [])  # carried twice: still names the run that measured it
     assert again["earlier"]["memory"]["command"].endswith("--sections memory") and again["speed"] == {"rtf": 0.2}
+
+
+def test_same_text_pairs_match_each_late_sentence_with_its_first_time():
+    texts = ["a", "b", "c", "a", "b", "c", "d", "a", "b"]
+    assert same_text_pairs(texts, [6, 7, 8]) == [(0, 7), (1, 8)]  # "d" was never spoken before
+    assert same_text_pairs(texts, []) == []
