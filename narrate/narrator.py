@@ -143,6 +143,7 @@ class Narrator:
     def __init__(self, loaded, voice, settings: NarrateSettings | None = None):
         self.loaded = loaded
         self.settings = settings or NarrateSettings()
+        torch.set_num_threads(max(1, self.settings.threads))  # however it was made (the benchmark makes it directly)
         self.codec = loaded.codec
         self.sample_rate = self.codec.sample_rate
         text = loaded.config["text"]
@@ -164,7 +165,7 @@ class Narrator:
         from narrate.voices import load_voice
 
         settings = settings or NarrateSettings()
-        torch.set_num_threads(max(1, settings.threads))
+        torch.set_num_threads(max(1, settings.threads))  # before loading, too
         loaded = from_pretrained(model, revision)
         low, high = loaded.config.get("speed_range", [0.25, 4.0])
         if not low <= settings.speed <= high:
