@@ -123,6 +123,8 @@ def seams(render: Render) -> dict:
     return {"n_seams": len(render.seams),
             "pause_at_seam_s": summary(at_seam), "pause_inside_s": summary(inner),
             "seams_without_pause": int(sum(1 for p in at_seam if p == 0)),
+            # the bar: pauses at joins within the range of pauses inside sentences
+            "seams_pause_above_inside_max": int(sum(1 for p in at_seam if inner and p > max(inner))),
             "jump_at_seam": summary(j_seam), "jump_elsewhere": summary(j_else),
             "jump_elsewhere_p99": p99,
             "seams_above_elsewhere_p99": int(sum(1 for j in j_seam if j > p99)),

@@ -97,6 +97,10 @@ def summary_rows(r: dict) -> list[list]:
     if s:
         rows.append(["median pause at sentence joins (s)", s["narrate"]["pause_at_seam_s"]["median"],
                      s["piper"]["pause_at_seam_s"]["median"], "-"])
+        if "seams_pause_above_inside_max" in s["narrate"]:
+            rows.append(["joins with a pause longer than any inside a sentence",
+                         f"{s['narrate']['seams_pause_above_inside_max']}/{s['narrate']['n_seams']}",
+                         f"{s['piper']['seams_pause_above_inside_max']}/{s['piper']['n_seams']}", "-"])
         rows.append(["joins with a jump above the p99 of jumps elsewhere (clicks)",
                      f"{s['narrate']['seams_above_elsewhere_p99']}/{s['narrate']['n_seams']}",
                      f"{s['piper']['seams_above_elsewhere_p99']}/{s['piper']['n_seams']}", "-"])
@@ -274,13 +278,15 @@ def _section_drift(r: dict) -> list[str]:
 
 def _section_seams(r: dict) -> list[str]:
     s = r["seams"]
-    rows = []
+    rows, longer = [], []
     for name in ("narrate", "piper"):
         x = s[name]
         rows.append([name, x["n_seams"], x["seams_without_pause"], x["pause_at_seam_s"]["median"],
                      x["pause_at_seam_s"]["p95"], x["pause_inside_s"]["n"], x["pause_inside_s"]["median"],
                      x["jump_at_seam"]["median"], x["jump_at_seam"]["max"], x["jump_elsewhere"]["median"],
                      x["jump_elsewhere_p99"], f"{x['seams_above_elsewhere_p99']}/{x['n_seams']}"])
+        longer.append([name, x["pause_inside_s"]["max"], f"{x.get('seams_pause_above_inside_max', '-')}/{x['n_seams']}",
+                       x["pause_at_seam_s"]["max"]])
     out = ["## 5. Seams", "",
            "On the long renderings (narrate; piper on exactly the sentences narrate spoke). A seam is where one "
            "sentence's audio ends (narrate: end of an AudioChunk with final=True; piper: end of one synthesize call). "
@@ -289,7 +295,12 @@ def _section_seams(r: dict) -> list[str]:
            "vs the same over every other 10 ms window.", "",
            table(["", "joins", "joins w/o pause", "pause at joins, median (s)", "p95 (s)", "pauses inside",
                   "inside, median (s)", "jump at joins, median", "max", "jump elsewhere, median", "elsewhere p99",
-                  "joins > p99"], rows), ""]
+                  "joins > p99"], rows), "",
+           "Pauses at joins against the range of pauses inside sentences (the quality bar):", "",
+           table(["", "longest pause inside a sentence (s)", "joins with a longer pause", "longest pause at a join (s)"],
+                 longer), "",
+           "A jump near a join is not always a click: where the next sentence starts speaking within 5 ms of the "
+           "join (joins without a pause), its onset is the jump.", ""]
     if "figure" in s:
         out += [f"![seams]({s['figure']})", ""]
     return out
