@@ -103,9 +103,10 @@ class Vocoding:
     hands an owner back its answers in the order its jobs were sent, so a call abandoned
     half-way (its answers still in flight) cannot mix into the next one."""
 
-    def __init__(self, codec, process: bool = True, backlog: int = 48):
-        self.codec, self.backlog = codec, backlog
-        self.sent: deque = deque()    # (owner, tag) of each job sent and not yet answered
+    def __init__(self, codec, process: bool = True, backlog: int = 48, backlog_bytes: int = 16384):
+        self.codec, self.backlog, self.backlog_bytes = codec, backlog, backlog_bytes
+        self.sent: deque = deque()    # (owner, tag, bytes) of each job sent and not yet answered
+        self.sent_bytes = 0
         self.done: list = []          # answered (owner, tag, parts), not yet collected
         self.streams: dict = {}       # inline mode's StreamVocoders
         self.seconds = 0.0            # spent vocoding (in the child: as it reports)
@@ -127,13 +128,17 @@ class Vocoding:
             self.done.append((owner, tag, run_job(self.codec, self.streams, job)))
             self.seconds += time.perf_counter() - t
             return
-        while len(self.sent) >= self.backlog:
+        # Jobs in flight stay well under the connection's buffer (a socket pair's, ~200 kB), so
+        # this send never blocks while the child waits for its answers to be read (a deadlock).
+        size = job.frames.nbytes + 512
+        while self.sent and (len(self.sent) >= self.backlog or self.sent_bytes + size > self.backlog_bytes):
             self._receive()
         try:
             self.conn.send(job)
         except OSError:
             raise _ended() from None
-        self.sent.append((owner, tag))
+        self.sent.append((owner, tag, size))
+        self.sent_bytes += size
 
     def end_stream(self, stream: int) -> None:
         """Drop the stream's decoder (quietly if the process is gone: nothing is lost then)."""
@@ -150,13 +155,15 @@ class Vocoding:
             parts, self.seconds = self.conn.recv()
         except (EOFError, OSError):
             raise _ended() from None
+        owner, tag, size = self.sent.popleft()
+        self.sent_bytes -= size
         if isinstance(parts, BaseException):
             raise parts
-        self.done.append((*self.sent.popleft(), parts))
+        self.done.append((owner, tag, parts))
 
     def results(self, owner, wait: bool = False) -> Iterator[tuple[object, list[np.ndarray]]]:
         """The owner's answers so far, in order; wait=True: to its last job sent."""
-        while self.sent and (self.conn.poll() or (wait and any(o is owner for o, _ in self.sent))):
+        while self.sent and (self.conn.poll() or (wait and any(o is owner for o, _, _ in self.sent))):
             self._receive()
         mine = [d for d in self.done if d[0] is owner]
         self.done = [d for d in self.done if d[0] is not owner]
@@ -170,6 +177,7 @@ class Vocoding:
                 pass
         except NarrateError:  # the process is gone (a signal to the whole group): nothing to wait for
             self.sent = deque(s for s in self.sent if s[0] is not owner)
+            self.sent_bytes = sum(size for _, _, size in self.sent)
 
     def close(self) -> None:
         if self.proc is not None:

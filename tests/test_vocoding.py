@@ -63,3 +63,27 @@ def test_vocoder_process_answers_each_owner_in_order_like_inline():
         assert child.seconds > 0
     finally:
         child.close()
+
+
+def test_large_jobs_do_not_fill_the_pipes_both_ways():
+    """Jobs and answers larger than a pipe's buffer: sending waits for answers first (else the
+    parent blocks sending while the child blocks answering)."""
+    import threading
+
+    codec, _ = _codec_and_steps(1)
+    mel = MelSpec(MelConfig()).features(np.tile(speechy(5.0), 5)).numpy()  # ~2150 frames
+    # 64 kB in and 205 kB out each: a socket pair's buffers (~200 kB) hold a few of them at most
+    jobs = [VocodeJob(0, mel[i * 200 : (i + 1) * 200], "features", 0, i == 9) for i in range(10)]
+    child = Vocoding(codec, process=True)
+    got: list = []
+    worker = threading.Thread(target=lambda: (
+        [child.send("me", i, j) for i, j in enumerate(jobs)], got.extend(child.results("me", wait=True))), daemon=True)
+    try:
+        worker.start()
+        worker.join(timeout=60)
+        assert not worker.is_alive(), "deadlocked"
+        assert [t for t, _ in got] == list(range(10))
+        assert sum(len(p) for _, parts in got for p in parts) == 2000 * 256
+    finally:
+        if not worker.is_alive():
+            child.close()
