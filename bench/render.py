@@ -61,9 +61,11 @@ def timed_narrator(narrator):
         clock["vocoder_s"] = narrator.vocoding.seconds - vocoded
 
 
-def narrate_render(narrator, texts: Iterable[str], max_seconds: float | None = None) -> Render:
+def narrate_render(narrator, texts: Iterable[str], max_seconds: float | None = None,
+                   ends: list[int] | None = None) -> Render:
     """Narrate ``texts`` as one stream; with ``max_seconds``, stop at the end of the first
-    sentence that reaches that much audio (``texts`` may then be endless)."""
+    sentence that reaches that much audio (``texts`` may then be endless). ``ends`` receives the
+    end sample of each sentence as it finishes (for a text source that follows the rendering)."""
     sr = narrator.sample_rate
     parts, spans, spoken = [], [], []
     source = iter(texts)
@@ -84,6 +86,8 @@ def narrate_render(narrator, texts: Iterable[str], max_seconds: float | None = N
             if chunk.final:
                 spans.append((chunk.sentence, start, n))
                 start = n
+                if ends is not None:
+                    ends.append(n)
                 if max_seconds is not None and n >= max_seconds * sr:
                     break
         gen.close()

@@ -257,7 +257,8 @@ def _section_drift(r: dict) -> list[str]:
     d = r["drift"]
     rows = [[f"{w['start_min']:.1f}-{w['end_min']:.1f}", w["n_sentences"], w["wer"], w["similarity"]] for w in d["windows"]]
     out = ["### Drift", "",
-           f"One {d['length_min']:.1f}-minute rendering (voice joe) of the benchmark sentences cycled, cut into "
+           f"One {d['length_min']:.1f}-minute rendering (voice joe) of the benchmark sentences cycled, ending with the "
+           f"sentences of its first window again (so the first and the last window read the same text), cut into "
            f"~{d['window_min']:g}-minute windows of whole sentences (by where each sentence ends, from the AudioChunk "
            "sentence indices); each window transcribed as a whole against the sentences spoken in it.", "",
            table(["minutes", "sentences", "WER", "similarity to joe"], rows), ""]

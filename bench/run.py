@@ -115,12 +115,14 @@ class Bench:
 
     @cached_property
     def long_narrate(self):
-        """The long rendering (voice joe) of the sentences cycled, stopped after long_min."""
+        """The long rendering (voice joe): the sentences cycled for long_min - window_min minutes,
+        then the first window's sentences again (see ``bench.texts.replaying``)."""
         from bench.render import narrate_render
-        from bench.texts import cycle
+        from bench.texts import replaying
 
-        return narrate_render(self.narrator("joe"), (s.text for s in cycle(self.sentences)),
-                              max_seconds=self.cfg["long_min"] * 60)
+        narrator, ends = self.narrator("joe"), []
+        text = replaying(self.sentences, ends, narrator.sample_rate, self.cfg["long_min"] * 60, self.cfg["window_min"] * 60)
+        return narrate_render(narrator, text, ends=ends)
 
     @cached_property
     def long_piper(self):

@@ -38,3 +38,17 @@ def cycle(sentences: list[Sentence], offset: int = 0) -> Iterator[Sentence]:
 def take(sentences: list[Sentence], count: int, offset: int = 0) -> list[Sentence]:
     """``count`` sentences of the cycle from ``offset``."""
     return list(itertools.islice(cycle(sentences, offset), count))
+
+
+def replaying(sentences: list[Sentence], ends: list[int], sr: int, length_s: float, window_s: float) -> Iterator[str]:
+    """The long rendering's text: the sentences cycled until ``length_s - window_s`` seconds of
+    audio are done, then again the sentences that ended within the first ``window_s``, so the
+    last window repeats the first and drift compares the same text. ``ends`` is the renderer's
+    list of sentence end samples, read as it grows (``narrate_render(..., ends=)``)."""
+    spoken = []
+    for s in cycle(sentences):
+        if ends and ends[-1] >= (length_s - window_s) * sr:
+            break
+        spoken.append(s.text)
+        yield s.text
+    yield from spoken[: sum(1 for e in ends if e <= window_s * sr)]

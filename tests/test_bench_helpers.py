@@ -120,3 +120,16 @@ def test_same_text_pairs_match_each_late_sentence_with_its_first_time():
     texts = ["a", "b", "c", "a", "b", "c", "d", "a", "b"]
     assert same_text_pairs(texts, [6, 7, 8]) == [(0, 7), (1, 8)]  # "d" was never spoken before
     assert same_text_pairs(texts, []) == []
+
+
+def test_the_long_text_replays_its_first_window_at_the_end():
+    from bench.texts import Sentence, replaying
+
+    sentences = [Sentence("everyday", f"s{i}") for i in range(7)]
+    ends: list[int] = []
+    out = []
+    for text in replaying(sentences, ends, sr=10, length_s=30.0, window_s=6.0):
+        out.append(text)
+        ends.append(len(out) * 25)  # each sentence 2.5 s long, "rendered" as soon as it is read
+    # 240 samples (24 s) = 30 - 6 s: ten sentences, then the two that ended within the first 6 s
+    assert out == [f"s{i % 7}" for i in range(10)] + ["s0", "s1"]
