@@ -33,6 +33,12 @@ class MambaState:
     def select(self, index: torch.Tensor) -> "MambaState":
         return MambaState(self.conv[index], self.ssm[index])
 
+    @staticmethod
+    def zeros(batch: int, d_inner: int, d_conv: int, d_state: int, device=None, dtype=torch.float32) -> "MambaState":
+        """The state before the first step."""
+        return MambaState(torch.zeros(batch, d_inner, d_conv - 1, device=device, dtype=dtype),
+                          torch.zeros(batch, d_inner, d_state, device=device, dtype=dtype))
+
 
 class Mamba(nn.Module):
     def __init__(self, d_model: int, d_state: int = 16, d_conv: int = 4, expand: int = 2, dt_rank: int | None = None):
@@ -54,8 +60,7 @@ class Mamba(nn.Module):
             self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))
 
     def init_state(self, batch: int, device=None, dtype=torch.float32) -> MambaState:
-        return MambaState(torch.zeros(batch, self.d_inner, self.d_conv - 1, device=device, dtype=dtype),
-                          torch.zeros(batch, self.d_inner, self.d_state, device=device, dtype=dtype))
+        return MambaState.zeros(batch, self.d_inner, self.d_conv, self.d_state, device, dtype)
 
     def _ssm_inputs(self, xc: torch.Tensor):
         """xc [B, T, d_inner] (after conv + SiLU) -> dt [B,T,d_inner], Bm, Cm [B,T,d_state]."""

@@ -94,8 +94,7 @@ class SteppingMamba(nn.Module):
         self.register_buffer("D", m.D.detach().clone())
 
     def init_state(self, batch: int, device=None, dtype=torch.float32) -> MambaState:
-        return MambaState(torch.zeros(batch, self.d_inner, self.d_conv - 1, device=device, dtype=dtype),
-                          torch.zeros(batch, self.d_inner, self.d_state, device=device, dtype=dtype))
+        return MambaState.zeros(batch, self.d_inner, self.d_conv, self.d_state, device, dtype)
 
     def step(self, x: torch.Tensor, state: MambaState) -> tuple[torch.Tensor, MambaState]:
         xi, z = self.in_proj(x).split(self.d_inner, dim=-1)
