@@ -119,12 +119,13 @@ def seams(render: Render) -> dict:
     runs = silence_runs(render.audio, render.sr)
     at_seam, inner = seam_pauses(runs, render.seams, render.sr)
     j_seam, j_else = jump_stats(render.audio, render.seams, render.sr)
+    longest_inner = max(inner, default=math.inf)
     p99 = float(np.percentile(j_else, 99)) if j_else else math.nan
     return {"n_seams": len(render.seams),
             "pause_at_seam_s": summary(at_seam), "pause_inside_s": summary(inner),
             "seams_without_pause": int(sum(1 for p in at_seam if p == 0)),
             # the bar: pauses at joins within the range of pauses inside sentences
-            "seams_pause_above_inside_max": int(sum(1 for p in at_seam if inner and p > max(inner))),
+            "seams_pause_above_inside_max": int(sum(1 for p in at_seam if p > longest_inner)),
             "jump_at_seam": summary(j_seam), "jump_elsewhere": summary(j_else),
             "jump_elsewhere_p99": p99,
             "seams_above_elsewhere_p99": int(sum(1 for j in j_seam if j > p99)),

@@ -61,11 +61,9 @@ def timed_narrator(narrator):
         clock["vocoder_s"] = narrator.vocoding.seconds - vocoded
 
 
-def narrate_render(narrator, texts: Iterable[str], max_seconds: float | None = None,
-                   ends: list[int] | None = None) -> Render:
-    """Narrate ``texts`` as one stream; with ``max_seconds``, stop at the end of the first
-    sentence that reaches that much audio (``texts`` may then be endless). ``ends`` receives the
-    end sample of each sentence as it finishes (for a text source that follows the rendering)."""
+def narrate_render(narrator, texts: Iterable[str], ends: list[int] | None = None) -> Render:
+    """Narrate ``texts`` as one stream. ``ends`` receives the end sample of each sentence as it
+    finishes (for a text source that follows the rendering, see ``bench.texts.replaying``)."""
     sr = narrator.sample_rate
     parts, spans, spoken = [], [], []
     source = iter(texts)
@@ -88,8 +86,6 @@ def narrate_render(narrator, texts: Iterable[str], max_seconds: float | None = N
                 start = n
                 if ends is not None:
                     ends.append(n)
-                if max_seconds is not None and n >= max_seconds * sr:
-                    break
         gen.close()
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     if narrator.vocoding.in_process:  # its CPU is not this process's
