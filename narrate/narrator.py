@@ -199,9 +199,11 @@ class Narrator:
                         return
                     continue
                 outs = self.engine.step([r.state for r in active])
+                tagged = []
                 for r, out in zip(active, outs):
                     job, words = r.consume(out)
-                    vocoding.send(runs, (r, words), job)
+                    tagged.append(((r, words), job))
+                vocoding.send(runs, tagged)  # one message for the step's jobs
                 yield from self._ready(vocoding.results(runs), runs)
         finally:
             for r in runs:

@@ -11,7 +11,9 @@ the same jobs inline: the reference, with the same samples.
 from __future__ import annotations
 
 import multiprocessing
+import queue
 import signal
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -68,30 +70,44 @@ def run_job(codec, streams: dict, job: VocodeJob) -> list[np.ndarray]:
 
 
 def _serve(codec, conn) -> None:
-    """The child: run jobs until the pipe closes; reply (parts, seconds spent vocoding so far)."""
+    """The child: run each message's jobs until the pipe closes; answer (parts of each job,
+    seconds spent vocoding so far). Answers go out from a thread of their own, so the child
+    always goes back to reading: however much the parent has sent, neither side waits on the
+    other with both pipes full."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the parent's handler: just end
     torch.set_num_threads(1)
+    answers: queue.SimpleQueue = queue.SimpleQueue()
+    threading.Thread(target=_answer, args=(conn, answers), daemon=True).start()
     streams: dict = {}
     busy = 0.0
     while True:
         try:
             msg = conn.recv()
         except (EOFError, OSError):
-            return
+            break
         if msg is None:
-            return
+            break
         if isinstance(msg, int):  # the stream is over: drop its decoder
             streams.pop(msg, None)
             continue
         t = time.perf_counter()
         try:
-            parts = run_job(codec, streams, msg)
+            parts = [run_job(codec, streams, job) for job in msg]
         except Exception as e:  # re-raised in the parent
-            conn.send((e, busy))
+            answers.put((e, busy))
             continue
         busy += time.perf_counter() - t
-        conn.send((parts, busy))
+        answers.put((parts, busy))
+    answers.put(None)
+
+
+def _answer(conn, answers: queue.SimpleQueue) -> None:
+    while (answer := answers.get()) is not None:
+        try:
+            conn.send(answer)
+        except OSError:
+            return
 
 
 def _ended() -> NarrateError:
@@ -99,14 +115,15 @@ def _ended() -> NarrateError:
 
 
 class Vocoding:
-    """Vocode jobs in order. Each job belongs to an owner (one narrating call); ``results``
-    hands an owner back its answers in the order its jobs were sent, so a call abandoned
-    half-way (its answers still in flight) cannot mix into the next one."""
+    """Vocode jobs in order. A message is one decoder step's jobs (one per stream, each with a
+    tag) and belongs to an owner (one narrating call); ``results`` hands an owner back its
+    (tag, parts) in the order sent, so a call abandoned half-way (its answers still in flight)
+    cannot mix into the next one. At most ``backlog`` messages are in flight: memory stays flat
+    however far decoding runs ahead."""
 
-    def __init__(self, codec, process: bool = True, backlog: int = 48, backlog_bytes: int = 16384):
-        self.codec, self.backlog, self.backlog_bytes = codec, backlog, backlog_bytes
-        self.sent: deque = deque()    # (owner, tag, bytes) of each job sent and not yet answered
-        self.sent_bytes = 0
+    def __init__(self, codec, process: bool = True, backlog: int = 64):
+        self.codec, self.backlog = codec, backlog
+        self.sent: deque = deque()    # (owner, tags) of each message sent and not yet answered
         self.done: list = []          # answered (owner, tag, parts), not yet collected
         self.streams: dict = {}       # inline mode's StreamVocoders
         self.seconds = 0.0            # spent vocoding (in the child: as it reports)
@@ -122,23 +139,23 @@ class Vocoding:
     def in_process(self) -> bool:
         return self.proc is not None
 
-    def send(self, owner, tag, job: VocodeJob) -> None:
+    def send(self, owner, tagged: list[tuple[object, VocodeJob]]) -> None:
+        """One message: jobs with their tags."""
+        if not tagged:
+            return
+        tags, jobs = zip(*tagged)
         if self.proc is None:
             t = time.perf_counter()
-            self.done.append((owner, tag, run_job(self.codec, self.streams, job)))
+            self.done.extend((owner, tag, run_job(self.codec, self.streams, job)) for tag, job in tagged)
             self.seconds += time.perf_counter() - t
             return
-        # Jobs in flight stay well under the connection's buffer (a socket pair's, ~200 kB), so
-        # this send never blocks while the child waits for its answers to be read (a deadlock).
-        size = job.frames.nbytes + 512
-        while self.sent and (len(self.sent) >= self.backlog or self.sent_bytes + size > self.backlog_bytes):
+        while len(self.sent) >= self.backlog:
             self._receive()
         try:
-            self.conn.send(job)
+            self.conn.send(list(jobs))
         except OSError:
             raise _ended() from None
-        self.sent.append((owner, tag, size))
-        self.sent_bytes += size
+        self.sent.append((owner, tags))
 
     def end_stream(self, stream: int) -> None:
         """Drop the stream's decoder (quietly if the process is gone: nothing is lost then)."""
@@ -155,15 +172,14 @@ class Vocoding:
             parts, self.seconds = self.conn.recv()
         except (EOFError, OSError):
             raise _ended() from None
-        owner, tag, size = self.sent.popleft()
-        self.sent_bytes -= size
+        owner, tags = self.sent.popleft()
         if isinstance(parts, BaseException):
             raise parts
-        self.done.append((owner, tag, parts))
+        self.done.extend((owner, tag, p) for tag, p in zip(tags, parts))
 
     def results(self, owner, wait: bool = False) -> Iterator[tuple[object, list[np.ndarray]]]:
         """The owner's answers so far, in order; wait=True: to its last job sent."""
-        while self.sent and (self.conn.poll() or (wait and any(o is owner for o, _, _ in self.sent))):
+        while self.sent and (self.conn.poll() or (wait and any(o is owner for o, _ in self.sent))):
             self._receive()
         mine = [d for d in self.done if d[0] is owner]
         self.done = [d for d in self.done if d[0] is not owner]
@@ -177,7 +193,6 @@ class Vocoding:
                 pass
         except NarrateError:  # the process is gone (a signal to the whole group): nothing to wait for
             self.sent = deque(s for s in self.sent if s[0] is not owner)
-            self.sent_bytes = sum(size for _, _, size in self.sent)
 
     def close(self) -> None:
         if self.proc is not None:

@@ -52,8 +52,8 @@ def test_vocoder_process_answers_each_owner_in_order_like_inline():
         got = {}
         for v in (inline, child):
             for i, job in enumerate(_jobs(steps, {5: 1, 19: 1}, {19})):
-                v.send(a, ("a", i), job)
-                v.send(b, ("b", i), VocodeJob(1, job.frames, "features", job.ends, job.flush))
+                v.send(a, [(("a", i), job)])
+                v.send(b, [(("b", i), VocodeJob(1, job.frames, "features", job.ends, job.flush))])
             got[v] = list(v.results(a, wait=True))
             v.discard(b)
             assert not list(v.results(b, wait=True))
@@ -66,8 +66,8 @@ def test_vocoder_process_answers_each_owner_in_order_like_inline():
 
 
 def test_large_jobs_do_not_fill_the_pipes_both_ways():
-    """Jobs and answers larger than a pipe's buffer: sending waits for answers first (else the
-    parent blocks sending while the child blocks answering)."""
+    """Jobs and answers larger than a pipe's buffer: the child answers from a thread of its own
+    and keeps reading (else the parent blocks sending while the child blocks answering)."""
     import threading
 
     codec, _ = _codec_and_steps(1)
@@ -77,7 +77,7 @@ def test_large_jobs_do_not_fill_the_pipes_both_ways():
     child = Vocoding(codec, process=True)
     got: list = []
     worker = threading.Thread(target=lambda: (
-        [child.send("me", i, j) for i, j in enumerate(jobs)], got.extend(child.results("me", wait=True))), daemon=True)
+        [child.send("me", [(i, j)]) for i, j in enumerate(jobs)], got.extend(child.results("me", wait=True))), daemon=True)
     try:
         worker.start()
         worker.join(timeout=60)
