@@ -93,6 +93,7 @@ class Engine:
         self.model = for_decoding(model, self.settings.int8)  # decoding's copy (the caller's model is untouched)
         self.cfg = model.cfg
         self.step_seconds = self.cfg.reduction / frame_rate
+        self._batch: StepBatch | None = None  # the streams of the last step (they hold it till the next)
 
     # --- stream lifecycle ------------------------------------------------------------------
     def new_stream(self, speaker: torch.Tensor, speed: float = 1.0, seed: int = 0) -> StreamState:
@@ -131,26 +132,19 @@ class Engine:
     @torch.no_grad()
     def step(self, states: list[StreamState]) -> list[StepOutput]:
         """One decoder step for every active stream in ``states`` (batched)."""
+        batch = self._batch
+        if batch is None or not batch.holds(states):
+            batch = self._batch = StepBatch.of(states)
         bands, valids = zip(*(self._band(s) for s in states))
-        if len(states) == 1:
-            s = states[0]
-            band, valid, cond, dec = bands[0].unsqueeze(0), valids[0].unsqueeze(0), s.cond, s.decoder
-        else:
-            band, valid, dec = torch.stack(bands), torch.stack(valids), _stack([s.decoder for s in states])
-            cond = Conditioning(torch.cat([s.cond.input_bias for s in states]),
-                                torch.cat([s.cond.speaker_kv for s in states]))
-        hidden, layers = self.model.decode_step(band, valid, cond, dec)
+        hidden, layers = self.model.decode_step(torch.stack(bands), torch.stack(valids), batch.cond, batch.decoder)
+        for mine, new in zip(batch.decoder.layers, layers):
+            if new is not mine:  # a model whose layers return new states (the reference Mamba)
+                mine.conv.copy_(new.conv)
+                mine.ssm.copy_(new.ssm)
         codes, feats = self._codes(hidden, [s.generator for s in states])
+        batch.decoder.prev_feats.copy_(feats.flatten(1))
         sem = self.model.semantic_head(hidden).softmax(-1).tolist()  # [B][classes]: guidance is plain Python
-        outs = []
-        for b, s in enumerate(states):
-            if len(states) == 1:
-                s.decoder = DecoderState(layers, feats.flatten(1))
-            else:
-                s.decoder = DecoderState([MambaState(l.conv[b : b + 1], l.ssm[b : b + 1]) for l in layers],
-                                         feats[b : b + 1].flatten(1))
-            outs.append(self._advance(s, sem[b], codes[b], feats[b]))
-        return outs
+        return [self._advance(s, sem[b], codes[b], feats[b]) for b, s in enumerate(states)]
 
     def _band(self, s: StreamState) -> tuple[torch.Tensor, torch.Tensor]:
         """The text keys/values around the stream's position: [W, X, 2, H, dh] and valid [W]."""
@@ -242,7 +236,34 @@ class Engine:
             s.window = torch.cat([c.kv for c in s.chunks])
 
 
-def _stack(decs: list[DecoderState]) -> DecoderState:
-    layers = [MambaState(torch.cat([d.layers[i].conv for d in decs]), torch.cat([d.layers[i].ssm for d in decs]))
-              for i in range(len(decs[0].layers))]
-    return DecoderState(layers, torch.cat([d.prev_feats for d in decs]))
+@dataclass
+class StepBatch:
+    """Streams stepping together: their decoder states stacked once, and each stream's decoder
+    a view of that stack, which every step updates in place. A stream's state is thus always its
+    own, and stacking and splitting happen only when the set of streams changes (a stream joins,
+    pauses or ends), not on every step."""
+
+    streams: list[StreamState]
+    decoder: DecoderState          # [B, ...]
+    cond: Conditioning             # [B, ...]
+    views: list[DecoderState]      # each stream's decoder: its row of ``decoder``
+
+    @staticmethod
+    def of(states: list[StreamState]) -> "StepBatch":
+        if len(states) == 1:  # its own tensors are the stack
+            s = states[0]
+            return StepBatch([s], s.decoder, s.cond, [s.decoder])
+        decs = [s.decoder for s in states]
+        layers = [MambaState(torch.cat([d.layers[i].conv for d in decs]), torch.cat([d.layers[i].ssm for d in decs]))
+                  for i in range(len(decs[0].layers))]
+        stacked = DecoderState(layers, torch.cat([d.prev_feats for d in decs]))
+        for b, s in enumerate(states):
+            s.decoder = stacked.select(slice(b, b + 1))
+        cond = Conditioning(torch.cat([s.cond.input_bias for s in states]),
+                            torch.cat([s.cond.speaker_kv for s in states]))
+        return StepBatch(list(states), stacked, cond, [s.decoder for s in states])
+
+    def holds(self, states: list[StreamState]) -> bool:
+        """Whether these are its streams, in its order, each still on its view."""
+        return len(states) == len(self.streams) and all(
+            a is b and a.decoder is v for a, b, v in zip(states, self.streams, self.views))

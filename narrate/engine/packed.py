@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import math
 
 import torch
 import torch.nn as nn
@@ -90,21 +91,28 @@ class SteppingMamba(nn.Module):
         self.out_proj = _linear(m.out_proj, int8)
         self.register_buffer("conv_weight", m.conv1d.weight.detach()[:, 0].clone())  # [d_inner, d_conv]
         self.register_buffer("conv_bias", m.conv1d.bias.detach().clone())
-        self.register_buffer("A", -torch.exp(m.A_log.detach().float()))  # [d_inner, d_state]
+        # the decay exp(dt * A) as exp2(dt * A * log2(e)): torch's exp2 is ~4x faster than exp here
+        self.register_buffer("A2", -torch.exp(m.A_log.detach().float()) * math.log2(math.e))  # [d_inner, d_state]
         self.register_buffer("D", m.D.detach().clone())
 
     def init_state(self, batch: int, device=None, dtype=torch.float32) -> MambaState:
         return MambaState.zeros(batch, self.d_inner, self.d_conv, self.d_state, device, dtype)
 
     def step(self, x: torch.Tensor, state: MambaState) -> tuple[torch.Tensor, MambaState]:
+        """``Mamba.step``, writing the new state into ``state`` (returned): the engine keeps a
+        batch's states stacked, each stream's a view of them (see ``generate.StepBatch``)."""
         xi, z = self.in_proj(x).split(self.d_inner, dim=-1)
         window = torch.cat([state.conv, xi.unsqueeze(-1)], dim=2)  # [B, d_inner, d_conv]
         xc = F.silu((window * self.conv_weight).sum(-1) + self.conv_bias)
         dt, Bm, Cm = self.x_proj(xc).split([self.dt_rank, self.d_state, self.d_state], dim=-1)
         dt = F.softplus(self.dt_proj(dt))
-        h = torch.addcmul(torch.exp(dt.unsqueeze(-1) * self.A) * state.ssm, (dt * xc).unsqueeze(-1), Bm.unsqueeze(1))
-        y = torch.addcmul(torch.bmm(h, Cm.unsqueeze(-1)).squeeze(-1), xc, self.D) * F.silu(z)
-        return self.out_proj(y), MambaState(window[:, :, 1:], h)
+        h = torch.addcmul(torch.exp2(dt.unsqueeze(-1) * self.A2) * state.ssm, (dt * xc).unsqueeze(-1), Bm.unsqueeze(1),
+                          out=state.ssm)
+        state.conv.copy_(window[:, :, 1:])
+        # h . C: a batched matmul of 1-column matrices is fast alone but ~2x a product and sum in a batch
+        hc = torch.bmm(h, Cm.unsqueeze(-1)).squeeze(-1) if h.shape[0] == 1 else (h * Cm.unsqueeze(1)).sum(-1)
+        y = torch.addcmul(hc, xc, self.D) * F.silu(z)
+        return self.out_proj(y), state
 
 
 def for_decoding(model: nn.Module, int8: bool = True) -> nn.Module:
