@@ -17,7 +17,7 @@ from narrate.engine.generate import DecodeSettings, Engine
 from narrate.engine.guidance import GuidanceSettings, allowed_moves, guide
 from narrate.engine.mamba import Mamba
 from narrate.engine.model import NarrateModel
-from narrate.engine.packed import PackedLinear, SteppingMamba, for_decoding, int8_supported
+from narrate.engine.packed import Bf16, PackedLinear, SteppingMamba, bf16_fast, for_decoding, int8_supported
 from narrate.engine.sampling import SamplingSettings, filter_logits, reference_sample, sample
 from narrate.train.losses import adaptive_codebook_weights, reference_adaptive_weights
 
@@ -106,24 +106,26 @@ def test_cached_decode_step_equals_step(decoding_copy):
     """The fast path (keys/values cached per chunk and per stream; on the engine's fp32 copy,
     stepping Mamba layers) against ``step``."""
     m = small_model()
-    d = for_decoding(m, int8=False) if decoding_copy else m
+    d = for_decoding(m, packed=False) if decoding_copy else m
+    layout = SteppingMamba.reference_layout if decoding_copy else (lambda st: st)
     for h, hf, layers, fast_layers in _cached_steps(m, d):
         assert torch.allclose(h, hf, atol=1e-5)
-        assert all(torch.allclose(a.ssm, b.ssm, atol=1e-5) for a, b in zip(layers, fast_layers))
+        assert all(torch.allclose(a.ssm, layout(b).ssm, atol=1e-5) for a, b in zip(layers, fast_layers))
 
 
 def test_stepping_mamba_equals_mamba_step():
     torch.manual_seed(0)
     m = Mamba(32)
-    fast = SteppingMamba(m, int8=False)
+    fast = SteppingMamba(m, packed=False)
     st, fst = m.init_state(2), fast.init_state(2)
     for _ in range(6):
         x = torch.randn(2, 32)
         with torch.no_grad():
             y, st = m.step(x, st)
             yf, fst = fast.step(x, fst)
-        assert torch.allclose(y, yf, atol=1e-5) and torch.allclose(st.ssm, fst.ssm, atol=1e-5)
-        assert torch.equal(st.conv, fst.conv)
+        ref = SteppingMamba.reference_layout(fst)
+        assert torch.allclose(y, yf, atol=1e-5) and torch.allclose(st.ssm, ref.ssm, atol=1e-5)
+        assert torch.equal(st.conv, ref.conv)
 
 
 @pytest.mark.skipif(not int8_supported(), reason="this torch has no working int8 weight-only kernel")
@@ -134,11 +136,29 @@ def test_int8_decoding_stays_close_to_fp32():
     assert torch.allclose(packed(x), packed.reference(x), rtol=0.02, atol=0.02)
     assert (packed.reference(x) - lin(x)).abs().max() < 0.02 * lin(x).abs().max()
     m = small_model()
-    d = for_decoding(m, int8=True)
+    d = for_decoding(m, packed=True)
     assert any(isinstance(mod, PackedLinear) for mod in d.modules())
     assert not any(isinstance(mod, PackedLinear) for mod in m.modules())  # the caller's model is untouched
     for h, hf, _, _ in _cached_steps(m, d):
         assert (h - hf).norm() < 0.03 * h.norm()
+
+
+def test_text_encoding_in_bf16_stays_close_to_fp32():
+    """The encoder and text keys/values run in bf16 where the CPU is fast at it: the keys and
+    values the decoder attends to stay within 2% of fp32's."""
+    m = small_model().eval()
+    d = for_decoding(m)
+    assert isinstance(d.encoder, Bf16) == bf16_fast()
+    ids = torch.randint(0, m.cfg.vocab_size, (1, 60), generator=torch.Generator().manual_seed(0))
+    half = copy.deepcopy(m)  # (the same wrapping for_decoding does, on any CPU)
+    half.encoder = Bf16(half.encoder)
+    for c in half.cross:
+        c.kv = Bf16(c.kv)
+    with torch.no_grad():
+        want = m.text_kv(m.encoder(ids)[0])
+        got = half.text_kv(half.encoder(ids)[0])
+    assert got.dtype == torch.float32
+    assert (got - want).norm() < 0.02 * want.norm()
 
 
 def test_band_attention_equals_masked_reference():

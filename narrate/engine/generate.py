@@ -29,7 +29,7 @@ class DecodeSettings:
     semantic_temperature: float = 0.0  # 0: the most likely (guided) move
     emit: str = "mean"                 # "mean": expected code vectors; "codes": the sampled codes
     window_past: int = 1               # chunks kept behind the one being spoken
-    int8: bool = True                  # int8 decoder weights (narrate.engine.packed) where torch supports them
+    packed: bool = True                # int8 / bf16 decoder weights (narrate.engine.packed) where supported
 
 
 @dataclass
@@ -90,7 +90,7 @@ class StepOutput:
 class Engine:
     def __init__(self, model: NarrateModel, frame_rate: float, settings: DecodeSettings | None = None):
         self.settings = settings or DecodeSettings()
-        self.model = for_decoding(model, self.settings.int8)  # decoding's copy (the caller's model is untouched)
+        self.model = for_decoding(model, self.settings.packed)  # decoding's copy (the caller's model is untouched)
         self.cfg = model.cfg
         self.step_seconds = self.cfg.reduction / frame_rate
         self._batch: StepBatch | None = None  # the streams of the last step (they hold it till the next)
