@@ -74,9 +74,12 @@ class _Run:
         threading.Thread(target=self._feed, args=(iter(sentences),), daemon=True).start()
 
     def _feed(self, it: Iterator[str]) -> None:
+        """Read, phonemize and encode the sentences ahead, on this thread: the encoder's few
+        large operations leave the interpreter to the decoding thread and run on another core."""
         try:
             for s in it:
-                self.queue.put(s)
+                ph = self.n.phonemizer.encode(s)
+                self.queue.put((ph, self.n.engine.encode(ph.ids)))
         except BaseException as e:  # surfaced to the caller by _take
             self.error = e
         self.queue.put(_EOF)
@@ -92,8 +95,8 @@ class _Run:
         if item is _EOF:
             self.n.engine.close(self.state)
             return False
-        ph = self.n.phonemizer.encode(item)
-        self.n.engine.append(self.state, ph.ids, ph.words, ph.text_words)
+        ph, kv = item
+        self.n.engine.append(self.state, ph.ids, ph.words, ph.text_words, kv)
         self.ends.append(self.state.n_tokens)
         self.appended += 1
         return True

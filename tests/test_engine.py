@@ -346,7 +346,7 @@ def test_sampling_seed_reproducible_and_filters():
     assert torch.isfinite(f).tolist() == [[True, True, False, False]]
 
 
-def test_gumbel_sampling_draws_from_the_softmax_like_multinomial():
+def test_sampling_draws_from_the_softmax_like_multinomial():
     logits = torch.tensor([[2.0, 1.0, 0.0, -1.0, -9.0]]).expand(20000, -1)
     st = SamplingSettings(temperature=0.8, top_k=4)
     fast = torch.bincount(sample(logits, st, torch.Generator().manual_seed(1)), minlength=5) / 20000

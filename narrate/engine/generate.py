@@ -103,10 +103,18 @@ class Engine:
         return StreamState(self.model.init_state(1), cond, g)
 
     @torch.no_grad()
-    def append(self, state: StreamState, ids: list[int], words: list[int], word_texts: list[str]) -> None:
-        """Add a chunk of text tokens (words: word number within this chunk per token, -1 none)."""
+    def encode(self, ids: list[int]) -> torch.Tensor:
+        """A chunk's text keys/values [n, X, 2, H, dh]: the costly part of ``append``, which a
+        caller may run ahead on another thread (it touches no stream)."""
+        return self.model.text_kv(self.model.encoder(torch.tensor(ids, dtype=torch.long).unsqueeze(0))[0])
+
+    @torch.no_grad()
+    def append(self, state: StreamState, ids: list[int], words: list[int], word_texts: list[str],
+               kv: torch.Tensor | None = None) -> None:
+        """Add a chunk of text tokens (words: word number within this chunk per token, -1 none);
+        kv: its ``encode``, if made already."""
         t = torch.tensor(ids, dtype=torch.long)
-        kv = self.model.text_kv(self.model.encoder(t.unsqueeze(0))[0])
+        kv = self.encode(ids) if kv is None else kv
         gw = [w + state.n_words if w >= 0 else -1 for w in words]
         n_words = max(len(word_texts), max(words, default=-1) + 1)
         state.chunks.append(TextChunk(state.n_tokens, t, gw, kv, state.n_words, n_words))
