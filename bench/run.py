@@ -41,10 +41,10 @@ SLT_TEXT = ("Every evening the old lighthouse keeper climbed the narrow stairs, 
 def sizes(quick: bool, scale: float = 1.0) -> dict:
     """How much of everything each mode renders."""
     c = ({"long_min": 3.0, "window_min": 1.0, "memory_min": [0.5, 2.0, 5.0], "streams": 4, "sentences_per_stream": 6,
-          "ttfa_runs": 1, "ttfa_sentences": 4}
+          "throughput_rounds": 1, "ttfa_runs": 1, "ttfa_sentences": 4}
          if quick else
          {"long_min": 30.0, "window_min": 5.0, "memory_min": [1.0, 10.0, 60.0], "streams": 8, "sentences_per_stream": 12,
-          "ttfa_runs": 3, "ttfa_sentences": 4})
+          "throughput_rounds": 3, "ttfa_runs": 3, "ttfa_sentences": 4})
     if scale != 1.0:
         c["long_min"] = round(c["long_min"] * scale, 4)
         c["window_min"] = round(c["window_min"] * scale, 4)
@@ -197,16 +197,13 @@ def run_memory(b: Bench) -> dict:
 
 
 def run_throughput(b: Bench) -> dict:
-    from bench.texts import take
-    from bench.throughput import batch_throughput
+    from bench.texts import balanced
+    from bench.throughput import alternate
 
     k, n = b.cfg["streams"], b.cfg["sentences_per_stream"]
-    streams = [[s.text for s in take(b.sentences, n, offset=i * n)] for i in range(k)]
-    narrator = b.narrator("joe")
-    single = batch_throughput(narrator, streams[:1])
-    batched = batch_throughput(narrator, streams)
-    return {"sentences_per_stream": n, "single": single, "batched": batched,
-            "ratio": ratio(batched["audio_per_wall_s"], single["audio_per_wall_s"])}
+    streams = [[s.text for s in stream] for stream in balanced(b.sentences, k, n)]
+    out = alternate(b.narrator("joe"), streams, b.cfg["throughput_rounds"])
+    return {"sentences_per_stream": n, **out}
 
 
 def _quality_entry(render, refs, sources) -> dict:

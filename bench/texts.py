@@ -40,6 +40,19 @@ def take(sentences: list[Sentence], count: int, offset: int = 0) -> list[Sentenc
     return list(itertools.islice(cycle(sentences, offset), count))
 
 
+def balanced(sentences: list[Sentence], streams: int, per_stream: int) -> list[list[Sentence]]:
+    """``streams`` lists of ``per_stream`` sentences from the cycle, with about the same number
+    of characters each (longest first, each to the lightest stream with room; each keeps the
+    cycle's order), so the streams last about as long and a batch of them stays full to the end."""
+    pool = take(sentences, streams * per_stream)
+    load, chosen = [0] * streams, [[] for _ in range(streams)]
+    for i in sorted(range(len(pool)), key=lambda i: -len(pool[i].text)):
+        k = min((k for k in range(streams) if len(chosen[k]) < per_stream), key=load.__getitem__)
+        load[k] += len(pool[i].text)
+        chosen[k].append(i)
+    return [[pool[i] for i in sorted(c)] for c in chosen]
+
+
 def replaying(sentences: list[Sentence], ends: list[int], sr: int, length_s: float, window_s: float) -> Iterator[str]:
     """The long rendering's text: the sentences cycled until ``length_s - window_s`` seconds of
     audio are done, then again the sentences that ended within the first ``window_s``, so the

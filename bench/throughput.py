@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import statistics
 import time
 
 
@@ -19,3 +20,15 @@ def batch_throughput(narrator, streams: list[list[str]]) -> dict:
     return {"streams": len(streams), "audio_s": audio, "wall_s": wall, "cpu_s": cpu,
             "audio_per_wall_s": audio / wall if wall else float("inf"),
             "per_stream_audio_s": [n / narrator.sample_rate for n in samples]}
+
+
+def alternate(narrator, streams: list[list[str]], rounds: int) -> dict:
+    """One stream, then all of them, ``rounds`` times over (this machine's speed drifts by
+    +-20% within minutes, so the two are measured side by side); the round with the median
+    ratio is reported, with every round's figures."""
+    runs = [(batch_throughput(narrator, streams[:1]), batch_throughput(narrator, streams)) for _ in range(rounds)]
+    ratios = [b["audio_per_wall_s"] / s["audio_per_wall_s"] for s, b in runs]
+    single, batched = runs[ratios.index(statistics.median_low(ratios))]
+    return {"single": single, "batched": batched, "ratio": statistics.median_low(ratios),
+            "rounds": [{"single": s["audio_per_wall_s"], "batched": b["audio_per_wall_s"], "ratio": r}
+                       for (s, b), r in zip(runs, ratios)]}

@@ -133,3 +133,15 @@ def test_the_long_text_replays_its_first_window_at_the_end():
         ends.append(len(out) * 25)  # each sentence 2.5 s long, "rendered" as soon as it is read
     # 240 samples (24 s) = 30 - 6 s: ten sentences, then the two that ended within the first 6 s
     assert out == [f"s{i % 7}" for i in range(10)] + ["s0", "s1"]
+
+
+def test_balanced_streams_hold_about_the_same_text_in_cycle_order():
+    from bench.texts import Sentence, balanced
+
+    sentences = [Sentence("everyday", "x" * n) for n in (50, 5, 40, 10, 30, 20, 25, 15)]
+    streams = balanced(sentences, 2, 4)
+    assert [len(s) for s in streams] == [4, 4]
+    assert sorted(t.text for s in streams for t in s) == sorted(t.text for t in sentences)  # each once
+    loads = [sum(len(t.text) for t in s) for s in streams]
+    assert abs(loads[0] - loads[1]) <= 10  # 100 vs 95 here; cycle order within a stream is kept:
+    assert all([sentences.index(t) for t in s] == sorted(sentences.index(t) for t in s) for s in streams)
