@@ -59,8 +59,10 @@ _EOF = object()
 class _Run:
     """Bookkeeping of one stream: its sentence feed, engine state and vocoder stream."""
 
-    def __init__(self, narrator: "Narrator", sentences: Iterable[str], lookahead: bool, seed: int, key: int):
+    def __init__(self, narrator: "Narrator", sentences: Iterable[str], lookahead: bool, seed: int, key: int,
+                 index: int = 0):
         self.n = narrator
+        self.index = index              # its place among the call's streams
         self.state: StreamState = narrator.engine.new_stream(narrator.speaker, narrator.settings.speed, seed)
         self.key = key                  # its decoder's key in narrator.vocoding
         self.lookahead = lookahead
@@ -182,40 +184,55 @@ class Narrator:
         for _, chunk in self.narrate_many([sentences], live=live):
             yield chunk
 
-    def narrate_many(self, streams: list[Iterable[str]], live: bool = False) -> Iterator[tuple[int, AudioChunk]]:
-        """Several independent streams decoded together (one batched step for all)."""
-        runs = [_Run(self, s, not live, self.settings.seed + i, next(self._keys)) for i, s in enumerate(streams)]
+    def narrate_many(self, streams: Iterable[Iterable[str]], live: bool = False,
+                     width: int = 0) -> Iterator[tuple[int, AudioChunk]]:
+        """Several independent streams decoded together (one batched step for all), each chunk
+        with its stream's index in ``streams``. width > 0: at most that many at once, the next
+        stream joining as soon as one ends, so a batch stays full however the lengths differ."""
+        pending = enumerate(streams)
+        runs: list[_Run] = []
+        owner = object()  # this call's jobs in the vocoder
         vocoding = self.vocoding
+
+        def join() -> None:
+            for i, s in itertools.islice(pending, max(0, width - len(runs)) if width else None):
+                runs.append(_Run(self, s, not live, self.settings.seed + i, next(self._keys), i))
+
         try:
-            while True:
+            join()
+            while runs:
                 for r in runs:
                     if not r.finished:
                         if r.state.n_tokens == 0 or r.state.paused:  # may wait for text: hand over the audio first
-                            yield from self._ready(vocoding.results(runs, wait=True), runs)
+                            yield from self._ready(vocoding.results(owner, wait=True))
                         r.feed_text()
                         if r.state.closed and r.state.n_tokens == 0:
                             r.finished = True
-                active = [r for r in runs if not r.finished and r.state.active]
+                ended = [r for r in runs if r.finished]
+                if ended:  # their audio is still coming out of the vocoder (in order); others take their place
+                    for r in ended:
+                        vocoding.end_stream(r.key)
+                    runs = [r for r in runs if not r.finished]
+                    join()
+                    continue
+                active = [r for r in runs if r.state.active]
                 if not active:
-                    if all(r.finished for r in runs):
-                        yield from self._ready(vocoding.results(runs, wait=True), runs)
-                        return
                     continue
                 outs = self.engine.step([r.state for r in active])
                 tagged = []
                 for r, out in zip(active, outs):
                     job, words = r.consume(out)
                     tagged.append(((r, words), job))
-                vocoding.send(runs, tagged)  # one message for the step's jobs
-                yield from self._ready(vocoding.results(runs), runs)
+                vocoding.send(owner, tagged)  # one message for the step's jobs
+                yield from self._ready(vocoding.results(owner))
+            yield from self._ready(vocoding.results(owner, wait=True))
         finally:
             for r in runs:
                 vocoding.end_stream(r.key)
-            vocoding.discard(runs)  # stopped early: this call's audio still in flight goes
+            vocoding.discard(owner)  # stopped early: this call's audio still in flight goes
 
     @staticmethod
-    def _ready(results, runs: list[_Run]) -> Iterator[tuple[int, AudioChunk]]:
+    def _ready(results) -> Iterator[tuple[int, AudioChunk]]:
         for (run, words), parts in results:
-            index = runs.index(run)
             for chunk in run.chunks(parts, words):
-                yield index, chunk
+                yield run.index, chunk

@@ -31,7 +31,7 @@ from narrate.text.segment import sentences
 DEFAULT_NAME = "narrate-output"  # output stem when the text comes from standard input
 MAX_CHARS = 200  # longest piece of text handed to the engine at once
 CHAPTER_PAUSE = 1.0  # seconds of silence between chapters in one file
-CHAPTERS_AT_ONCE = 4  # chapter files decoded together (one batched decoder step)
+CHAPTERS_AT_ONCE = 8  # chapter files decoded together (one batched decoder step; the next joins as one ends)
 RECORD_EVERY = 1.0  # seconds between resume record saves (each one is an fsync)
 
 
@@ -329,31 +329,29 @@ def _run_folder(narrator, plan: Plan, progress: Progress) -> str:
     written = 0
     try:
         with files:
-            for start in range(0, len(pending), CHAPTERS_AT_ONCE):
-                batch = pending[start:start + CHAPTERS_AT_ONCE]
-                progress.chapter(f"chapter {batch[0] + 1}/{n}" if len(batch) == 1
-                                 else f"chapters {batch[0] + 1}-{batch[-1] + 1}/{n}")
-                sinks: list[Sink] = []
-                try:
-                    for i in batch:
-                        sinks.append(files.start_chapter(i + 1, plan.chapters[i][0]))
-                    streams = [iter(plan.chapters[i][1]) for i in batch]
-                    for s, chunk in narrator.narrate_many(streams):
-                        sinks[s].write(chunk.samples)
-                        written += len(chunk.samples)
-                        progress.audio(len(chunk.samples))
-                        if chunk.final:
-                            progress.sentence()
-                            if chunk.sentence + 1 == len(plan.chapters[batch[s]][1]):
-                                sinks[s].close()
-                                done.add(batch[s])
-                                save()
-                    for sink in sinks:  # normally all closed above already
-                        sink.close()
-                except BaseException:
-                    for sink in sinks:  # keep what each chapter file got, playable
-                        sink.abort()
-                    raise
+            sinks: dict[int, Sink] = {}  # by place in pending, opened at a chapter's first audio
+            try:
+                streams = (iter(plan.chapters[i][1]) for i in pending)
+                for s, chunk in narrator.narrate_many(streams, width=CHAPTERS_AT_ONCE):
+                    i = pending[s]
+                    if s not in sinks:
+                        progress.chapter(f"chapter {i + 1}/{n}")
+                        sinks[s] = files.start_chapter(i + 1, plan.chapters[i][0])
+                    sinks[s].write(chunk.samples)
+                    written += len(chunk.samples)
+                    progress.audio(len(chunk.samples))
+                    if chunk.final:
+                        progress.sentence()
+                        if chunk.sentence + 1 == len(plan.chapters[i][1]):
+                            sinks[s].close()
+                            done.add(i)
+                            save()
+                for sink in sinks.values():  # normally all closed above already
+                    sink.close()
+            except BaseException:
+                for sink in sinks.values():  # keep what each chapter file got, playable
+                    sink.abort()
+                raise
     except KeyboardInterrupt as e:
         raise _interrupted(e, written / rate, target.where, True) from e
     clear_record(target.path)
