@@ -73,6 +73,46 @@ def test_streaming_vocoder_matches_length_and_stays_close_to_whole():
     assert jumps.max() < 6 * np.percentile(jumps, 99.9) + 1e-3
 
 
+def test_streaming_vocoder_starts_with_a_short_block_then_longer_ones():
+    spec = MelSpec(MelConfig(gl_iters=2))
+    mel = spec.features(speechy(2.0))
+    voc = StreamingVocoder(spec, block=48, context=8, hold=3, first_block=24)
+    out = [(i, len(voc.push(mel[i : i + 1])) // 256) for i in range(120)]
+    assert [x for x in out if x[1]][:2] == [(26, 24), (74, 48)]  # 24 out after 27 frames (3 held), then 48 a time
+    voc.flush()
+    again = [len(voc.push(mel[i : i + 1])) for i in range(27)]  # after a flush: a short block first again
+    assert again[-1] == 24 * 256 and not any(again[:-1])
+
+
+@pytest.mark.parametrize("T,fixed,with_phase", [(4, 0, False), (4, 2, True), (5, 0, True), (35, 0, False),
+                                                  (35, 8, True), (59, 8, True), (59, 0, False)])
+def test_fast_griffin_lim_matches_the_reference(T, fixed, with_phase):
+    spec = MelSpec(MelConfig(gl_iters=8))
+    mag = spec.magnitudes(spec.features(speechy(1.0))[20 : 20 + T])
+    phase = torch.rand(mag.shape, generator=torch.Generator().manual_seed(T)) * 6.28 - 3.14 if with_phase else None
+    # float64: the same algorithm agrees to rounding (float32 Griffin-Lim from zero phase is
+    # ill-conditioned: the reference itself moves ~1e-3 between float32 and float64)
+    spec.window = spec.window.double()
+    mag64, phase64 = mag.double(), None if phase is None else phase.double()
+    fast, ref = spec.griffin_lim(mag64, phase64, fixed=fixed), spec.reference_griffin_lim(mag64, phase64, fixed=fixed)
+    assert fast.shape == ref.shape == (513, T)
+    assert torch.allclose(fast, ref, atol=1e-8)
+    assert torch.allclose(spec.istft(fast), spec._istft(ref), atol=1e-10)
+    if with_phase:  # float32, as streaming runs it
+        spec.window = spec.window.float()
+        fast, ref = spec.griffin_lim(mag, phase, fixed=fixed), spec.reference_griffin_lim(mag, phase, fixed=fixed)
+        assert (spec.istft(fast) - spec._istft(ref)).abs().max() < 1e-4
+        if fixed:
+            assert torch.allclose(fast[:, :fixed], torch.polar(mag[:, :fixed], phase[:, :fixed]), atol=1e-6)
+
+
+def test_fast_istft_matches_torch_istft():
+    spec = MelSpec(MelConfig())
+    for T in (2, 4, 37):
+        x = torch.randn(513, T, dtype=torch.complex64, generator=torch.Generator().manual_seed(T))
+        assert torch.allclose(spec.istft(x), spec._istft(x), atol=1e-6)
+
+
 def test_encodec_backend_codes_and_streaming():
     from narrate.codec.encodec_backend import EncodecCodec
 
