@@ -203,7 +203,8 @@ class Engine:
                 stop = True
         s.steps += 1
         t = s.steps * self.step_seconds
-        ended = self._track_words(s, s.position + move, t)
+        # (the word under the position changes only when it moves)
+        ended = self._track_words(s, s.position + move, t) if move or s.steps == 1 else []
         s.position += move
         if stop:
             ended += self._track_words(s, None, t)
@@ -233,15 +234,20 @@ class Engine:
 
     def _slide(self, s: StreamState) -> None:
         """Drop chunks the position has left behind, keeping ``window_past`` of them."""
-        behind = [c for c in s.chunks if c.end <= s.position - self.cfg.band_back]
-        gone = behind[: max(0, len(behind) - self.settings.window_past)]
+        behind, limit = 0, s.position - self.cfg.band_back
+        for c in s.chunks:  # in text order: those behind come first
+            if c.end > limit:
+                break
+            behind += 1
+        if behind <= self.settings.window_past:
+            return
+        gone = s.chunks[: behind - self.settings.window_past]
         for c in gone:
             s.chunks.remove(c)
             for w in range(c.first_word, c.first_word + c.n_words):
                 if w != s.current_word:
                     s.word_text.pop(w, None)
-        if gone:
-            s.window = torch.cat([c.kv for c in s.chunks])
+        s.window = torch.cat([c.kv for c in s.chunks])
 
 
 @dataclass
