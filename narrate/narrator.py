@@ -38,7 +38,7 @@ class NarrateSettings:
     # The vocoder in a process of its own, so decoding goes on while earlier frames become audio
     # (the second core; see narrate.vocoding). False vocodes inline: the reference, same samples.
     vocoder_process: bool = True
-    packed: bool = True            # int8 / bf16 decoder weights (narrate.engine.packed)
+    packed: bool = True            # int8 decoder weights (narrate.engine.packed)
 
     def decode(self) -> DecodeSettings:
         return DecodeSettings(SamplingSettings(self.temperature, self.top_k, self.top_p),

@@ -29,7 +29,7 @@ class DecodeSettings:
     semantic_temperature: float = 0.0  # 0: the most likely (guided) move
     emit: str = "mean"                 # "mean": expected code vectors; "codes": the sampled codes
     window_past: int = 1               # chunks kept behind the one being spoken
-    packed: bool = True                # int8 / bf16 decoder weights (narrate.engine.packed) where supported
+    packed: bool = True                # int8 decoder weights (narrate.engine.packed) where torch supports them
 
 
 @dataclass
