@@ -5,6 +5,8 @@ from __future__ import annotations
 import statistics
 import time
 
+from bench.analysis import ratio
+
 
 def batch_throughput(narrator, streams: list[list[str]]) -> dict:
     """Decode ``streams`` together (one batched step for all); audio s per wall s."""
@@ -29,7 +31,7 @@ def alternate(narrator, streams: list[list[str]], rounds: int) -> dict:
     first run in a process pays one-time set-up (kernels, allocations) the later ones do not."""
     batch_throughput(narrator, [s[:2] for s in streams])
     runs = [(batch_throughput(narrator, streams[:1]), batch_throughput(narrator, streams)) for _ in range(rounds)]
-    ratios = [b["audio_per_wall_s"] / s["audio_per_wall_s"] for s, b in runs]
+    ratios = [ratio(b["audio_per_wall_s"], s["audio_per_wall_s"]) for s, b in runs]
     single, batched = runs[ratios.index(statistics.median_low(ratios))]
     return {"single": single, "batched": batched, "ratio": statistics.median_low(ratios),
             "rounds": [{"single": s["audio_per_wall_s"], "batched": b["audio_per_wall_s"], "ratio": r}

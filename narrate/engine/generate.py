@@ -144,11 +144,8 @@ class Engine:
         if batch is None or not batch.holds(states):
             batch = self._batch = StepBatch.of(states)
         bands, valids = zip(*(self._band(s) for s in states))
-        hidden, layers = self.model.decode_step(torch.stack(bands), torch.stack(valids), batch.cond, batch.decoder)
-        for mine, new in zip(batch.decoder.layers, layers):
-            if new is not mine:  # a model whose layers return new states (the reference Mamba)
-                mine.conv.copy_(new.conv)
-                mine.ssm.copy_(new.ssm)
+        # the decoding copy's SteppingMamba layers write their new states into batch.decoder
+        hidden, _ = self.model.decode_step(torch.stack(bands), torch.stack(valids), batch.cond, batch.decoder)
         codes, feats = self._codes(hidden, [s.generator for s in states])
         batch.decoder.prev_feats.copy_(feats.flatten(1))
         sem = self.model.semantic_head(hidden).softmax(-1).tolist()  # [B][classes]: guidance is plain Python
