@@ -13,11 +13,15 @@ def batch_throughput(narrator, streams: list[list[str]]) -> dict:
     samples = [0] * len(streams)
     t0, c0 = time.perf_counter(), time.process_time()
     vocoded = narrator.vocoding.seconds
+    decoders = narrator.decoders
+    worked = decoders.cpu_seconds if decoders else 0.0
     for i, chunk in narrator.narrate_many([iter(s) for s in streams]):
         samples[i] += len(chunk.samples)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     if narrator.vocoding.in_process:  # its CPU is not this process's
         cpu += narrator.vocoding.seconds - vocoded
+    if decoders:  # nor is that of the decoder processes
+        cpu += decoders.cpu_seconds - worked
     audio = sum(samples) / narrator.sample_rate
     return {"streams": len(streams), "audio_s": audio, "wall_s": wall, "cpu_s": cpu,
             "audio_per_wall_s": audio / wall if wall else float("inf"),

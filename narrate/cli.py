@@ -141,7 +141,7 @@ def speak(
     quiet: Quiet = False,
 ) -> None:
     """Read INPUT aloud into an audio file (the default command: narrate INPUT is the same)."""
-    from narrate.pipeline import Job, make_plan, run
+    from narrate.pipeline import Job, decoder_processes, make_plan, run
     from narrate.progress import Progress, summary_line
 
     progress = Progress.for_terminal(quiet)
@@ -151,7 +151,7 @@ def speak(
                   resume=resume, force=force, quiet_time=quiet_time, lexicon=lex,
                   settings=_run_settings(model, revision, voice, speed, seed, temperature, lexicon_id))
         plan = make_plan(job, stdout_is_tty=_isatty(sys.stdout))
-        narrator = _narrator(model, voice, revision, speed, seed, temperature)
+        narrator = _narrator(model, voice, revision, speed, seed, temperature, decoder_processes(plan))
         where = run(narrator, plan, progress, stdin=sys.stdin)
         stats = progress.end()
         if not quiet:
@@ -356,11 +356,11 @@ def export(
 # --- helpers ----------------------------------------------------------------------------------
 
 
-def _narrator(model, voice, revision, speed, seed, temperature):
+def _narrator(model, voice, revision, speed, seed, temperature, decoder_processes=1):
     from narrate.narrator import NarrateSettings, Narrator
 
-    return Narrator.load(model, voice, NarrateSettings(speed=speed, seed=seed, temperature=temperature),
-                         revision=revision)
+    settings = NarrateSettings(speed=speed, seed=seed, temperature=temperature, decoder_processes=decoder_processes)
+    return Narrator.load(model, voice, settings, revision=revision)
 
 
 def _lexicon(path: Path | None):

@@ -6,11 +6,12 @@ decoder steps -> codec frames -> streaming vocoder -> AudioChunk. Nothing holds 
 
 from __future__ import annotations
 
+import functools
 import itertools
 import queue
 import threading
-from dataclasses import dataclass, field
-from typing import Iterable, Iterator
+from dataclasses import dataclass, field, replace
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -39,6 +40,9 @@ class NarrateSettings:
     # (the second core; see narrate.vocoding). False vocodes inline: the reference, same samples.
     vocoder_process: bool = True
     packed: bool = True            # int8 decoder weights (narrate.engine.packed)
+    # Several streams at once (chapters) are narrated by this many forked processes, each a
+    # batch of its share on a core of its own (narrate.decoders); 1: all in this process.
+    decoder_processes: int = 1
 
     def decode(self) -> DecodeSettings:
         return DecodeSettings(SamplingSettings(self.temperature, self.top_k, self.top_p),
@@ -155,13 +159,22 @@ class Narrator:
         self.phonemizer = Phonemizer({k: list(v) for k, v in text["id_map"].items()}, text.get("espeak_voice", "en-us"))
         self.voice = voice
         self.speaker = torch.from_numpy(np.asarray(voice.embedding, np.float32))
+        self.decoders = None  # forked first, before anything starts threads
+        if self.settings.decoder_processes > 1:
+            from narrate.decoders import DecoderProcesses
+
+            alone = replace(self.settings, vocoder_process=False, decoder_processes=1)
+            self.decoders = DecoderProcesses(functools.partial(Narrator, loaded, voice, alone),
+                                             self.settings.decoder_processes)
         self.engine = Engine(loaded.model, self.codec.frame_rate, self.settings.decode())
         self.vocoding = Vocoding(self.codec, self.settings.vocoder_process)  # forks now, before any run's threads
         self._keys = itertools.count()
 
     def close(self) -> None:
-        """Stop the vocoder process (it also ends with this process)."""
+        """Stop the vocoder and decoder processes (they also end with this process)."""
         self.vocoding.close()
+        if self.decoders is not None:
+            self.decoders.close()
 
     @classmethod
     def load(cls, model: str | None = None, voice: str | None = None, settings: NarrateSettings | None = None,
@@ -181,15 +194,29 @@ class Narrator:
     def narrate(self, sentences: Iterable[str], live: bool = False) -> Iterator[AudioChunk]:
         """Audio for the sentences, in order, as it is made. live=True speaks each sentence as
         soon as it arrives instead of waiting to see the next one."""
-        for _, chunk in self.narrate_many([sentences], live=live):
+        for _, chunk in self.decode_streams(iter([(0, sentences)]), live):
             yield chunk
 
     def narrate_many(self, streams: Iterable[Iterable[str]], live: bool = False,
                      width: int = 0) -> Iterator[tuple[int, AudioChunk]]:
         """Several independent streams decoded together (one batched step for all), each chunk
         with its stream's index in ``streams``. width > 0: at most that many at once, the next
-        stream joining as soon as one ends, so a batch stays full however the lengths differ."""
+        stream joining as soon as one ends, so a batch stays full however the lengths differ.
+        With decoder processes, two streams or more go to them (one alone decodes here, where
+        the vocoder process overlaps it)."""
         pending = enumerate(streams)
+        first = list(itertools.islice(pending, 2))
+        pending = itertools.chain(first, pending)
+        if self.decoders is not None and len(first) > 1 and width != 1:
+            return self.decoders.narrate_many(pending, live, width)
+        return self.decode_streams(pending, live, width)
+
+    def decode_streams(self, pending: Iterator[tuple[int, Iterable[str]]], live: bool = False, width: int = 0,
+                       on_end: Callable[[int], None] | None = None) -> Iterator[tuple[int, AudioChunk]]:
+        """``narrate_many`` in this process over (number, sentences) streams: a stream's number
+        is its index in the output and its seed's offset. on_end(number) is called as a stream
+        ends; with inline vocoding its audio has all been yielded by then (decoder processes
+        rely on this)."""
         runs: list[_Run] = []
         owner = object()  # this call's jobs in the vocoder
         vocoding = self.vocoding
@@ -212,6 +239,8 @@ class Narrator:
                 if ended:  # their audio is still coming out of the vocoder (in order); others take their place
                     for r in ended:
                         vocoding.end_stream(r.key)
+                        if on_end is not None:
+                            on_end(r.index)
                     runs = [r for r in runs if not r.finished]
                     join()
                     continue

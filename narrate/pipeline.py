@@ -31,7 +31,7 @@ from narrate.text.segment import sentences
 DEFAULT_NAME = "narrate-output"  # output stem when the text comes from standard input
 MAX_CHARS = 200  # longest piece of text handed to the engine at once
 CHAPTER_PAUSE = 1.0  # seconds of silence between chapters in one file
-CHAPTERS_AT_ONCE = 8  # chapter files decoded together (one batched decoder step; the next joins as one ends)
+CHAPTERS_AT_ONCE = 8  # chapter files decoded together (batched steps; the next joins as one ends)
 RECORD_EVERY = 1.0  # seconds between resume record saves (each one is an fsync)
 
 
@@ -149,6 +149,16 @@ def make_plan(job: Job, stdout_is_tty: bool) -> Plan:
     result = Plan(job, target, document, chapters, sha)
     result.record = _resume_point(result)
     return result
+
+
+def decoder_processes(plan: Plan) -> int:
+    """Processes to decode the plan with: chapter files, several to narrate, use every core
+    (their share of the chapters a batch in each; see narrate.decoders); anything else, one."""
+    if plan.document is None or plan.target.kind != "folder":
+        return 1
+    done = len(plan.record.chapters_done) if plan.record else 0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, min(cores, len(plan.chapters) - done, CHAPTERS_AT_ONCE))
 
 
 def run(narrator, plan: Plan, progress: Progress, stdin: TextIO | None = None) -> str:

@@ -84,6 +84,16 @@ def test_streaming_vocoder_starts_with_a_short_block_then_longer_ones():
     assert again[-1] == 24 * 256 and not any(again[:-1])
 
 
+@pytest.mark.parametrize("T", [1, 24, 59])
+def test_sparse_magnitudes_match_the_dense_reference(T):
+    spec = MelSpec(MelConfig())
+    logmel = spec.features(speechy(1.0))[10 : 10 + T]
+    fast, ref = spec.magnitudes(logmel), spec.reference_magnitudes(logmel)
+    assert fast.shape == ref.shape == (513, T)
+    assert torch.allclose(fast, ref, rtol=1e-4, atol=1e-6)
+    assert (fast >= 0).all()  # (bins above fmax are in no band: 0)
+
+
 @pytest.mark.parametrize("T,fixed,with_phase", [(4, 0, False), (4, 2, True), (5, 0, True), (35, 0, False),
                                                   (35, 8, True), (59, 8, True), (59, 0, False)])
 def test_fast_griffin_lim_matches_the_reference(T, fixed, with_phase):
