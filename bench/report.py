@@ -218,7 +218,11 @@ def _section_throughput(r: dict) -> list[str]:
     rows = [[f"{x['streams']}", x["audio_s"], x["wall_s"], x["audio_per_wall_s"]] for x in (t["single"], t["batched"])]
     out = ["## 3. Throughput for books", "",
            f"`narrate_many` with {t['batched']['streams']} streams of {t['sentences_per_stream']} sentences each "
-           f"vs 1 stream of {t['sentences_per_stream']} sentences.", "",
+           f"vs 1 stream of {t['sentences_per_stream']} sentences."
+           + (f" As `narrate` runs chapter files, the streams go to {t['decoder_processes']} decoder processes "
+              "(one per core), each decoding its share as one batch and vocoding it; one stream alone decodes in "
+              "the main process, with the vocoder process beside it." if t.get("decoder_processes", 1) > 1 else ""),
+           "",
            table(["streams", "audio (s)", "wall (s)", "audio s per wall s"], rows), "",
            f"Batched / single: **{fmt(t['ratio'])}x**.", ""]
     if "rounds" in t:

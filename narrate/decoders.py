@@ -267,7 +267,8 @@ class DecoderProcesses:
                     if kind == "audio":
                         yield msg[2], msg[3]
                     elif kind == "took":
-                        feeds[msg[2]].credit.release()
+                        if msg[2] in feeds:
+                            feeds[msg[2]].credit.release()
                     elif kind == "finished":
                         feed = feeds.pop(msg[2])
                         w.streams -= 1
