@@ -105,6 +105,21 @@ def test_plan_reads_chapters_and_sentences(book, tmp_path):
     assert plan.record is None
 
 
+def test_chapter_folders_decode_on_every_core(tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    from narrate.pipeline import decoder_processes
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)
+    md = four_chapters(tmp_path)
+    folder = make_plan(Job(str(md), str(tmp_path / "four") + "/", settings={"seed": 0}), stdout_is_tty=True)
+    assert decoder_processes(folder) == 3  # four chapters, three cores
+    assert decoder_processes(replace(folder, record=ResumeRecord("", {}, chapters_done=[0, 1]))) == 2
+    assert decoder_processes(replace(folder, record=ResumeRecord("", {}, chapters_done=[0, 1, 2]))) == 1
+    one_file = make_plan(job(md, tmp_path / "four.wav"), stdout_is_tty=True)
+    assert decoder_processes(one_file) == 1  # its chapters follow one another in one file
+
+
 def test_unfinished_output_needs_resume_or_force(book, tmp_path):
     out = tmp_path / "out.wav"
     interrupted_output(book, out)
