@@ -44,7 +44,7 @@ def sizes(quick: bool, scale: float = 1.0) -> dict:
           "throughput_rounds": 1, "ttfa_runs": 1, "ttfa_sentences": 4}
          if quick else
          {"long_min": 30.0, "window_min": 5.0, "memory_min": [1.0, 10.0, 60.0], "streams": 8, "sentences_per_stream": 12,
-          "throughput_rounds": 5, "ttfa_runs": 3, "ttfa_sentences": 4})
+          "throughput_rounds": 9, "ttfa_runs": 3, "ttfa_sentences": 4})
     if scale != 1.0:
         c["long_min"] = round(c["long_min"] * scale, 4)
         c["window_min"] = round(c["window_min"] * scale, 4)
