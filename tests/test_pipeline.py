@@ -231,7 +231,7 @@ def test_streams_join_as_others_end_and_sound_as_in_one_batch(narrator):
     assert max(steps) == 2 and steps.count(2) > len(steps) // 2  # the pool stayed full most of the time
     assert sorted(pooled) == [0, 1, 2, 3]
     for i in range(4):
-        assert len(pooled[i]) == len(together[i]) and np.allclose(pooled[i], together[i], atol=1e-3)
+        assert np.array_equal(pooled[i], together[i])
 
 
 def test_a_dead_vocoder_process_is_a_one_line_error(narrator):

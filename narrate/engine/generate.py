@@ -174,8 +174,11 @@ class Engine:
             flat_books = group_books.reshape(k * C, -1)
             part = flat_books[idx + torch.arange(k) * C].sum(-2)  # [B, r, F]
             sampled_feats = part if sampled_feats is None else sampled_feats + part
-            # a matmul, not einsum (which copies the codebooks on every call)
-            mean_feats = mean_feats + (logits.softmax(-1).flatten(-2) @ flat_books)  # [B, r, F]
+            # a product per stream (bmm), not one over the batch: a matmul's rounding depends on its
+            # number of rows, so a stream's features (fed back next step) would depend on its batch;
+            # (and not einsum, which copies the codebooks on every call)
+            probs = logits.softmax(-1).flatten(-2)  # [B, r, k * C]
+            mean_feats = mean_feats + torch.bmm(probs, flat_books.expand(len(probs), -1, -1))  # [B, r, F]
             chosen.append(idx)
         codes = torch.cat(chosen, dim=-1).transpose(1, 2)  # [B, K, r]
         return codes, (mean_feats if self.settings.emit == "mean" else sampled_feats)
