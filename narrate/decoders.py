@@ -23,16 +23,14 @@ Worker -> parent: ("audio", c, n, chunk) ("took", c, n) ("finished", c, n, cpu_s
 from __future__ import annotations
 
 import itertools
-import multiprocessing
-import pickle
 import queue
-import signal
 import threading
 import time
 from dataclasses import dataclass, field
 from multiprocessing.connection import wait
 from typing import Callable, Iterable, Iterator
 
+from narrate.children import can_fork, child_signals, fork_child, sendable, stop_child
 from narrate.errors import NarrateError
 
 AHEAD = 4  # sentences a stream's text runs ahead of what its worker has taken
@@ -103,18 +101,9 @@ def _read(conn, calls: queue.SimpleQueue) -> None:
             call.abandon()
 
 
-def _picklable(e: BaseException) -> BaseException:
-    try:
-        pickle.loads(pickle.dumps(e))
-        return e
-    except Exception:
-        return NarrateError(f"{type(e).__name__}: {e}")
-
-
 def _serve(make_narrator: Callable, conn) -> None:
     """The worker: narrate each call's streams with a narrator of its own (inline vocoding)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    child_signals()
     narrator = make_narrator()
     lock = threading.Lock()
 
@@ -137,7 +126,7 @@ def _serve(make_narrator: Callable, conn) -> None:
                         break
                     send(("audio", c, n, chunk))
             except Exception as e:  # the parent raises it
-                send(("error", c, _picklable(e)))
+                send(("error", c, sendable(e)))
     except OSError:  # the parent is gone
         pass
     finally:
@@ -177,11 +166,8 @@ class _Feed:
 
 
 class _Worker:
-    def __init__(self, ctx, make_narrator: Callable, name: str):
-        self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_serve, args=(make_narrator, child), daemon=True, name=name)
-        self.proc.start()
-        child.close()
+    def __init__(self, make_narrator: Callable, name: str):
+        self.proc, self.conn = fork_child(_serve, (make_narrator,), name)
         self.lock = threading.Lock()  # the caller and the feed threads all send
         self.slots = 0                # streams it may hold in the current call (0: any number)
         self.streams = 0              # streams it holds now
@@ -207,10 +193,9 @@ class DecoderProcesses:
     them before starting threads (as the vocoder process is)."""
 
     def __init__(self, make_narrator: Callable, processes: int):
-        if "fork" not in multiprocessing.get_all_start_methods():
+        if not can_fork():
             raise NarrateError("decoder processes need the 'fork' start method (Linux, macOS)")
-        ctx = multiprocessing.get_context("fork")
-        self.workers = [_Worker(ctx, make_narrator, f"narrate-decoder-{k}") for k in range(processes)]
+        self.workers = [_Worker(make_narrator, f"narrate-decoder-{k}") for k in range(processes)]
         self._calls = itertools.count()
 
     @property
@@ -254,9 +239,10 @@ class DecoderProcesses:
         complete = False
         try:
             assign()
+            by_conn = {w.conn: w for w in workers}
             while feeds:
-                for conn in wait([w.conn for w in workers]):
-                    w = next(w for w in workers if w.conn is conn)
+                for conn in wait(list(by_conn)):
+                    w = by_conn[conn]
                     try:
                         msg = conn.recv()
                     except (EOFError, OSError):
@@ -291,13 +277,5 @@ class DecoderProcesses:
 
     def close(self) -> None:
         for w in self.workers:
-            try:
-                w.send(None)
-                w.conn.close()
-            except (NarrateError, OSError):
-                pass
-        for w in self.workers:
-            w.proc.join(timeout=5)
-            if w.proc.is_alive():
-                w.proc.kill()
+            stop_child(w.proc, w.conn)
         self.workers = []

@@ -10,9 +10,7 @@ the same jobs inline: the reference, with the same samples.
 
 from __future__ import annotations
 
-import multiprocessing
 import queue
-import signal
 import threading
 import time
 from collections import deque
@@ -22,6 +20,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
+from narrate.children import can_fork, child_signals, fork_child, sendable, stop_child
 from narrate.errors import NarrateError
 
 
@@ -74,8 +73,7 @@ def _serve(codec, conn) -> None:
     seconds spent vocoding so far). Answers go out from a thread of their own, so the child
     always goes back to reading: however much the parent has sent, neither side waits on the
     other with both pipes full."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the parent's handler: just end
+    child_signals()
     torch.set_num_threads(1)
     answers: queue.SimpleQueue = queue.SimpleQueue()
     threading.Thread(target=_answer, args=(conn, answers), daemon=True).start()
@@ -95,7 +93,7 @@ def _serve(codec, conn) -> None:
         try:
             parts = [run_job(codec, streams, job) for job in msg]
         except Exception as e:  # re-raised in the parent
-            answers.put((e, busy))
+            answers.put((sendable(e), busy))
             continue
         busy += time.perf_counter() - t
         answers.put((parts, busy))
@@ -128,12 +126,8 @@ class Vocoding:
         self.streams: dict = {}       # inline mode's StreamVocoders
         self.seconds = 0.0            # spent vocoding (in the child: as it reports)
         self.proc = None
-        if process and "fork" in multiprocessing.get_all_start_methods():
-            ctx = multiprocessing.get_context("fork")
-            self.conn, child = ctx.Pipe()
-            self.proc = ctx.Process(target=_serve, args=(codec, child), daemon=True, name="narrate-vocoder")
-            self.proc.start()
-            child.close()
+        if process and can_fork():
+            self.proc, self.conn = fork_child(_serve, (codec,), "narrate-vocoder")
 
     @property
     def in_process(self) -> bool:
@@ -196,12 +190,5 @@ class Vocoding:
 
     def close(self) -> None:
         if self.proc is not None:
-            try:
-                self.conn.send(None)
-                self.conn.close()
-            except OSError:
-                pass
-            self.proc.join(timeout=5)
-            if self.proc.is_alive():
-                self.proc.kill()
+            stop_child(self.proc, self.conn)
             self.proc = None
