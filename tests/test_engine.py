@@ -234,6 +234,38 @@ def test_batched_streams_equal_streams_alone():
         assert all(torch.equal(x.feats, y.feats) for x, y in zip(a, b))  # exactly: fed back, rounding would grow
 
 
+@pytest.mark.parametrize("packed, emit, temperature", [(False, "mean", 0.7), (True, "codes", 0.7), (False, "mean", 0.0)])
+def test_recorded_steps_equal_the_step_function_run_directly(packed, emit, temperature):
+    """The recorded graphs (one per batch size) replay the step function exactly: the same codes,
+    frames, positions and word timings, over batches that change as streams pause and rejoin."""
+    m = small_model()
+
+    def steps(traced):
+        eng = Engine(m, 86.13, DecodeSettings(SamplingSettings(temperature=temperature), emit=emit, packed=packed,
+                                              traced=traced))
+        states = []
+        for i, n in enumerate([30, 18, 25]):
+            s = eng.new_stream(torch.full((256,), float(i)), seed=i)
+            eng.append(s, *chunk(n))
+            eng.close(s)
+            states.append(s)
+        outs, k = [], 0
+        while any(s.active for s in states):
+            act = [s for s in states if s.active]
+            k += 1
+            outs.append(eng.step(act[-1:] if k % 3 == 2 else act))
+        return eng, outs
+
+    recorded, a = steps(True)
+    direct, b = steps(False)
+    assert {1, 3} <= set(recorded._step.graphs)  # a graph per batch size met
+    assert not direct._step.graphs
+    assert len(a) == len(b)
+    for x, y in zip(sum(a, []), sum(b, [])):
+        assert torch.equal(x.codes, y.codes) and torch.equal(x.feats, y.feats)
+        assert x.position == y.position and x.words == y.words and x.stopped == y.stopped
+
+
 def test_window_slides_over_100k_tokens_with_bounded_memory():
     m = small_model()
     eng = Engine(m, 86.13, DecodeSettings(window_past=1))

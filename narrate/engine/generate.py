@@ -19,7 +19,8 @@ from narrate.engine.guidance import GuidanceSettings, allowed_moves, guide
 from narrate.engine.mamba import MambaState
 from narrate.engine.model import Conditioning, DecoderState, NarrateModel
 from narrate.engine.packed import for_decoding
-from narrate.engine.sampling import SamplingSettings, sample_streams
+from narrate.engine.sampling import SamplingSettings, draws
+from narrate.engine.stepping import StepFunction, StepGraphs
 
 
 @dataclass
@@ -30,6 +31,7 @@ class DecodeSettings:
     emit: str = "mean"                 # "mean": expected code vectors; "codes": the sampled codes
     window_past: int = 1               # chunks kept behind the one being spoken
     packed: bool = True                # int8 decoder weights (narrate.engine.packed) where torch supports them
+    traced: bool = True                # steps replayed from recorded graphs (narrate.engine.stepping); False: run directly
 
 
 @dataclass
@@ -93,6 +95,8 @@ class Engine:
         self.model = for_decoding(model, self.settings.packed)  # decoding's copy (the caller's model is untouched)
         self.cfg = model.cfg
         self.step_seconds = self.cfg.reduction / frame_rate
+        s = self.settings
+        self._step = StepGraphs(StepFunction(self.model, s.sampling, s.emit), s.traced)
         self._batch: StepBatch | None = None  # the streams of the last step (they hold it till the next)
 
     # --- stream lifecycle ------------------------------------------------------------------
@@ -144,11 +148,12 @@ class Engine:
         if batch is None or not batch.holds(states):
             batch = self._batch = StepBatch.of(states)
         bands, valids = zip(*(self._band(s) for s in states))
-        # the decoding copy's SteppingMamba layers write their new states into batch.decoder
-        hidden, _ = self.model.decode_step(torch.stack(bands), torch.stack(valids), batch.cond, batch.decoder)
-        codes, feats = self._codes(hidden, [s.generator for s in states])
-        batch.decoder.prev_feats.copy_(feats.flatten(1))
-        sem = self.model.semantic_head(hidden).softmax(-1).tolist()  # [B][classes]: guidance is plain Python
+        dec, cond = batch.decoder, batch.cond
+        # (the step writes the new decoder state into batch.decoder, whose rows are the streams')
+        sem, codes, feats = self._step(torch.stack(bands), torch.stack(valids), cond.input_bias, cond.speaker_kv,
+                                       dec.prev_feats, [l.conv for l in dec.layers], [l.ssm for l in dec.layers],
+                                       self._draws(states))
+        sem = sem.tolist()  # [B][classes]: guidance is plain Python
         return [self._advance(s, sem[b], codes[b], feats[b]) for b, s in enumerate(states)]
 
     def _band(self, s: StreamState) -> tuple[torch.Tensor, torch.Tensor]:
@@ -161,27 +166,13 @@ class Engine:
         idx = torch.arange(lo, hi)
         return s.window[idx.clamp(0, n - 1)], (idx >= 0) & (idx < n)
 
-    def _codes(self, h: torch.Tensor, gens: list[torch.Generator]) -> tuple[torch.Tensor, torch.Tensor]:
-        """h [B, d] -> (codes [B, K, r], frames [B, r, F]) group by group; each stream samples
-        with its own generator, so a stream's codes do not depend on its batch."""
-        heads, books = self.model.codebook_heads, self.model.codebooks
-        C = self.cfg.codebook_size
-        chosen, sampled_feats, mean_feats = [], None, 0
-        for gi, k in enumerate(self.cfg.codebook_groups):
-            logits = heads.group_logits(gi, h, sampled_feats)  # [B, r, k, C]
-            idx = sample_streams(logits, self.settings.sampling, gens)  # [B, r, k]
-            group_books = books[heads.starts[gi] : heads.starts[gi] + k]  # [k, C, F]
-            flat_books = group_books.reshape(k * C, -1)
-            part = flat_books[idx + torch.arange(k) * C].sum(-2)  # [B, r, F]
-            sampled_feats = part if sampled_feats is None else sampled_feats + part
-            # a product per stream (bmm), not one over the batch: a matmul's rounding depends on its
-            # number of rows, so a stream's features (fed back next step) would depend on its batch;
-            # (and not einsum, which copies the codebooks on every call)
-            probs = logits.softmax(-1).flatten(-2)  # [B, r, k * C]
-            mean_feats = mean_feats + torch.bmm(probs, flat_books.expand(len(probs), -1, -1))  # [B, r, F]
-            chosen.append(idx)
-        codes = torch.cat(chosen, dim=-1).transpose(1, 2)  # [B, K, r]
-        return codes, (mean_feats if self.settings.emit == "mean" else sampled_feats)
+    def _draws(self, states: list[StreamState]) -> torch.Tensor:
+        """Sampling's uniform numbers for the step, [B, r, K], each stream's from its own generator
+        (so its codes do not depend on its batch); none drawn when sampling is greedy."""
+        shape = (self.cfg.reduction, self.cfg.n_codebooks)
+        if self.settings.sampling.temperature <= 0:
+            return torch.zeros(len(states), *shape)
+        return draws([s.generator for s in states], shape)
 
     def _advance(self, s: StreamState, sem_probs: list[float], codes, feats) -> StepOutput:
         gs = self.settings.guidance

@@ -139,7 +139,7 @@ class SteppingMamba(nn.Module):
 def for_decoding(model: nn.Module, packed: bool = True) -> nn.Module:
     """A copy of ``model`` for the engine (see the module text); int8 weights only where this
     torch's kernel works."""
-    m = copy.deepcopy(model).eval()
+    m = copy.deepcopy(model).eval().requires_grad_(False)
     m.mambas = nn.ModuleList(SteppingMamba(layer, packed) for layer in m.mambas)
     for c in m.cross:  # (text and speaker keys/values are computed once per chunk / stream)
         c.q, c.out = _linear(c.q, packed), _linear(c.out, packed)
