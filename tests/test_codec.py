@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from narrate.codec import codec_from_config
-from narrate.codec.mel import MelConfig, MelSpec, StreamingVocoder
+from narrate.codec.mel import MelConfig, MelSpec, StreamingVocoder, mel_filterbank
 from narrate.codec.mel_rvq import MelRVQCodec
 
 SR = 22050
@@ -20,6 +20,18 @@ def speechy(seconds=1.5, seed=0):
     ph = 2 * np.pi * np.cumsum(f0) / SR
     x = sum(np.sin(k * ph) / k for k in range(1, 12)) * (0.5 + 0.5 * np.sin(2 * np.pi * 3 * t))
     return (0.2 * x + 0.01 * rng.standard_normal(len(t))).astype(np.float32)
+
+
+@pytest.mark.parametrize("cfg", [MelConfig(), MelConfig(sample_rate=24000, n_fft=512, n_mels=64, fmin=50.0, fmax=None),
+                                 MelConfig(sample_rate=16000, n_fft=400, n_mels=40, fmin=20.0, fmax=7600.0)])
+def test_mel_filterbank_equals_librosa(cfg):
+    """Our filterbank (made without importing librosa at start-up) is librosa's, to the last bit."""
+    import librosa
+
+    ref = librosa.filters.mel(sr=cfg.sample_rate, n_fft=cfg.n_fft, n_mels=cfg.n_mels, fmin=cfg.fmin, fmax=cfg.fmax)
+    ours = mel_filterbank(cfg)
+    assert ours.dtype == ref.dtype and ours.shape == ref.shape
+    assert np.array_equal(ours, ref)
 
 
 def test_features_frame_count_and_inversion_keeps_the_spectrum():
