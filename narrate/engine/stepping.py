@@ -70,8 +70,9 @@ class StepFunction(nn.Module):
 
 
 class StepGraphs:
-    """``StepFunction`` recorded per batch size (the recording fixes shapes), made on first use:
-    at most one per batch width the caller uses. ``record=False``, or a torch that cannot trace,
+    """``StepFunction`` recorded per batch size (the recording fixes shapes, and the sampling
+    settings and model as they were then), made on first use: at most one per batch width the
+    caller uses. ``record=False``, or a torch that cannot trace,
     runs the function directly."""
 
     def __init__(self, fn: StepFunction, record: bool = True):
