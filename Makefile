@@ -3,12 +3,13 @@ PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
-APT     := ffmpeg espeak-ng flite sox fortunes
+APT     := ffmpeg espeak-ng flite sox fortunes ninja-build
 QUICK   ?=
 
 .PHONY: demo test bench setup system clean
 
-# Debian packages (ffmpeg for m4b/mp3, sox for voice variants, espeak-ng/flite for the bench, fortunes for corpus text).
+# Debian packages (ffmpeg for m4b/mp3, sox for voice variants, espeak-ng/flite for the bench, fortunes for corpus text,
+# ninja for building our int8 kernel).
 system:
 	@missing=""; for p in $(APT); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
@@ -25,6 +26,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q "torch==2.13.0" "setuptools<81" -e ".[test,bench,train]"
 	# EnCodec's model code without its torchaudio dependency (a CUDA build here; see narrate/codec/encodec_backend.py)
 	$(BIN)/pip install -q --no-deps "encodec==0.1.1" "einops>=0.6"
+	# our int8 decoder kernel (narrate/engine/int8_linear.cpp, ~45 s); without it torch's is used
+	PATH=$(BIN):$$PATH $(BIN)/python -m narrate.engine.int8_kernel || echo "narrate: int8 kernel not built; torch's is used"
 	touch $(STAMP)
 
 setup: $(STAMP)

@@ -17,7 +17,8 @@ from narrate.engine.generate import DecodeSettings, Engine
 from narrate.engine.guidance import GuidanceSettings, allowed_moves, guide
 from narrate.engine.mamba import Mamba
 from narrate.engine.model import NarrateModel
-from narrate.engine.packed import PackedLinear, SteppingMamba, for_decoding, int8_supported
+from narrate.engine import int8_kernel
+from narrate.engine.packed import PackedLinear, SteppingMamba, for_decoding
 from narrate.engine.sampling import SamplingSettings, filter_logits, reference_sample, sample
 from narrate.train.losses import adaptive_codebook_weights, reference_adaptive_weights
 
@@ -128,19 +129,61 @@ def test_stepping_mamba_equals_mamba_step():
         assert torch.equal(st.conv, ref.conv)
 
 
-@pytest.mark.skipif(not int8_supported(), reason="this torch has no working int8 weight-only kernel")
-def test_int8_decoding_stays_close_to_fp32():
+def _torch_int8_works() -> bool:
+    try:
+        lin = torch.nn.Linear(64, 32)
+        x = torch.randn(3, 64)
+        p = PackedLinear(lin, kernel=False)
+        return bool(torch.allclose(p(x), p.reference(x), rtol=0.05, atol=0.05))
+    except (RuntimeError, AttributeError):
+        return False
+
+
+KERNELS = [pytest.param(True, marks=pytest.mark.skipif(not int8_kernel.cpu_supported(), reason="no AVX2 here")),
+           pytest.param(False, marks=pytest.mark.skipif(not _torch_int8_works(), reason="torch's int8 kernel fails here"))]
+
+
+@pytest.mark.parametrize("kernel", KERNELS)
+def test_int8_decoding_stays_close_to_fp32(kernel, monkeypatch):
+    """Both int8 kernels (ours, torch's) against the dequantized fp32 weights and the fp32 model."""
+    if kernel:
+        assert int8_kernel.available(), "the int8 kernel is not built: run `make setup`"
+    else:
+        monkeypatch.setattr(int8_kernel, "available", lambda: False)
     lin = torch.nn.Linear(64, 48)
     packed = PackedLinear(lin)
+    assert packed.kernel == kernel
     x = torch.randn(5, 64)
     assert torch.allclose(packed(x), packed.reference(x), rtol=0.02, atol=0.02)
     assert (packed.reference(x) - lin(x)).abs().max() < 0.02 * lin(x).abs().max()
     m = small_model()
     d = for_decoding(m, packed=True)
-    assert any(isinstance(mod, PackedLinear) for mod in d.modules())
+    assert any(isinstance(mod, PackedLinear) and mod.kernel == kernel for mod in d.modules())
     assert not any(isinstance(mod, PackedLinear) for mod in m.modules())  # the caller's model is untouched
     for h, hf, _, _ in _cached_steps(m, d):
         assert (h - hf).norm() < 0.03 * h.norm()
+
+
+@pytest.mark.skipif(not int8_kernel.cpu_supported(), reason="no AVX2 here")
+@pytest.mark.parametrize("out, inner", [(37, 32), (48, 512), (1024, 256), (5, 16)])
+def test_int8_kernel_rows_do_not_depend_on_the_batch(out, inner):
+    """Our kernel (``make setup`` builds it): each row's output is the same whether it is computed
+    alone or with others, to the last bit, for every row count and block shape, and it matches
+    the fp32 product of the dequantized weights."""
+    assert int8_kernel.available(), "the int8 kernel is not built: run `make setup`"
+    g = torch.Generator().manual_seed(out)
+    q = torch.randint(-127, 128, (out, inner), dtype=torch.int8, generator=g)
+    scale, bias = torch.rand(out, generator=g) / 50, torch.randn(out, generator=g)
+    x = torch.randn(11, inner, generator=g)
+    panels = int8_kernel.panels(q)
+    assert torch.equal(int8_kernel.unpanel(panels, out), q)
+    full = torch.ops.narrate.int8_linear(x, panels, scale, bias)
+    for m in range(1, 11):
+        assert torch.equal(torch.ops.narrate.int8_linear(x[:m], panels, scale, bias), full[:m])
+        assert torch.equal(torch.ops.narrate.int8_linear(x[m : m + 1], panels, scale, bias), full[m : m + 1])
+    ref = torch.addmm(bias.double(), x.double(), (q.double() * scale.double()[:, None]).t())
+    assert torch.allclose(full.double(), ref, rtol=1e-5, atol=1e-4)
+    assert torch.allclose(torch.ops.narrate.int8_linear(x, panels, scale, None), full - bias, atol=1e-5)
 
 
 def test_band_attention_equals_masked_reference():

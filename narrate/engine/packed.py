@@ -25,6 +25,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from narrate.engine import int8_kernel
 from narrate.engine.mamba import Mamba, MambaState
 
 # the int8 kernel returns NaN or crashes for inner sizes below 16 (torch 2.13)
@@ -32,9 +33,14 @@ _INT8_MULTIPLE = 16
 
 
 class PackedLinear(nn.Module):
-    """A linear layer with int8 weights [out, in] and a bf16 scale per output row.
+    """A linear layer with int8 weights and a scale per output row (from bf16).
 
-    Tried and left (decoder steps of 1 and 8 streams, here):
+    Two kernels, chosen when the layer is made: ours (``narrate.engine.int8_kernel``: fp32
+    activations, weights in 16-output panels, the bias added inside), where it is built
+    and the CPU has AVX2; else torch's weight-only int8 kernel on bf16 activations (weights
+    [out, in]). Both give each stream the same result whatever its batch.
+
+    Tried and left (decoder steps of 1 and 8 streams, on the earlier AVX-512 machine):
       - bf16 weights, twice the bytes: 8 streams 5.5 instead of 4.7 ms;
       - fbgemm's dynamic int8 linear: 12% faster for 8 streams, 15% slower for one, and it
         quantizes the whole batch's activations together, so a stream's output would depend on
@@ -43,13 +49,19 @@ class PackedLinear(nn.Module):
         large layers in a loop of their own, but in the step slower (2.15 vs 1.97 ms; 4.81 vs
         4.67 ms)."""
 
-    def __init__(self, linear: nn.Linear):
+    def __init__(self, linear: nn.Linear, kernel: bool | None = None):
         super().__init__()
         w = linear.weight.detach().float()
         scale = (w.abs().amax(1) / 127).clamp_min(1e-12).to(torch.bfloat16)
+        q = torch.round(w / scale.float()[:, None]).clamp(-127, 127).to(torch.int8)
         self.in_features, self.out_features = linear.in_features, linear.out_features
-        self.register_buffer("weight_int8", torch.round(w / scale.float()[:, None]).clamp(-127, 127).to(torch.int8))
-        self.register_buffer("scale", scale)
+        self.kernel = int8_kernel.available() if kernel is None else kernel
+        if self.kernel:
+            self.register_buffer("weight_panels", int8_kernel.panels(q))  # [ceil(out / 16), in, 16]
+            self.register_buffer("scale", scale.float())
+        else:
+            self.register_buffer("weight_int8", q)  # [out, in]
+            self.register_buffer("scale", scale)
         self.register_buffer("bias", None if linear.bias is None else linear.bias.detach().float().clone())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -57,22 +69,31 @@ class PackedLinear(nn.Module):
         # overhead costs about what its arithmetic does
         if x.dim() != 2:
             return self.forward(x.reshape(-1, self.in_features)).view(*x.shape[:-1], self.out_features)
+        if self.kernel:
+            return torch.ops.narrate.int8_linear(x, self.weight_panels, self.scale, self.bias)
         y = torch._weight_int8pack_mm(x.to(torch.bfloat16), self.weight_int8, self.scale)
         return y.float() if self.bias is None else torch.add(self.bias, y)  # (bf16 + fp32: fp32, exact)
 
+    def dequantized(self) -> torch.Tensor:
+        """The weights as fp32 [out, in]."""
+        q = int8_kernel.unpanel(self.weight_panels, self.out_features) if self.kernel else self.weight_int8
+        return q.float() * self.scale.float()[:, None]
+
     def reference(self, x: torch.Tensor) -> torch.Tensor:
         """The slow path: the dequantized weights in fp32."""
-        return F.linear(x, self.weight_int8.float() * self.scale.float()[:, None], self.bias)
+        return F.linear(x, self.dequantized(), self.bias)
 
 
 @functools.lru_cache(maxsize=1)
 def int8_supported() -> bool:
-    """Whether this torch build runs the int8 kernel and gets the right answer."""
+    """Whether int8 weights run here: our kernel, or torch's giving the right answer."""
+    if int8_kernel.available():
+        return True
     g = torch.Generator().manual_seed(0)
     lin = nn.Linear(64, 32)
     x = torch.randn(3, 64, generator=g)
     try:
-        packed = PackedLinear(lin)
+        packed = PackedLinear(lin, kernel=False)
         return bool(torch.allclose(packed(x), packed.reference(x), rtol=0.05, atol=0.05))
     except (RuntimeError, AttributeError):  # the op is missing or has no kernel for this CPU
         return False
