@@ -4,8 +4,8 @@ At batch 1 a decoder step reads every weight once and does little arithmetic wit
 CPU its time goes to memory traffic and per-operation overhead. ``for_decoding`` copies a model
 for the engine:
   - the decoder's linear layers keep int8 weights with one scale per output row
-    (``PackedLinear``: torch's weight-only int8 kernel on bf16 activations), a quarter of the
-    bytes of fp32 weights;
+    (``PackedLinear``: our kernel, ``int8_kernel``, where it is built, else torch's weight-only
+    int8 kernel on bf16 activations), a quarter of the bytes of fp32 weights;
   - Mamba layers step with fewer, fused operations and their decay ``-exp(A_log)`` computed
     once (``SteppingMamba``).
 The text encoder and the conditioning layers run once per chunk or stream and stay as they are.
