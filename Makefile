@@ -3,6 +3,7 @@ PY      ?= python3
 VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
+KERNEL  := $(VENV)/.kernel
 APT     := ffmpeg espeak-ng flite sox fortunes ninja-build
 QUICK   ?=
 
@@ -26,20 +27,23 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q "torch==2.13.0" "setuptools<81" -e ".[test,bench,train]"
 	# EnCodec's model code without its torchaudio dependency (a CUDA build here; see narrate/codec/encodec_backend.py)
 	$(BIN)/pip install -q --no-deps "encodec==0.1.1" "einops>=0.6"
-	# our int8 decoder kernel (narrate/engine/int8_linear.cpp, ~45 s); without it torch's is used
-	PATH=$(BIN):$$PATH $(BIN)/python -m narrate.engine.int8_kernel || echo "narrate: int8 kernel not built; torch's is used"
 	touch $(STAMP)
 
-setup: $(STAMP)
+# our int8 decoder kernel (~45 s), rebuilt when its source changes; without it torch's is used
+$(KERNEL): narrate/engine/int8_linear.cpp $(STAMP)
+	PATH=$(BIN):$$PATH $(BIN)/python -m narrate.engine.int8_kernel || echo "narrate: int8 kernel not built; torch's is used"
+	touch $(KERNEL)
 
-demo: $(STAMP)
+setup: $(STAMP) $(KERNEL)
+
+demo: $(STAMP) $(KERNEL)
 	$(BIN)/narrate examples/lighthouse.md -o examples/out/lighthouse.wav --force
 	@echo "wrote examples/out/lighthouse.wav"
 
-test: $(STAMP)
+test: $(STAMP) $(KERNEL)
 	$(BIN)/python -m pytest -q
 
-bench: $(STAMP)
+bench: $(STAMP) $(KERNEL)
 	$(BIN)/python -m bench.run $(if $(QUICK),--quick,)
 
 clean:

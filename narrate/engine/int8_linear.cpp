@@ -1,6 +1,6 @@
-// y = (x @ w.T) * scale + bias with int8 weights in panels [ceil(N / 16), K, 16], for the few rows of a decoder
-// step (narrate/engine/int8_kernel.py builds and loads it; PackedLinear uses it where it loads).
-// torch's _weight_int8pack_mm on an AVX2 CPU took 2-4x longer at one row and scaled poorly with rows.
+// y = (x @ w.T) * scale + bias, int8 weights in panels [ceil(N / 16), K, 16], for the few rows
+// of a decoder step (narrate/engine/int8_kernel.py builds and loads it; PackedLinear uses it).
+// torch's _weight_int8pack_mm on an AVX2 CPU took 1.5-4x longer at one row.
 #include <torch/extension.h>
 #include <immintrin.h>
 #include <cmath>
