@@ -18,7 +18,7 @@ from narrate.engine.guidance import GuidanceSettings, allowed_moves, guide
 from narrate.engine.mamba import Mamba
 from narrate.engine.model import NarrateModel
 from narrate.engine import int8_kernel
-from narrate.engine.packed import PackedLinear, SteppingMamba, for_decoding
+from narrate.engine.packed import PackedLinear, SteppingMamba, for_decoding, torch_int8_supported
 from narrate.engine.sampling import SamplingSettings, filter_logits, reference_sample, sample
 from narrate.train.losses import adaptive_codebook_weights, reference_adaptive_weights
 
@@ -129,18 +129,8 @@ def test_stepping_mamba_equals_mamba_step():
         assert torch.equal(st.conv, ref.conv)
 
 
-def _torch_int8_works() -> bool:
-    try:
-        lin = torch.nn.Linear(64, 32)
-        x = torch.randn(3, 64)
-        p = PackedLinear(lin, kernel=False)
-        return bool(torch.allclose(p(x), p.reference(x), rtol=0.05, atol=0.05))
-    except (RuntimeError, AttributeError):
-        return False
-
-
 KERNELS = [pytest.param(True, marks=pytest.mark.skipif(not int8_kernel.cpu_supported(), reason="no AVX2 here")),
-           pytest.param(False, marks=pytest.mark.skipif(not _torch_int8_works(), reason="torch's int8 kernel fails here"))]
+           pytest.param(False, marks=pytest.mark.skipif(not torch_int8_supported(), reason="torch's int8 kernel fails here"))]
 
 
 @pytest.mark.parametrize("kernel", KERNELS)

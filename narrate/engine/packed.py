@@ -85,10 +85,8 @@ class PackedLinear(nn.Module):
 
 
 @functools.lru_cache(maxsize=1)
-def int8_supported() -> bool:
-    """Whether int8 weights run here: our kernel, or torch's giving the right answer."""
-    if int8_kernel.available():
-        return True
+def torch_int8_supported() -> bool:
+    """Whether this torch build runs its int8 kernel and gets the right answer."""
     g = torch.Generator().manual_seed(0)
     lin = nn.Linear(64, 32)
     x = torch.randn(3, 64, generator=g)
@@ -97,6 +95,11 @@ def int8_supported() -> bool:
         return bool(torch.allclose(packed(x), packed.reference(x), rtol=0.05, atol=0.05))
     except (RuntimeError, AttributeError):  # the op is missing or has no kernel for this CPU
         return False
+
+
+def int8_supported() -> bool:
+    """Whether int8 weights run here: our kernel, or torch's."""
+    return int8_kernel.available() or torch_int8_supported()
 
 
 def _linear(layer: nn.Module, packed: bool) -> nn.Module:

@@ -31,7 +31,8 @@ from narrate.engine.sampling import SamplingSettings, pick
 class StepFunction(nn.Module):
     """A step from tensors to tensors. Inputs: band_kv [B, W, X, 2, H, dh] and valid [B, W] (each
     stream's text band), the stacked conditioning and decoder state of the batch (``StepBatch``),
-    and the sampling draws [B, r, K], one uniform number per code (unused when sampling is greedy). Writes the new layer states and the emitted features (``prev_feats``) in place.
+    and the sampling draws [B, r, K], one uniform number per code (unused when sampling is
+    greedy). Writes the new layer states and the emitted features (``prev_feats``) in place.
     Returns (semantic probabilities [B, classes], codes [B, K, r], frames [B, r, F])."""
 
     def __init__(self, model: NarrateModel, sampling: SamplingSettings, emit: str):
@@ -72,8 +73,7 @@ class StepFunction(nn.Module):
 class StepGraphs:
     """``StepFunction`` recorded per batch size (the recording fixes shapes, and the sampling
     settings and model as they were then), made on first use: at most one per batch width the
-    caller uses. ``record=False``, or a torch that cannot trace,
-    runs the function directly."""
+    caller uses. ``record=False``, or a torch that cannot trace, runs the function directly."""
 
     def __init__(self, fn: StepFunction, record: bool = True):
         self.fn = fn
