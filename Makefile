@@ -29,9 +29,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --no-deps "encodec==0.1.1" "einops>=0.6"
 	touch $(STAMP)
 
-# our int8 decoder kernel (~45 s), rebuilt when its source changes; without it torch's is used
-$(KERNEL): narrate/engine/int8_linear.cpp $(STAMP)
-	PATH=$(BIN):$$PATH $(BIN)/python -m narrate.engine.int8_kernel || echo "narrate: int8 kernel not built; torch's is used"
+# our decoder-step kernels, rebuilt when their source changes; without them torch's operations run
+$(KERNEL): $(wildcard narrate/engine/*.cpp) $(STAMP)
+	PATH=$(BIN):$$PATH $(BIN)/python -m narrate.engine.kernels || echo "narrate: kernels not built; torch's operations are used"
 	touch $(KERNEL)
 
 setup: $(STAMP) $(KERNEL)

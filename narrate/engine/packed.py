@@ -4,10 +4,10 @@ At batch 1 a decoder step reads every weight once and does little arithmetic wit
 CPU its time goes to memory traffic and per-operation overhead. ``for_decoding`` copies a model
 for the engine:
   - the decoder's linear layers keep int8 weights with one scale per output row
-    (``PackedLinear``: our kernel, ``int8_kernel``, where it is built, else torch's weight-only
+    (``PackedLinear``: our kernel, in ``kernels``, where it is built, else torch's weight-only
     int8 kernel on bf16 activations), a quarter of the bytes of fp32 weights;
-  - Mamba layers step with fewer, fused operations and their decay ``-exp(A_log)`` computed
-    once (``SteppingMamba``).
+  - Mamba layers step with fewer, fused operations (ours where built) and their decay
+    ``-exp(A_log)`` computed once (``SteppingMamba``).
 The text encoder and the conditioning layers run once per chunk or stream and stay as they are.
 (In bf16 the encoder ran 2.3x faster here, but oneDNN keeps state for every input length it
 sees: the process grew from 460 to 1215 MB over 200 sentence lengths, against 550 in fp32.)
@@ -25,7 +25,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from narrate.engine import int8_kernel
+from narrate.engine import kernels
 from narrate.engine.mamba import Mamba, MambaState
 
 # the int8 kernel returns NaN or crashes for inner sizes below 16 (torch 2.13)
@@ -35,10 +35,11 @@ _INT8_MULTIPLE = 16
 class PackedLinear(nn.Module):
     """A linear layer with int8 weights and a scale per output row (from bf16).
 
-    Two kernels, chosen when the layer is made: ours (``narrate.engine.int8_kernel``: fp32
-    activations, weights in 16-output panels, the bias added inside), where it is built
-    and the CPU has AVX2; else torch's weight-only int8 kernel on bf16 activations (weights
-    [out, in]). Both give each stream the same result whatever its batch.
+    Two kernels, chosen when the layer is made: ours (``narrate.engine.kernels``: each row's
+    activations quantized to int16 on their own, exact integer sums, weights in 8-output
+    panels, the bias added inside), where it is built and the CPU has AVX2; else torch's
+    weight-only int8 kernel on bf16 activations (weights [out, in]). Both give each stream the
+    same result whatever its batch.
 
     Tried and left (decoder steps of 1 and 8 streams, on the earlier AVX-512 machine):
       - bf16 weights, twice the bytes: 8 streams 5.5 instead of 4.7 ms;
@@ -55,9 +56,9 @@ class PackedLinear(nn.Module):
         scale = (w.abs().amax(1) / 127).clamp_min(1e-12).to(torch.bfloat16)
         q = torch.round(w / scale.float()[:, None]).clamp(-127, 127).to(torch.int8)
         self.in_features, self.out_features = linear.in_features, linear.out_features
-        self.kernel = int8_kernel.available() if kernel is None else kernel
+        self.kernel = kernels.available() if kernel is None else kernel
         if self.kernel:
-            self.register_buffer("weight_panels", int8_kernel.panels(q))  # [ceil(out / 16), in, 16]
+            self.register_buffer("weight_panels", kernels.panels(q))  # [ceil(out / 16), in, 16]
             self.register_buffer("scale", scale.float())
         else:
             self.register_buffer("weight_int8", q)  # [out, in]
@@ -76,7 +77,7 @@ class PackedLinear(nn.Module):
 
     def dequantized(self) -> torch.Tensor:
         """The weights as fp32 [out, in]."""
-        q = int8_kernel.unpanel(self.weight_panels, self.out_features) if self.kernel else self.weight_int8
+        q = kernels.unpanel(self.weight_panels, self.out_features) if self.kernel else self.weight_int8
         return q.float() * self.scale.float()[:, None]
 
     def reference(self, x: torch.Tensor) -> torch.Tensor:
@@ -99,7 +100,7 @@ def torch_int8_supported() -> bool:
 
 def int8_supported() -> bool:
     """Whether int8 weights run here: our kernel, or torch's."""
-    return int8_kernel.available() or torch_int8_supported()
+    return kernels.available() or torch_int8_supported()
 
 
 def _linear(layer: nn.Module, packed: bool) -> nn.Module:
@@ -117,13 +118,17 @@ def _pack_linears(module: nn.Module, packed: bool) -> None:
 
 
 class SteppingMamba(nn.Module):
-    """A Mamba layer that only steps: ``Mamba.step`` with fewer operations (the same result).
-    Its state is laid out transposed: conv [B, d_conv - 1, d_inner], ssm [B, d_state, d_inner],
-    so the step's products and sums run along the long d_inner axis (8 streams: 39 instead of
-    60 us per layer for the state update here); ``reference_layout`` gives ``Mamba``'s."""
+    """A Mamba layer that only steps: ``Mamba.step`` with fewer operations (the same result up
+    to float rounding). Its state is laid out transposed: conv [B, d_conv - 1, d_inner], ssm
+    [B, d_state, d_inner], so the step's products and sums run along the long d_inner axis (8
+    streams: 39 instead of 60 us per layer for the state update here); ``reference_layout``
+    gives ``Mamba``'s. Where our kernels are built (``kernels``) the convolution and the scan
+    each run as one operation of ours (``mamba_step.cpp``); ``ops_step``, torch's operations,
+    is the fallback and their reference."""
 
-    def __init__(self, m: Mamba, packed: bool):
+    def __init__(self, m: Mamba, packed: bool, fused: bool | None = None):
         super().__init__()
+        self.fused = kernels.available() and m.d_inner % 8 == 0 if fused is None else fused
         self.d_inner, self.d_state, self.d_conv, self.dt_rank = m.d_inner, m.d_state, m.d_conv, m.dt_rank
         self.in_proj = _linear(m.in_proj, packed)
         self.x_proj = _linear(m.x_proj, packed)
@@ -148,6 +153,17 @@ class SteppingMamba(nn.Module):
     def step(self, x: torch.Tensor, state: MambaState) -> tuple[torch.Tensor, MambaState]:
         """``Mamba.step``, writing the new state into ``state`` (returned): the engine keeps a
         batch's states stacked, each stream's a view of them (see ``generate.StepBatch``)."""
+        if not self.fused:
+            return self.ops_step(x, state)
+        xz = self.in_proj(x)  # [B, 2 * d_inner]: x, then the gate z
+        xc = torch.ops.narrate.conv_step(xz, state.conv, self.conv_weight, self.conv_bias)
+        dbc = self.x_proj(xc)  # [B, dt_rank + 2 * d_state]
+        dt = F.softplus(self.dt_proj(dbc[:, : self.dt_rank]))
+        y = torch.ops.narrate.ssm_step(dt, xc, dbc[:, self.dt_rank :], xz[:, self.d_inner :], self.A2, self.D, state.ssm)
+        return self.out_proj(y), state
+
+    def ops_step(self, x: torch.Tensor, state: MambaState) -> tuple[torch.Tensor, MambaState]:
+        """``step`` in torch's operations."""
         xi, z = self.in_proj(x).split(self.d_inner, dim=-1)
         window = torch.cat([state.conv, xi.unsqueeze(1)], dim=1)  # [B, d_conv, d_inner]
         xc = F.silu((window * self.conv_weight).sum(1) + self.conv_bias)
