@@ -30,8 +30,8 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # our decoder-step kernels, rebuilt when their source changes; without them torch's operations run
-$(KERNEL): $(wildcard narrate/engine/*.cpp) $(STAMP)
-	PATH=$(BIN):$$PATH $(BIN)/python -m narrate.engine.kernels || echo "narrate: kernels not built; torch's operations are used"
+$(KERNEL): $(wildcard narrate/kernels/*.cpp) $(STAMP)
+	PATH=$(BIN):$$PATH $(BIN)/python -m narrate.kernels || echo "narrate: kernels not built; torch's operations are used"
 	touch $(KERNEL)
 
 setup: $(STAMP) $(KERNEL)

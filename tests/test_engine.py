@@ -17,7 +17,7 @@ from narrate.engine.generate import DecodeSettings, Engine
 from narrate.engine.guidance import GuidanceSettings, allowed_moves, guide
 from narrate.engine.mamba import Mamba
 from narrate.engine.model import NarrateModel
-from narrate.engine import kernels
+from narrate import kernels
 from narrate.engine.packed import PackedLinear, SteppingMamba, for_decoding, torch_int8_supported
 from narrate.engine.sampling import SamplingSettings, filter_logits, reference_sample, sample
 from narrate.train.losses import adaptive_codebook_weights, reference_adaptive_weights

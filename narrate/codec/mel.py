@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from narrate import kernels
+
 
 @dataclass(frozen=True)
 class MelConfig:
@@ -61,6 +63,7 @@ class MelSpec:
             self.fb_sparse = self.fb.to_sparse_csr()          # [M, F]
             self.fb_t_sparse = self.fb.T.contiguous().to_sparse_csr()  # [F, M]
         self.window = torch.hann_window(cfg.n_fft)
+        self.native = kernels.available()  # our Griffin-Lim iterations (narrate.kernels), in float32
 
     def features(self, wav: np.ndarray) -> torch.Tensor:
         """[S] -> [S // hop, n_mels] natural-log mel magnitudes."""
@@ -122,7 +125,9 @@ class MelSpec:
         Returns the complex spectrum [F, T]. Same as ``reference_griffin_lim`` up to float rounding,
         2-3x faster on streaming's small blocks: frame-major [T, F] so the FFTs run over contiguous
         rows, an own STFT pair (strided overlap-add, no torch.istft window checks per call), and the
-        fixed frames' inverse FFT done once, their forward FFT not at all (its phase is dropped)."""
+        fixed frames' inverse FFT done once, their forward FFT not at all (its phase is dropped).
+        In float32, where our kernels are built, the iterations run as one operation of ours
+        (``griffin_lim.cpp``; this function's torch operations are its fallback)."""
         n_fft, hop, T = self.cfg.n_fft, self.cfg.hop, mag.shape[1]
         half = n_fft // 2
         if half % hop or (T - 1) * hop <= half:  # not whole hops / too short to reflect-pad: as before
@@ -140,6 +145,9 @@ class MelSpec:
         envelope = self._envelope(T, mag.dtype)
         if fixed:
             torch.fft.irfft(spec[:fixed], n=n_fft, out=frames[:fixed]).mul_(self.window)
+        if self.native and fixed < T and mag.dtype == self.window.dtype == torch.float32:
+            return torch.ops.narrate.griffin_lim(spec, mag, frames, self.window, envelope, hop, fixed, iters,
+                                                 0.99 / 1.99).T
         padded = mag.new_empty((T - 1) * hop + n_fft)  # the signal, reflect-padded by n_fft // 2 each side
         wav = padded[half:-half]
         prev = None
@@ -259,6 +267,6 @@ class StreamingVocoder:
         self.tail = wav[end : end + hop].copy() if not final else None
         keep = frames[: c + emit_frames]
         self.ctx_frames = keep[-self.context :]
-        self.ctx_phase = spec.angle()[:, c + emit_frames - self.ctx_frames.shape[0] : c + emit_frames]
+        self.ctx_phase = spec[:, c + emit_frames - self.ctx_frames.shape[0] : c + emit_frames].angle()
         self.pending = [] if final else [new[emit_frames:]]
         return out

@@ -25,7 +25,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from narrate.engine import kernels
+from narrate import kernels
 from narrate.engine.mamba import Mamba, MambaState
 
 # the int8 kernel returns NaN or crashes for inner sizes below 16 (torch 2.13)
@@ -35,7 +35,7 @@ _INT8_MULTIPLE = 16
 class PackedLinear(nn.Module):
     """A linear layer with int8 weights and a scale per output row (from bf16).
 
-    Two kernels, chosen when the layer is made: ours (``narrate.engine.kernels``: each row's
+    Two kernels, chosen when the layer is made: ours (``narrate.kernels``: each row's
     activations quantized to int16 on their own, exact integer sums, weights in 8-output
     panels, the bias added inside), where it is built and the CPU has AVX2; else torch's
     weight-only int8 kernel on bf16 activations (weights [out, in]). Both give each stream the

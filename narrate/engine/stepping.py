@@ -23,7 +23,7 @@ import warnings
 import torch
 import torch.nn as nn
 
-from narrate.engine import kernels
+from narrate import kernels
 from narrate.engine.mamba import MambaState
 from narrate.engine.model import Conditioning, DecoderState, NarrateModel
 from narrate.engine.sampling import SamplingSettings, pick

@@ -1,5 +1,5 @@
 // y = (x @ w.T) * scale + bias with int8 weights, for the few rows of a decoder step
-// (narrate/engine/kernels.py builds and loads it; PackedLinear uses it).
+// (narrate/kernels builds and loads it; PackedLinear uses it).
 //
 // Each row of x is quantized on its own to int16 (x ~= xq * amax / Q, Q chosen so no int32 sum
 // can overflow: Q * 127 * K < 2^31), and the products run as int16 x int16 -> int32 pairs

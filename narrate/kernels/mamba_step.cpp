@@ -1,5 +1,5 @@
 // One Mamba decoder step's elementwise work in two passes instead of ~20 tensor operations
-// (narrate/engine/kernels.py builds and loads it; packed.SteppingMamba uses it, its torch
+// (narrate/kernels builds and loads it; packed.SteppingMamba uses it, its torch
 // operations are the reference). Layouts are SteppingMamba's: conv state [B, d_conv - 1, d_inner],
 // SSM state [B, d_state, d_inner]; every loop runs along d_inner, 8 channels to an AVX2 vector.
 // Each (stream, channel) is computed on its own, in one order: a stream's result does not depend
