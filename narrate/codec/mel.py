@@ -64,6 +64,7 @@ class MelSpec:
             self.fb_t_sparse = self.fb.T.contiguous().to_sparse_csr()  # [F, M]
         self.window = torch.hann_window(cfg.n_fft)
         self.native = kernels.available()  # our Griffin-Lim iterations (narrate.kernels), in float32
+        self._envelopes: dict[tuple[int, torch.dtype], torch.Tensor] = {}
 
     def features(self, wav: np.ndarray) -> torch.Tensor:
         """[S] -> [S // hop, n_mels] natural-log mel magnitudes."""
@@ -190,10 +191,16 @@ class MelSpec:
         return rows.sum(1).view(-1)
 
     def _envelope(self, T: int, dtype: torch.dtype) -> torch.Tensor:
-        """The overlap-added squared window, which the inverse STFT divides by."""
-        buf, frames = self._frame_buffer(T, dtype)
-        frames.copy_(self.window.square().expand_as(frames))
-        return self._overlap_add(buf)
+        """The overlap-added squared window, which the inverse STFT divides by (kept for the last
+        few block lengths: streaming asks for the same two or three over and over)."""
+        key = (T, dtype)
+        if key not in self._envelopes:
+            if len(self._envelopes) >= 8:
+                self._envelopes.clear()
+            buf, frames = self._frame_buffer(T, dtype)
+            frames.copy_(self.window.to(dtype).square().expand_as(frames))
+            self._envelopes[key] = self._overlap_add(buf)
+        return self._envelopes[key]
 
     def vocode(self, logmel: torch.Tensor) -> np.ndarray:
         """[T, M] -> [T * hop] float32: the slow, whole-utterance reference."""
