@@ -12,6 +12,8 @@
   - ``griffin_lim.cpp``: the vocoder's Griffin-Lim iterations on a streaming block
     (``codec.mel.MelSpec.griffin_lim``): the work between the FFTs as plain loops (streaming
     vocoder 7.3 -> 4.5 ms per audio second here).
+  - ``mel_magnitudes.cpp``: log-mel -> linear magnitudes for it (``MelSpec.magnitudes``), each
+    mel band's run of bins walked directly instead of sparse matrix products.
 Each computes a row from that row alone, in one order whatever the number of rows, so a
 stream's output does not depend on its batch.
 
@@ -30,7 +32,8 @@ from pathlib import Path
 import torch
 
 NAME = "narrate_kernels"
-SOURCES = [Path(__file__).with_name(n) for n in ("int8_linear.cpp", "mamba_step.cpp", "rowwise_mm.cpp", "griffin_lim.cpp")]
+SOURCES = [Path(__file__).with_name(n)
+           for n in ("int8_linear.cpp", "mamba_step.cpp", "rowwise_mm.cpp", "griffin_lim.cpp", "mel_magnitudes.cpp")]
 
 
 def cpu_supported() -> bool:
@@ -77,8 +80,8 @@ def unpanel(p: torch.Tensor, out: int) -> torch.Tensor:
 
 @functools.lru_cache(maxsize=1)
 def available() -> bool:
-    """Whether the library is loaded and its operations right (the linear checked against fp32;
-    the Mamba step against its torch operations, in ``packed``, where it is used)."""
+    """Whether the library is loaded and right: its int8 linear checked against fp32 here (the
+    tests hold every operation to its torch reference)."""
     if not cpu_supported() or not library().exists():
         return False
     try:
