@@ -186,6 +186,8 @@ def test_int8_kernel_rows_do_not_depend_on_the_batch(out, inner):
     assert ((full.double() - ref).abs() <= bound).all()
     assert ((full.double() - ref).abs() > 1e-3 * bound).any()  # the bound is not loose by orders
     assert torch.allclose(torch.ops.narrate.int8_linear(x, panels, scale, None), full - bias, atol=1e-5)
+    with pytest.raises(RuntimeError, match="bias"):  # a wrong size is refused, not read past its end
+        torch.ops.narrate.int8_linear(x, panels, scale, bias[:-1])
 
 
 @pytest.mark.skipif(not kernels.cpu_supported(), reason="no AVX2 here")

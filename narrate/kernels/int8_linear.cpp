@@ -90,7 +90,8 @@ void rows(const int16_t* xq, const float* rs, int64_t K, const int8_t* wt, int64
 }  // namespace
 
 at::Tensor int8_linear(at::Tensor x, at::Tensor wt, at::Tensor scale, std::optional<at::Tensor> bias) {
-  TORCH_CHECK(x.dtype() == at::kFloat && wt.dtype() == at::kChar && scale.dtype() == at::kFloat);
+  TORCH_CHECK(x.dtype() == at::kFloat && wt.dtype() == at::kChar && scale.dtype() == at::kFloat && x.dim() == 2 &&
+              scale.is_contiguous());
   x = x.contiguous();
   const int64_t M = x.size(0), K = x.size(1), N = scale.numel();
   TORCH_CHECK(K % 16 == 0, "int8_linear: the inner size must be a multiple of 16");
@@ -102,6 +103,7 @@ at::Tensor int8_linear(at::Tensor x, at::Tensor wt, at::Tensor scale, std::optio
   std::vector<float> rs(M);
   const float* xp = x.data_ptr<float>();
   for (int64_t m = 0; m < M; m++) rs[m] = quantize_row(xp + m * K, K, Q, xq.data() + m * K);
+  TORCH_CHECK(!bias.has_value() || (bias->is_contiguous() && bias->numel() == N), "int8_linear: bias [N]");
   const float* b = bias.has_value() ? bias->data_ptr<float>() : nullptr;
   const int8_t* wp = wt.data_ptr<int8_t>();
   const float* sp = scale.data_ptr<float>();

@@ -44,7 +44,8 @@ void check_rows(const at::Tensor& t, int64_t B, int64_t width, const char* name)
 // the state shifts by one (x enters it, written in place). x is xz's first d_inner columns.
 at::Tensor conv_step(at::Tensor xz, at::Tensor conv, at::Tensor w, at::Tensor b) {
   const int64_t B = conv.size(0), H = conv.size(1), D = conv.size(2);
-  TORCH_CHECK(conv.is_contiguous() && conv.dtype() == at::kFloat && D % 8 == 0, "conv state [B, d_conv - 1, d_inner]");
+  TORCH_CHECK(conv.dim() == 3 && conv.is_contiguous() && conv.dtype() == at::kFloat && D % 8 == 0,
+              "conv state [B, d_conv - 1, d_inner]");
   TORCH_CHECK(w.is_contiguous() && w.size(0) == H + 1 && w.size(1) == D && b.is_contiguous() && b.numel() == D);
   check_rows(xz, B, D, "xz");
   auto xc = at::empty({B, D}, conv.options());
