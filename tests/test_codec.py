@@ -103,8 +103,8 @@ def test_sparse_magnitudes_match_the_dense_reference(T):
     spec = MelSpec(MelConfig())
     logmel = spec.features(speechy(1.0))[10 : 10 + T]
     ref = spec.reference_magnitudes(logmel)
-    for native in {spec.native, False}:
-        spec.native = native
+    for kernel in {spec.kernel, False}:
+        spec.kernel = kernel
         fast = spec.magnitudes(logmel)
         assert fast.shape == ref.shape == (513, T)
         assert torch.allclose(fast, ref, rtol=1e-4, atol=1e-6)
@@ -128,8 +128,8 @@ def test_fast_griffin_lim_matches_the_reference(T, fixed, with_phase):
     if with_phase:  # float32, as streaming runs it: our kernel where built, else torch's operations
         spec.window = spec.window.float()
         ref = spec.reference_griffin_lim(mag, phase, fixed=fixed)
-        for native in {spec.native, False}:
-            spec.native = native
+        for kernel in {spec.kernel, False}:
+            spec.kernel = kernel
             fast = spec.griffin_lim(mag, phase, fixed=fixed)
             assert (spec.istft(fast) - spec._istft(ref)).abs().max() < 1e-4
             if fixed:
@@ -144,13 +144,13 @@ def test_our_griffin_lim_kernel_matches_torch_operations(T, fixed):
     rounding moves the result ~1e-3, see above) as consistent a spectrum."""
     assert kernels.available(), "our kernels are not built: run `make setup`"
     spec = MelSpec(MelConfig(gl_iters=8))
-    assert spec.native
+    assert spec.kernel
     mag = spec.magnitudes(spec.features(speechy(1.0))[20 : 20 + T])
     phase = torch.rand(mag.shape, generator=torch.Generator().manual_seed(T)) * 6.28 - 3.14
     results = {}
-    for native in (True, False):
-        spec.native = native
-        results[native] = [spec.griffin_lim(mag, phase, fixed=fixed), spec.griffin_lim(mag, None)]
+    for kernel in (True, False):
+        spec.kernel = kernel
+        results[kernel] = [spec.griffin_lim(mag, phase, fixed=fixed), spec.griffin_lim(mag, None)]
     (ours, ours_zero), (ops, ops_zero) = results[True], results[False]
     assert (spec.istft(ours) - spec.istft(ops)).abs().max() < 1e-4 * spec.istft(ops).abs().max()
 

@@ -114,17 +114,17 @@ def test_cached_decode_step_equals_step(decoding_copy):
         assert all(torch.allclose(a.ssm, layout(b).ssm, atol=1e-5) for a, b in zip(layers, fast_layers))
 
 
-FUSED = [pytest.param(True, marks=pytest.mark.skipif(not kernels.cpu_supported(), reason="no AVX2 here")), False]
+MAMBA_KERNELS = [pytest.param(True, marks=pytest.mark.skipif(not kernels.cpu_supported(), reason="no AVX2 here")), False]
 
 
-@pytest.mark.parametrize("fused", FUSED)
-def test_stepping_mamba_equals_mamba_step(fused):
+@pytest.mark.parametrize("kernel", MAMBA_KERNELS)
+def test_stepping_mamba_equals_mamba_step(kernel):
     """Both ways a decoding Mamba layer steps (our fused operations, torch's) against ``Mamba.step``."""
-    if fused:
+    if kernel:
         assert kernels.available(), "our kernels are not built: run `make setup`"
     torch.manual_seed(0)
     m = Mamba(32)
-    fast = SteppingMamba(m, packed=False, fused=fused)
+    fast = SteppingMamba(m, packed=False, kernel=kernel)
     st, fst = m.init_state(2), fast.init_state(2)
     for _ in range(6):
         x = torch.randn(2, 32)

@@ -63,7 +63,7 @@ class MelSpec:
             self.fb_sparse = self.fb.to_sparse_csr()          # [M, F]
             self.fb_t_sparse = self.fb.T.contiguous().to_sparse_csr()  # [F, M]
         self.window = torch.hann_window(cfg.n_fft)
-        self.native = kernels.available()  # our magnitudes and Griffin-Lim iterations (narrate.kernels), float32
+        self.kernel = kernels.available()  # our magnitudes and Griffin-Lim iterations (narrate.kernels), float32
         self._envelopes: dict[tuple[int, torch.dtype], torch.Tensor] = {}
 
     def features(self, wav: np.ndarray) -> torch.Tensor:
@@ -78,7 +78,7 @@ class MelSpec:
         """[T, M] log-mel -> [F, T] linear magnitudes (pseudo-inverse, then NNLS-style updates).
         ``reference_magnitudes`` with sparse filterbank products: ~4x faster on a streaming block;
         where our kernels are built, one operation of ours (``mel_magnitudes.cpp``)."""
-        if self.native and self.fb.dtype == torch.float32:
+        if self.kernel and self.fb.dtype == torch.float32:
             return torch.ops.narrate.mel_magnitudes(logmel.float(), self.fb, self.fb_pinv, 4)
         mel = logmel.float().exp().T.contiguous()  # [M, T]
         mag = (self.fb_pinv @ mel).clamp_min_(1e-8)
@@ -149,7 +149,7 @@ class MelSpec:
         envelope = self._envelope(T, mag.dtype)
         if fixed:
             torch.fft.irfft(spec[:fixed], n=n_fft, out=frames[:fixed]).mul_(self.window)
-        if self.native and fixed < T and mag.dtype == self.window.dtype == torch.float32:
+        if self.kernel and fixed < T and mag.dtype == self.window.dtype == torch.float32:
             return torch.ops.narrate.griffin_lim(spec, mag, frames, self.window, envelope, hop, fixed, iters,
                                                  0.99 / 1.99).T
         padded = mag.new_empty((T - 1) * hop + n_fft)  # the signal, reflect-padded by n_fft // 2 each side

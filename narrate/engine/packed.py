@@ -126,9 +126,9 @@ class SteppingMamba(nn.Module):
     each run as one operation of ours (``mamba_step.cpp``); ``ops_step``, torch's operations,
     is the fallback and their reference."""
 
-    def __init__(self, m: Mamba, packed: bool, fused: bool | None = None):
+    def __init__(self, m: Mamba, packed: bool, kernel: bool | None = None):
         super().__init__()
-        self.fused = kernels.available() and m.d_inner % 8 == 0 if fused is None else fused
+        self.kernel = kernels.available() and m.d_inner % 8 == 0 if kernel is None else kernel
         self.d_inner, self.d_state, self.d_conv, self.dt_rank = m.d_inner, m.d_state, m.d_conv, m.dt_rank
         self.in_proj = _linear(m.in_proj, packed)
         self.x_proj = _linear(m.x_proj, packed)
@@ -153,7 +153,7 @@ class SteppingMamba(nn.Module):
     def step(self, x: torch.Tensor, state: MambaState) -> tuple[torch.Tensor, MambaState]:
         """``Mamba.step``, writing the new state into ``state`` (returned): the engine keeps a
         batch's states stacked, each stream's a view of them (see ``generate.StepBatch``)."""
-        if not self.fused:
+        if not self.kernel:
             return self.ops_step(x, state)
         xz = self.in_proj(x)  # [B, 2 * d_inner]: x, then the gate z
         xc = torch.ops.narrate.conv_step(xz, state.conv, self.conv_weight, self.conv_bias)

@@ -36,10 +36,10 @@ class StepFunction(nn.Module):
     greedy). Writes the new layer states and the emitted features (``prev_feats``) in place.
     Returns (semantic probabilities [B, classes], codes [B, K, r], frames [B, r, F])."""
 
-    def __init__(self, model: NarrateModel, sampling: SamplingSettings, emit: str, fused: bool | None = None):
+    def __init__(self, model: NarrateModel, sampling: SamplingSettings, emit: str, kernel: bool | None = None):
         super().__init__()
         self.model, self.sampling, self.emit = model, sampling, emit
-        self.fused = kernels.available() if fused is None else fused  # our rowwise_mm, else a bmm
+        self.kernel = kernels.available() if kernel is None else kernel  # our rowwise_mm, else a bmm
 
     def forward(self, band_kv, valid, input_bias, speaker_kv, prev_feats, convs: list[torch.Tensor],
                 ssms: list[torch.Tensor], draws: torch.Tensor):
@@ -74,7 +74,7 @@ class StepFunction(nn.Module):
         back next step) would depend on its batch. Ours where built (4 streams: 215 -> ~60 us
         for the larger group here), else a bmm, a product per stream (not einsum, which copies
         the codebooks on every call)."""
-        if self.fused:
+        if self.kernel:
             return torch.ops.narrate.rowwise_mm(probs.reshape(-1, probs.shape[-1]), books).view(*probs.shape[:-1], -1)
         return torch.bmm(probs, books.expand(len(probs), -1, -1))
 
