@@ -29,7 +29,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --no-deps "encodec==0.1.1" "einops>=0.6"
 	touch $(STAMP)
 
-# our decoder-step kernels, rebuilt when their source changes; without them torch's operations run
+# our CPU kernels (decoding and vocoding), rebuilt when their source changes; without them torch's operations run
 $(KERNEL): $(wildcard narrate/kernels/*.cpp) $(STAMP)
 	PATH=$(BIN):$$PATH $(BIN)/python -m narrate.kernels || echo "narrate: kernels not built; torch's operations are used"
 	touch $(KERNEL)

@@ -20,16 +20,15 @@ inline void windowed(const float* __restrict src, const float* __restrict w, flo
 }
 
 // n = rebuilt - a * prev, out = mag * n / max(|n|, 1e-8), over `count` complex numbers (interleaved
-// re, im), 4 at a time; prev becomes rebuilt.
-void project(const float* __restrict rb, float* __restrict prev, const float* __restrict mg, float* __restrict out,
-             int64_t count, float a) {
+// re, im), 4 at a time.
+void project(const float* __restrict rb, const float* __restrict prev, const float* __restrict mg,
+             float* __restrict out, int64_t count, float a) {
   const __m256 av = _mm256_set1_ps(a), tiny = _mm256_set1_ps(1e-16f);
   const __m256i pairs = _mm256_setr_epi32(0, 0, 1, 1, 2, 2, 3, 3);
   int64_t e = 0;
   for (; e + 4 <= count; e += 4) {
     const __m256 r = _mm256_loadu_ps(rb + 2 * e);
     const __m256 n = _mm256_fnmadd_ps(av, _mm256_loadu_ps(prev + 2 * e), r);
-    _mm256_storeu_ps(prev + 2 * e, r);
     const __m256 sq = _mm256_mul_ps(n, n);
     const __m256 norm2 = _mm256_add_ps(sq, _mm256_permute_ps(sq, 0xB1));  // re^2 + im^2 in both lanes
     const __m256 m = _mm256_permutevar8x32_ps(_mm256_castps128_ps256(_mm_loadu_ps(mg + e)), pairs);
@@ -38,8 +37,6 @@ void project(const float* __restrict rb, float* __restrict prev, const float* __
   }
   for (; e < count; e++) {  // the same arithmetic, one at a time
     const float re = std::fma(-a, prev[2 * e], rb[2 * e]), im = std::fma(-a, prev[2 * e + 1], rb[2 * e + 1]);
-    prev[2 * e] = rb[2 * e];
-    prev[2 * e + 1] = rb[2 * e + 1];
     const float k = mg[e] / std::sqrt(std::max(re * re + im * im, 1e-16f));
     out[2 * e] = re * k;
     out[2 * e + 1] = im * k;
@@ -68,10 +65,10 @@ at::Tensor griffin_lim(at::Tensor spec, at::Tensor mag, at::Tensor frames, at::T
   float* sp = reinterpret_cast<float*>(spec.data_ptr<c10::complex<float>>());
   const int64_t N = T - fixed;
   std::vector<float> signal(L + n_fft);     // overlap-added, then reflect-padded: [half | L | half]
-  std::vector<float> prev(N * F * 2, 0.f);  // the last rebuilt spectrum (momentum)
   std::vector<float> inv_env(L);
   for (int64_t j = 0; j < L; j++) inv_env[j] = 1.f / env[j];
   auto analysis = at::empty({N, n_fft}, mag.options());
+  at::Tensor prev;  // the last rebuilt spectrum
   float* an = analysis.data_ptr<float>();
   const float alpha = (float)momentum;
   for (int64_t it = 0; it < iters; it++) {
@@ -95,9 +92,12 @@ at::Tensor griffin_lim(at::Tensor spec, at::Tensor mag, at::Tensor frames, at::T
     }
     for (int64_t t = fixed; t < T; t++)  // frame t covers padded samples [t * hop, t * hop + n_fft)
       windowed(signal.data() + t * hop, win, an + (t - fixed) * n_fft, n_fft);
-    const auto rebuilt = at::fft_rfft(analysis, n_fft, -1).contiguous();  // [N, F]
+    at::Tensor rebuilt = at::fft_rfft(analysis, n_fft, -1).contiguous();  // [N, F]
     const float* rb = reinterpret_cast<const float*>(rebuilt.data_ptr<c10::complex<float>>());
-    project(rb, prev.data(), mg, sp + fixed * F * 2, N * F, it == 0 ? 0.f : alpha);
+    // momentum against the last iteration's rebuilt spectrum (none before the first)
+    const float* pv = it == 0 ? rb : reinterpret_cast<const float*>(prev.data_ptr<c10::complex<float>>());
+    project(rb, pv, mg, sp + fixed * F * 2, N * F, it == 0 ? 0.f : alpha);
+    prev = std::move(rebuilt);
   }
   return spec;
 }
