@@ -123,9 +123,12 @@ class MelSpec:
         return mag * angles
 
     def griffin_lim(self, mag: torch.Tensor, phase: torch.Tensor | None = None, iters: int | None = None,
-                    fixed: int = 0) -> torch.Tensor:
+                    fixed: int = 0, fixed_spec: torch.Tensor | None = None) -> torch.Tensor:
         """Fast Griffin-Lim (momentum 0.99). mag [F, T]; phase: initial angles [F, T] or None.
-        The first ``fixed`` frames keep their initial phase (continuity with audio already out).
+        The first ``fixed`` frames keep their initial phase (continuity with audio already out);
+        ``fixed_spec`` [F, fixed], complex, gives them as a spectrum instead (streaming's context,
+        as the last block's result left it: no angle, cosine and sine per block; the other frames
+        start at phase 0). With ``fixed_spec``, mag's first ``fixed`` columns are its magnitudes.
         Returns the complex spectrum [F, T]. Same as ``reference_griffin_lim`` up to float rounding,
         2-3x faster on streaming's small blocks: frame-major [T, F] so the FFTs run over contiguous
         rows, an own STFT pair (strided overlap-add, no torch.istft window checks per call), and the
@@ -134,6 +137,9 @@ class MelSpec:
         (``griffin_lim.cpp``; this function's torch operations are its fallback)."""
         n_fft, hop, T = self.cfg.n_fft, self.cfg.hop, mag.shape[1]
         half = n_fft // 2
+        if fixed_spec is not None and (half % hop or (T - 1) * hop <= half):
+            phase = torch.zeros_like(mag)
+            phase[:, :fixed] = fixed_spec.angle()
         if half % hop or (T - 1) * hop <= half:  # not whole hops / too short to reflect-pad: as before
             return self.reference_griffin_lim(mag, phase, iters, fixed)
         iters = self.cfg.gl_iters if iters is None else iters
@@ -141,6 +147,8 @@ class MelSpec:
         mag = mag.T.contiguous()
         if phase is None:
             spec = torch.complex(mag, torch.zeros_like(mag))
+            if fixed_spec is not None:
+                spec[:fixed] = fixed_spec.T
         else:
             phase = phase.T.contiguous()
             spec = torch.complex(mag * phase.cos(), mag * phase.sin())
@@ -233,15 +241,18 @@ class StreamingVocoder:
         self.mel, self.block, self.context, self.hold, self.first_block = mel, block, context, hold, first_block
         self.fresh = True  # nothing emitted since the start or the last flush
         self.pending: list[torch.Tensor] = []  # frames not yet emitted (including held ones)
-        self.ctx_frames: torch.Tensor | None = None  # [C, M] emitted frames kept as context
-        self.ctx_phase: torch.Tensor | None = None  # [F, C] their phases
+        self.n_pending = 0  # their number
+        # [F, C] the spectrum of the last C emitted frames, as their block's Griffin-Lim left it: the
+        # next block's context (its magnitudes and phases are those; nothing recomputes them)
+        self.ctx_spec: torch.Tensor | None = None
         self.tail: np.ndarray | None = None  # audio beyond the last emitted sample, for the crossfade
+        self._fades: dict[int, np.ndarray] = {}  # crossfade ramps by length
 
     def push(self, frames: torch.Tensor) -> np.ndarray:
         """frames [T, M] log-mel -> samples now final."""
         self.pending.append(frames.float())
-        n = sum(f.shape[0] for f in self.pending)
-        if n < (self.first_block if self.fresh else self.block) + self.hold:
+        self.n_pending += frames.shape[0]
+        if self.n_pending < (self.first_block if self.fresh else self.block) + self.hold:
             return np.zeros(0, np.float32)
         self.fresh = False
         return self._run(final=False)
@@ -249,34 +260,37 @@ class StreamingVocoder:
     def flush(self) -> np.ndarray:
         """Emit everything pending, held frames included (end of stream)."""
         self.fresh = True
-        if sum(f.shape[0] for f in self.pending) == 0:
+        if self.n_pending == 0:
             self.tail = None
             return np.zeros(0, np.float32)
         return self._run(final=True)
 
+    def _fade(self, k: int) -> np.ndarray:
+        if k not in self._fades:
+            self._fades[k] = np.linspace(0.0, 1.0, k, dtype=np.float32)
+        return self._fades[k]
+
     def _run(self, final: bool) -> np.ndarray:
         hop = self.mel.cfg.hop
         new = torch.cat(self.pending)
-        c = 0 if self.ctx_frames is None else self.ctx_frames.shape[0]
-        frames = new if c == 0 else torch.cat([self.ctx_frames, new])
-        mag = self.mel.magnitudes(frames)
+        c = 0 if self.ctx_spec is None else self.ctx_spec.shape[1]
+        mag = self.mel.magnitudes(new)
+        if c:
+            mag = torch.cat([self.ctx_spec.abs(), mag], dim=1)
         if final:
             mag = _extend(mag)
-        phase = torch.zeros_like(mag)
-        if c:
-            phase[:, :c] = self.ctx_phase
-        spec = self.mel.griffin_lim(mag, phase, fixed=c)
+        spec = self.mel.griffin_lim(mag, fixed=c, fixed_spec=self.ctx_spec)
         wav = self.mel.istft(spec).numpy().astype(np.float32)  # covers frames*hop samples
         emit_frames = new.shape[0] if final else new.shape[0] - self.hold
         start, end = c * hop, (c + emit_frames) * hop
         out = wav[start:end].copy()
         if self.tail is not None and len(out):
             k = min(len(self.tail), len(out))
-            fade = np.linspace(0.0, 1.0, k, dtype=np.float32)
+            fade = self._fade(k)
             out[:k] = self.tail[:k] * (1 - fade) + out[:k] * fade
         self.tail = wav[end : end + hop].copy() if not final else None
-        keep = frames[: c + emit_frames]
-        self.ctx_frames = keep[-self.context :]
-        self.ctx_phase = spec[:, c + emit_frames - self.ctx_frames.shape[0] : c + emit_frames].angle()
+        kept = min(self.context, c + emit_frames)
+        self.ctx_spec = spec[:, c + emit_frames - kept : c + emit_frames]
         self.pending = [] if final else [new[emit_frames:]]
+        self.n_pending = 0 if final else self.pending[0].shape[0]
         return out

@@ -19,8 +19,11 @@ from narrate.engine.guidance import GuidanceSettings, allowed_moves, guide
 from narrate.engine.mamba import MambaState
 from narrate.engine.model import Conditioning, DecoderState, NarrateModel
 from narrate.engine.packed import for_decoding
-from narrate.engine.sampling import SamplingSettings, draws
+from narrate.engine.sampling import SamplingSettings
 from narrate.engine.stepping import StepFunction, StepGraphs
+
+
+DRAW_AHEAD = 64  # decoder steps whose sampling draws a stream makes at once
 
 
 @dataclass
@@ -42,10 +45,10 @@ class TextChunk:
     kv: torch.Tensor          # [n, X, 2, H, dh] its tokens' keys/values in every cross layer
     first_word: int = 0       # global number of its first word
     n_words: int = 0
+    end: int = field(init=False)  # global index after its last token (kept: a step reads it often)
 
-    @property
-    def end(self) -> int:
-        return self.start + len(self.ids)
+    def __post_init__(self):
+        self.end = self.start + len(self.ids)
 
 
 @dataclass
@@ -61,6 +64,8 @@ class StreamState:
     decoder: DecoderState
     cond: Conditioning             # speaker voice and speaking rate, as the decoder uses them
     generator: torch.Generator
+    draws: torch.Tensor | None = None  # sampling's uniform numbers for the next steps [n, r, K] (``Engine._draws``)
+    drawn: int = 0                 # rows of ``draws`` used
     chunks: list[TextChunk] = field(default_factory=list)
     window: torch.Tensor | None = None  # the chunks' kv end to end (rebuilt when chunks change)
     word_text: dict[int, str] = field(default_factory=dict)
@@ -98,6 +103,7 @@ class Engine:
         s = self.settings
         self._step = StepGraphs(StepFunction(self.model, s.sampling, s.emit), s.traced)
         self._batch: StepBatch | None = None  # the streams of the last step (they hold it till the next)
+        self._whole_band = torch.ones(self.cfg.band_back + self.cfg.band_ahead + 1, dtype=torch.bool)
 
     # --- stream lifecycle ------------------------------------------------------------------
     def new_stream(self, speaker: torch.Tensor, speed: float = 1.0, seed: int = 0) -> StreamState:
@@ -161,18 +167,27 @@ class Engine:
         n = s.window.shape[0]
         lo = s.position - s.chunks[0].start - self.cfg.band_back
         hi = lo + self.cfg.band_back + self.cfg.band_ahead + 1
-        if lo >= 0 and hi <= n:
-            return s.window[lo:hi], torch.ones(hi - lo, dtype=torch.bool)
+        if lo >= 0 and hi <= n:  # (the step stacks the bands: the all-valid mask can be shared)
+            return s.window[lo:hi], self._whole_band
         idx = torch.arange(lo, hi)
         return s.window[idx.clamp(0, n - 1)], (idx >= 0) & (idx < n)
 
     def _draws(self, states: list[StreamState]) -> torch.Tensor:
         """Sampling's uniform numbers for the step, [B, r, K], each stream's from its own generator
-        (so its codes do not depend on its batch); none drawn when sampling is greedy."""
+        (so its codes do not depend on its batch); none drawn when sampling is greedy. A stream
+        draws ``DRAW_AHEAD`` steps' numbers at once: the same numbers as drawing step by step
+        (``sampling.draws``, the reference; the tests hold them equal), unless semantic sampling
+        draws from the generator too (then in another order)."""
         shape = (self.cfg.reduction, self.cfg.n_codebooks)
         if self.settings.sampling.temperature <= 0:
             return torch.zeros(len(states), *shape)
-        return draws([s.generator for s in states], shape)
+        rows = []
+        for s in states:
+            if s.draws is None or s.drawn == len(s.draws):
+                s.draws, s.drawn = torch.rand((DRAW_AHEAD, *shape), generator=s.generator), 0
+            rows.append(s.draws[s.drawn])
+            s.drawn += 1
+        return torch.stack(rows)
 
     def _advance(self, s: StreamState, sem_probs: list[float], codes, feats) -> StepOutput:
         gs = self.settings.guidance
@@ -203,7 +218,8 @@ class Engine:
                 s.done = True
             else:
                 s.paused = True
-        self._slide(s)
+        if move:  # (what lies behind changes only when the position moves)
+            self._slide(s)
         return StepOutput(codes, feats, s.position, ended, stop)
 
     def _track_words(self, s: StreamState, new_pos: int | None, t: float) -> list[WordTiming]:
@@ -233,12 +249,14 @@ class Engine:
         if behind <= self.settings.window_past:
             return
         gone = s.chunks[: behind - self.settings.window_past]
+        del s.chunks[: len(gone)]
         for c in gone:
-            s.chunks.remove(c)
             for w in range(c.first_word, c.first_word + c.n_words):
                 if w != s.current_word:
                     s.word_text.pop(w, None)
-        s.window = torch.cat([c.kv for c in s.chunks])
+        # the chunks left are the window's last rows: a view of them, no copy (the next append
+        # makes a window of its own again, and the dropped chunks' memory goes then)
+        s.window = s.window[s.chunks[0].start - gone[0].start :]
 
 
 @dataclass
