@@ -13,13 +13,13 @@ import torch
 
 from narrate.engine.attention import TextCrossAttention, band_index, gather_band
 from narrate.engine.config import ModelConfig
-from narrate.engine.generate import DecodeSettings, Engine
+from narrate.engine.generate import DRAW_AHEAD, DecodeSettings, Engine
 from narrate.engine.guidance import GuidanceSettings, allowed_moves, guide
 from narrate.engine.mamba import Mamba
 from narrate.engine.model import NarrateModel
 from narrate import kernels
 from narrate.engine.packed import PackedLinear, SteppingMamba, for_decoding, torch_int8_supported
-from narrate.engine.sampling import SamplingSettings, filter_logits, reference_sample, sample
+from narrate.engine.sampling import SamplingSettings, draws, filter_logits, reference_sample, sample
 from narrate.train.losses import adaptive_codebook_weights, reference_adaptive_weights
 
 
@@ -85,9 +85,9 @@ def test_decoder_stepwise_equals_parallel_and_chunked():
         assert torch.allclose(torch.cat([h1, h2], 1), full, atol=1e-5)
 
 
-def _cached_steps(m, d):
-    """Step the reference ``m.step`` and the cached fast path ``d.decode_step`` side by side;
-    yields both hidden outputs and layer states per step."""
+def _cached_steps(m, d, kernel=False):
+    """Step the reference ``m.step`` and the cached fast path ``d.decode_step`` side by side
+    (kernel: its cross-attention ours); yields both hidden outputs and layer states per step."""
     memory, mem_len, pos, prev, spk, rate = inputs()
     with torch.no_grad():
         cond = d.condition(spk, rate)
@@ -98,18 +98,23 @@ def _cached_steps(m, d):
             h, st.layers = m.step(memory, mem_len, pos[:, s], spk, rate, st)
             idx, _, valid = band_index(pos[:, s : s + 1], m.cfg.band_back, m.cfg.band_ahead, mem_len)
             band = torch.stack([kv[b, idx[b, 0]] for b in range(2)])
-            hf, fast.layers = d.decode_step(band, valid[:, 0], cond, fast)
+            hf, fast.layers = d.decode_step(band, valid[:, 0], cond, fast, kernel)
             yield h, hf, st.layers, fast.layers
 
 
-@pytest.mark.parametrize("decoding_copy", [False, True])
-def test_cached_decode_step_equals_step(decoding_copy):
+@pytest.mark.parametrize("decoding_copy, kernel", [
+    (False, False), (True, False),
+    pytest.param(True, True, marks=pytest.mark.skipif(not kernels.cpu_supported(), reason="no AVX2 here"))])
+def test_cached_decode_step_equals_step(decoding_copy, kernel):
     """The fast path (keys/values cached per chunk and per stream; on the engine's fp32 copy,
-    stepping Mamba layers) against ``step``."""
+    stepping Mamba layers; its cross-attention torch's or ours) against ``step``, over bands
+    that run off either end of the text."""
+    if kernel:
+        assert kernels.available(), "our kernels are not built: run `make setup`"
     m = small_model()
     d = for_decoding(m, packed=False) if decoding_copy else m
     layout = SteppingMamba.reference_layout if decoding_copy else (lambda st: st)
-    for h, hf, layers, fast_layers in _cached_steps(m, d):
+    for h, hf, layers, fast_layers in _cached_steps(m, d, kernel):
         assert torch.allclose(h, hf, atol=1e-5)
         assert all(torch.allclose(a.ssm, layout(b).ssm, atol=1e-5) for a, b in zip(layers, fast_layers))
 
@@ -455,6 +460,22 @@ def test_sampling_draws_from_the_softmax_like_multinomial():
     want = torch.cat([(logits[0, :4] / 0.8).softmax(-1), torch.zeros(1)])
     assert (fast - want).abs().max() < 0.015 and (slow - want).abs().max() < 0.015
     assert fast[4] == 0  # top-k removed it
+
+
+def test_engine_draws_ahead_the_numbers_drawn_step_by_step():
+    """A stream draws DRAW_AHEAD steps' sampling numbers at once: the very numbers that drawing
+    at every step (``sampling.draws``, the reference) gives, across refills, whatever its batch."""
+    eng = Engine(small_model(), 86.13, DecodeSettings(SamplingSettings(temperature=0.7)))
+    a, b = eng.new_stream(torch.ones(256), seed=3), eng.new_stream(torch.ones(256), seed=4)
+    ref = [torch.Generator().manual_seed(3), torch.Generator().manual_seed(4)]
+    shape = (eng.cfg.reduction, eng.cfg.n_codebooks)
+    n = 2 * DRAW_AHEAD + 7
+    for k in range(n):
+        if k % 5 == 4:  # now and then stream a steps alone
+            assert torch.equal(eng._draws([a]), draws(ref[:1], shape))
+        else:
+            assert torch.equal(eng._draws([a, b]), draws(ref, shape))
+    assert a.drawn == n - 2 * DRAW_AHEAD and b.drawn == n - n // 5 - DRAW_AHEAD  # both refilled on the way
 
 
 def test_adaptive_codebook_weights_match_reference():

@@ -112,6 +112,13 @@ class TextCrossAttention(nn.Module):
         q = self.q(self.norm(x)).view(B, self.h, 1, self.dh)
         return self.out(F.scaled_dot_product_attention(q, keys, values, attn_mask=mask).reshape(B, -1))
 
+    def attend_band(self, x, band_kv, valid, speaker_kv, cos, sin, layer: int):
+        """``attend`` from the cached band and speaker keys/values as they are (see ``decode_keys``
+        for the arguments; this is cross layer ``layer``), in one operation of ours
+        (``narrate.kernels``: ``band_attention.cpp``)."""
+        q = self.q(self.norm(x))
+        return self.out(torch.ops.narrate.band_attention(q, band_kv, valid, speaker_kv, cos, sin, layer))
+
     def reference(self, x, memory, length, p, back, ahead, speaker):
         """Slow reference: attention over the whole memory, band applied as a mask."""
         B, S, _ = x.shape

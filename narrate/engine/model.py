@@ -185,10 +185,16 @@ class NarrateModel(nn.Module):
         """Encoded text [..., n, d] -> keys/values of every cross layer [..., n, X, 2, H, dh], once per chunk."""
         return torch.stack([c.text_kv(memory) for c in self.cross], dim=-4)
 
-    def decode_step(self, band_kv: torch.Tensor, valid: torch.Tensor, cond: Conditioning, state: DecoderState):
+    def decode_step(self, band_kv: torch.Tensor, valid: torch.Tensor, cond: Conditioning, state: DecoderState,
+                    kernel: bool = False):
         """``step`` from caches: band_kv [B, W, X, 2, H, dh] the text keys/values of each stream's
-        band [position - band_back, position + band_ahead], valid [B, W]. Returns (hidden, layers)."""
+        band [position - band_back, position + band_ahead], valid [B, W]. Returns (hidden, layers).
+        kernel: cross-attention through our operation (``TextCrossAttention.attend_band``; where
+        ``narrate.kernels`` is built), else the keys made once for all layers (``decode_keys``)."""
         x = self.prenet(state.prev_feats) + cond.input_bias
+        if kernel:
+            return self._step_layers(x, state, lambda j, x: self.cross[j].attend_band(
+                x, band_kv, valid, cond.speaker_kv, self.band_cos, self.band_sin, j))
         keys, values, mask = decode_keys(band_kv, valid, cond.speaker_kv, self.band_cos, self.band_sin)
         return self._step_layers(x, state, lambda j, x: self.cross[j].attend(x, keys[:, j], values[:, j], mask))
 

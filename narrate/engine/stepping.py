@@ -39,12 +39,12 @@ class StepFunction(nn.Module):
     def __init__(self, model: NarrateModel, sampling: SamplingSettings, emit: str, kernel: bool | None = None):
         super().__init__()
         self.model, self.sampling, self.emit = model, sampling, emit
-        self.kernel = kernels.available() if kernel is None else kernel  # our rowwise_mm, else a bmm
+        self.kernel = kernels.available() if kernel is None else kernel  # our rowwise_mm and band_attention
 
     def forward(self, band_kv, valid, input_bias, speaker_kv, prev_feats, convs: list[torch.Tensor],
                 ssms: list[torch.Tensor], draws: torch.Tensor):
         state = DecoderState([MambaState(c, h) for c, h in zip(convs, ssms)], prev_feats)
-        hidden, _ = self.model.decode_step(band_kv, valid, Conditioning(input_bias, speaker_kv), state)
+        hidden, _ = self.model.decode_step(band_kv, valid, Conditioning(input_bias, speaker_kv), state, self.kernel)
         codes, feats = self.codes(hidden, draws)
         prev_feats.copy_(feats.flatten(1))
         return self.model.semantic_head(hidden).softmax(-1), codes, feats

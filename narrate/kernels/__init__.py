@@ -14,6 +14,9 @@
     vocoder 7.3 -> 4.5 ms per audio second here).
   - ``mel_magnitudes.cpp``: log-mel -> linear magnitudes for it (``MelSpec.magnitudes``), each
     mel band's run of bins walked directly instead of sparse matrix products.
+  - ``band_attention.cpp``: a decoding step's cross-attention over each stream's text band
+    (rotated as read) and speaker tokens (``NarrateModel.decode_step``), one operation per layer
+    instead of rotating and concatenating every layer's keys and calling torch's attention.
 Each computes a row from that row alone, in one order whatever the number of rows, so a
 stream's output does not depend on its batch.
 
@@ -33,7 +36,8 @@ import torch
 
 NAME = "narrate_kernels"
 SOURCES = [Path(__file__).with_name(n)
-           for n in ("int8_linear.cpp", "mamba_step.cpp", "rowwise_mm.cpp", "griffin_lim.cpp", "mel_magnitudes.cpp")]
+           for n in ("int8_linear.cpp", "mamba_step.cpp", "rowwise_mm.cpp", "griffin_lim.cpp", "mel_magnitudes.cpp",
+                     "band_attention.cpp")]
 
 
 def cpu_supported() -> bool:
