@@ -137,10 +137,10 @@ class MelSpec:
         (``griffin_lim.cpp``; this function's torch operations are its fallback)."""
         n_fft, hop, T = self.cfg.n_fft, self.cfg.hop, mag.shape[1]
         half = n_fft // 2
-        if fixed_spec is not None and (half % hop or (T - 1) * hop <= half):
-            phase = torch.zeros_like(mag)
-            phase[:, :fixed] = fixed_spec.angle()
         if half % hop or (T - 1) * hop <= half:  # not whole hops / too short to reflect-pad: as before
+            if fixed_spec is not None:
+                phase = torch.zeros_like(mag)
+                phase[:, :fixed] = fixed_spec.angle()
             return self.reference_griffin_lim(mag, phase, iters, fixed)
         iters = self.cfg.gl_iters if iters is None else iters
         fixed = min(fixed, T)
