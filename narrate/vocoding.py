@@ -6,6 +6,12 @@ handing it back and forth on every small operation slowed decoding by ~40% here;
 process shares nothing but a pipe. Jobs run in the order they are sent, so each stream's audio
 stays in order; a bounded number in flight keeps memory flat. ``Vocoding(process=False)`` runs
 the same jobs inline: the reference, with the same samples.
+
+A signal (Ctrl-C, SIGTERM) raises wherever the parent is, also half-way through writing a
+message or just after reading an answer and before matching it to its message. Then the pipe
+is out of step: an answer would be waited for that never comes. So each message and answer is
+marked torn until it is accounted for; a torn pipe is not read again: the child is stopped and
+vocoding goes on inline (the same samples; the streams it held start afresh).
 """
 
 from __future__ import annotations
@@ -125,6 +131,7 @@ class Vocoding:
         self.done: list = []          # answered (owner, tag, parts), not yet collected
         self.streams: dict = {}       # inline mode's StreamVocoders
         self.seconds = 0.0            # spent vocoding (in the child: as it reports)
+        self.torn = False             # a message or answer was cut short: the pipe is out of step
         self.proc = None
         if process and can_fork():
             self.proc, self.conn = fork_child(_serve, (codec,), "narrate-vocoder")
@@ -138,6 +145,7 @@ class Vocoding:
         if not tagged:
             return
         tags, jobs = zip(*tagged)
+        self._mend()
         if self.proc is None:
             t = time.perf_counter()
             self.done.extend((owner, tag, run_job(self.codec, self.streams, job)) for tag, job in tagged)
@@ -145,11 +153,13 @@ class Vocoding:
             return
         while len(self.sent) >= self.backlog:
             self._receive()
+        self.torn = True  # until the message is written and counted
         try:
             self.conn.send(list(jobs))
         except OSError:
             raise _ended() from None
         self.sent.append((owner, tags))
+        self.torn = False
 
     def end_stream(self, stream: int) -> None:
         """Drop the stream's decoder (quietly if the process is gone: nothing is lost then)."""
@@ -162,17 +172,20 @@ class Vocoding:
             pass
 
     def _receive(self) -> None:
+        self.torn = True  # until the answer is read and matched to its message
         try:
             parts, self.seconds = self.conn.recv()
         except (EOFError, OSError):
             raise _ended() from None
         owner, tags = self.sent.popleft()
+        self.torn = False
         if isinstance(parts, BaseException):
             raise parts
         self.done.extend((owner, tag, p) for tag, p in zip(tags, parts))
 
     def results(self, owner, wait: bool = False) -> Iterator[tuple[object, list[np.ndarray]]]:
         """The owner's answers so far, in order; wait=True: to its last job sent."""
+        self._mend()
         while self.sent and (self.conn.poll() or (wait and any(o is owner for o, _ in self.sent))):
             self._receive()
         mine = [d for d in self.done if d[0] is owner]
@@ -187,6 +200,17 @@ class Vocoding:
                 pass
         except NarrateError:  # the process is gone (a signal to the whole group): nothing to wait for
             self.sent = deque(s for s in self.sent if s[0] is not owner)
+
+    def _mend(self) -> None:
+        """After a torn message or answer: stop the child (its answers cannot be told apart any
+        more; those not yet read are lost, as the interrupted call is) and vocode inline."""
+        if self.torn and self.proc is not None:
+            self.proc.kill()
+            self.proc.join()
+            self.conn.close()
+            self.proc = None
+            self.sent.clear()
+        self.torn = False
 
     def close(self) -> None:
         if self.proc is not None:

@@ -4,6 +4,7 @@ and the vocoder process gives what vocoding inline gives."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from narrate.codec.mel import MelConfig, MelSpec
@@ -87,3 +88,67 @@ def test_large_jobs_do_not_fill_the_pipes_both_ways():
     finally:
         if not worker.is_alive():
             child.close()
+
+
+def _read_then_interrupted(conn):
+    """conn.recv as it goes when a signal lands just after an answer is read."""
+    real = conn.recv
+
+    def recv():
+        real()
+        raise KeyboardInterrupt
+
+    return recv
+
+
+def _interrupted_mid_message(conn):
+    """conn.send as it goes when a signal lands half-way through writing a message: the child
+    has the length of a message and part of it, and waits for the rest."""
+    import os
+    import struct
+
+    def send(obj):
+        os.write(conn.fileno(), struct.pack("!i", 10000) + bytes(100))
+        raise KeyboardInterrupt
+
+    return send
+
+
+@pytest.mark.parametrize("tear", ["answer", "message"])
+def test_an_interrupt_mid_pipe_stops_the_child_and_vocoding_goes_on_inline(tear):
+    """A signal can land between the bytes of a message and their accounting. Waiting for the
+    call's answers would then hang for ever (it did, in CI, on Ctrl-C): the child is stopped
+    instead, and later jobs are vocoded inline, with the samples the child would give."""
+    import threading
+
+    codec, steps = _codec_and_steps(12)
+    child, inline = Vocoding(codec, process=True), Vocoding(codec, process=False)
+    proc = child.proc
+    try:
+        for i, job in enumerate(_jobs(steps[:4], {}, set())):
+            child.send("call", [(i, job)])
+        if tear == "answer":
+            child.conn.recv = _read_then_interrupted(child.conn)
+            with pytest.raises(KeyboardInterrupt):
+                list(child.results("call", wait=True))
+        else:
+            child.conn.send = _interrupted_mid_message(child.conn)
+            with pytest.raises(KeyboardInterrupt):
+                child.send("call", [(4, _jobs(steps[4:5], {}, set())[0])])
+        assert child.torn
+        stopper = threading.Thread(target=child.discard, args=("call",), daemon=True)
+        stopper.start()
+        stopper.join(timeout=60)
+        assert not stopper.is_alive(), "waited for an answer that never comes"
+        assert not child.in_process and not proc.is_alive() and not child.torn
+        later = _jobs(steps, {11: 1}, {11}, stream=1)
+        for v in (child, inline):
+            for i, job in enumerate(later):
+                v.send("next", [(i, job)])
+        got, expected = list(child.results("next", wait=True)), list(inline.results("next", wait=True))
+        assert [t for t, _ in got] == list(range(12))
+        assert all(np.array_equal(p, q) for (_, x), (_, y) in zip(got, expected) for p, q in zip(x, y))
+    finally:
+        child.close()
+        if proc.is_alive():
+            proc.kill()
