@@ -12,7 +12,9 @@ A stream's audio equals what it is in the parent's own batch: the same seed (its
 a stream's decoding does not depend on the streams beside it.
 
 Messages carry their call's number, so the answers of a call the caller abandoned half-way
-(still in flight) are told apart from the next call's and dropped.
+(still in flight) are told apart from the next call's and dropped. A signal that lands while
+the parent reads a worker's message tears that pipe (the next read would start in the middle
+of a message): that worker is stopped before the next call, as in narrate.vocoding.
 
 Parent -> worker: ("call", c, live, width) ("start", c, n) ("text", c, n, sentence)
 ("end", c, n) ("no more", c) ("abandon", c), None to exit.
@@ -172,6 +174,7 @@ class _Worker:
         self.slots = 0                # streams it may hold in the current call (0: any number)
         self.streams = 0              # streams it holds now
         self.cpu_seconds = 0.0        # its CPU time, as last reported
+        self.torn = False             # a read was cut short: the pipe is out of step
 
     def send(self, msg) -> None:
         try:
@@ -202,6 +205,16 @@ class DecoderProcesses:
     def cpu_seconds(self) -> float:
         """CPU time the workers have spent, as they last reported it (when a stream finished)."""
         return sum(w.cpu_seconds for w in self.workers)
+
+    def mend(self) -> bool:
+        """Stop the workers whose pipe is torn (their answers cannot be read in step any more);
+        True if any worker is left."""
+        for w in [w for w in self.workers if w.torn]:
+            w.proc.kill()
+            w.proc.join()
+            w.conn.close()
+            self.workers.remove(w)
+        return bool(self.workers)
 
     def narrate_many(self, pending: Iterator[tuple[int, Iterable[str]]], live: bool,
                      width: int) -> Iterator[tuple[int, object]]:
@@ -243,10 +256,12 @@ class DecoderProcesses:
             while feeds:
                 for conn in wait(list(by_conn)):
                     w = by_conn[conn]
+                    w.torn = True  # until the message is read whole
                     try:
                         msg = conn.recv()
                     except (EOFError, OSError):
                         raise _ended() from None
+                    w.torn = False
                     if msg[1] != call:
                         continue  # from a call abandoned earlier
                     kind = msg[0]

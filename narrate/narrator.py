@@ -203,11 +203,11 @@ class Narrator:
         with its stream's index in ``streams``. width > 0: at most that many at once, the next
         stream joining as soon as one ends, so a batch stays full however the lengths differ.
         With decoder processes, two streams or more go to them (one alone decodes here, where
-        the vocoder process overlaps it)."""
+        the vocoder process overlaps it; so do all when no worker is left)."""
         pending = enumerate(streams)
         first = list(itertools.islice(pending, 2))
         pending = itertools.chain(first, pending)
-        if self.decoders is not None and len(first) > 1 and width != 1:
+        if self.decoders is not None and len(first) > 1 and width != 1 and self.decoders.mend():
             return self.decoders.narrate_many(pending, live, width)
         return self.decode_streams(pending, live, width)
 

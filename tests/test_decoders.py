@@ -111,3 +111,46 @@ def test_a_dead_worker_is_a_one_line_error(narrators):
     with pytest.raises(NarrateError, match="decoder process ended"):
         chunks(n)
     n.close()
+
+
+def test_a_read_torn_by_a_signal_stops_that_worker_and_the_next_call_goes_on(narrators):
+    """A signal landing while the parent reads a worker's message leaves the rest of the message
+    in the pipe: read on, the next call would take its middle for a length (and fail, or wait
+    for ever).
+    That worker is stopped before the next call; the other decodes the streams alone."""
+    import os
+    import threading
+
+    from narrate.narrator import NarrateSettings, Narrator
+
+    here, _ = narrators
+    n = Narrator(here.loaded, here.voice, NarrateSettings(seed=0, decoder_processes=2))
+    torn = n.decoders.workers[0]
+
+    def recv():  # the message's length read, then the signal (once)
+        del torn.conn.recv
+        os.read(torn.conn.fileno(), 4)
+        raise KeyboardInterrupt
+
+    torn.conn.recv = recv
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            chunks(n)
+        got: dict = {}
+        errors: list = []
+
+        def next_call():
+            try:
+                got.update(chunks(n, 2))
+            except BaseException as e:  # read from the middle of a message
+                errors.append(e)
+
+        later = threading.Thread(target=next_call, daemon=True)
+        later.start()
+        later.join(timeout=120)
+        assert not later.is_alive() and not errors, errors or "waited for ever"
+        assert torn not in n.decoders.workers and len(n.decoders.workers) == 1
+        assert not torn.proc.is_alive()
+        assert same(got, chunks(here, 1))
+    finally:
+        n.close()
