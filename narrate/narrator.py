@@ -19,6 +19,7 @@ import torch
 from narrate.engine.generate import DecodeSettings, Engine, StreamState, WordTiming
 from narrate.engine.guidance import GuidanceSettings
 from narrate.engine.sampling import SamplingSettings
+from narrate.cuts import SentenceCuts
 from narrate.errors import NarrateError
 from narrate.text.phonemes import Phonemizer
 from narrate.vocoding import VocodeJob, Vocoding
@@ -71,8 +72,7 @@ class _Run:
         self.key = key                  # its decoder's key in narrator.vocoding
         self.lookahead = lookahead
         self.queue: queue.Queue = queue.Queue(maxsize=4)
-        self.ends: list[int] = []       # global end token of each appended sentence
-        self.sentence = 0               # sentence being spoken
+        self.cuts = SentenceCuts()      # where its sentences end (it holds the sentence being spoken)
         self.vocoded = 0                # sentence whose audio is coming out of the vocoder
         self.appended = 0
         self.finished = False
@@ -103,7 +103,7 @@ class _Run:
             return False
         ph, kv = item
         self.n.engine.append(self.state, ph.ids, ph.words, ph.text_words, kv)
-        self.ends.append(self.state.n_tokens)
+        self.cuts.ends.append(self.state.n_tokens)
         self.appended += 1
         return True
 
@@ -112,7 +112,7 @@ class _Run:
         arrived (live mode); wait only when there is nothing left to say."""
         st = self.state
         while not st.closed:
-            ahead = self.appended - self.sentence
+            ahead = self.appended - self.cuts.sentence
             need = st.n_tokens == 0 or st.paused or (self.lookahead and ahead < 2)
             if not need and self.lookahead:
                 return
@@ -125,11 +125,7 @@ class _Run:
         """Decide now which sentences end at this step: the vocoding job of its frames (with
         the step's words, which ride on the audio the job yields)."""
         st = self.state
-        ends = 0
-        while self.sentence < len(self.ends) and (st.position >= self.ends[self.sentence] or st.done or
-                                                  (st.paused and self.sentence == len(self.ends) - 1)):
-            self.sentence += 1
-            ends += 1
+        ends = self.cuts.step(out.feats, st.position, st.done, st.paused)
         if st.done:
             self.finished = True
         mean = self.n.settings.emit == "mean"

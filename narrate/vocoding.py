@@ -35,7 +35,7 @@ class VocodeJob:
     stream: int            # key of the stream (its decoder is made on first use)
     frames: np.ndarray     # one decoder step: features [r, F] (kind "features") or codes [K, r]
     kind: str
-    ends: int              # sentences that end with these frames
+    ends: list[int]        # for each sentence that ends with these frames, the stream's frame count it ends at
     flush: bool            # nothing follows for now (stream paused or done): emit everything
 
 
@@ -46,7 +46,6 @@ class StreamVocoder:
     def __init__(self, codec):
         self.decoder = codec.stream_decoder()
         self.samples_per_frame = int(round(codec.sample_rate / codec.frame_rate))
-        self.frames = 0        # frames pushed
         self.emitted = 0       # samples emitted
         self.ends: deque = deque()  # sample positions of sentence ends not yet emitted
 
@@ -59,8 +58,7 @@ def run_job(codec, streams: dict, job: VocodeJob) -> list[np.ndarray]:
         st = streams[job.stream] = StreamVocoder(codec)
     frames = torch.from_numpy(job.frames)
     samples = st.decoder.push_features(frames) if job.kind == "features" else st.decoder.push(frames)
-    st.frames += frames.shape[0] if job.kind == "features" else frames.shape[1]
-    st.ends.extend([st.frames * st.samples_per_frame] * job.ends)
+    st.ends.extend(f * st.samples_per_frame for f in job.ends)  # (where already emitted: at once)
     if job.flush:
         samples = np.concatenate([samples, st.decoder.flush()])
     parts = []

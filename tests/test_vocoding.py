@@ -20,7 +20,9 @@ def _codec_and_steps(n_steps=40, r=3):
 
 
 def _jobs(steps, ends_at: dict, flush_at: set, stream=0):
-    return [VocodeJob(stream, f, "features", ends_at.get(i, 0), i in flush_at) for i, f in enumerate(steps)]
+    """ends_at: {step: sentences ending with its frames (at its last frame)}"""
+    ends = [[sum(len(f) for f in steps[: i + 1])] * ends_at.get(i, 0) for i in range(len(steps))]
+    return [VocodeJob(stream, f, "features", e, i in flush_at) for i, (f, e) in enumerate(zip(steps, ends))]
 
 
 def test_sentence_ends_cut_the_audio_exactly_and_change_none_of_it():
@@ -42,6 +44,28 @@ def test_sentence_ends_cut_the_audio_exactly_and_change_none_of_it():
                 current = []
     assert [len(s) for s in sentences] == [10 * 3 * 256, 11 * 3 * 256, 0, (last - 20) * 3 * 256]
     assert sum(len(p) for p in current) == 0  # the flush left nothing behind
+
+
+def test_an_end_before_its_job_cuts_there_or_at_once_where_the_audio_is_out():
+    """Sentence ends are frame counts, and may lie before the job's own frames (the pause before
+    the next sentence, see narrate.cuts). The vocoder holds back a block: by job 30 (frames up
+    to 93) it has emitted 72 frames. An end at frame 60 comes at once (at 72); one at 85 exactly."""
+    codec, steps = _codec_and_steps()
+    jobs = _jobs(steps, {}, {len(steps) - 1})
+    jobs[30].ends = [60, 85]
+    plain, cut = {}, {}
+    whole = np.concatenate([p for j in _jobs(steps, {}, {len(steps) - 1}) for p in run_job(codec, plain, j)])
+    parts = [run_job(codec, cut, j) for j in jobs]
+    assert [len(ps) for ps in parts].count(2) == 2  # two jobs each end one sentence
+    sentences, current = [], []
+    for ps in parts:
+        for k, p in enumerate(ps):
+            current.append(p)
+            if k < len(ps) - 1:
+                sentences.append(np.concatenate(current))
+                current = []
+    assert [len(s) for s in sentences] == [72 * 256, (85 - 72) * 256]
+    assert np.array_equal(whole, np.concatenate(sentences + current))
 
 
 def test_vocoder_process_answers_each_owner_in_order_like_inline():
@@ -74,7 +98,7 @@ def test_large_jobs_do_not_fill_the_pipes_both_ways():
     codec, _ = _codec_and_steps(1)
     mel = MelSpec(MelConfig()).features(np.tile(speechy(5.0), 5)).numpy()  # ~2150 frames
     # 64 kB in and 205 kB out each: a socket pair's buffers (~200 kB) hold a few of them at most
-    jobs = [VocodeJob(0, mel[i * 200 : (i + 1) * 200], "features", 0, i == 9) for i in range(10)]
+    jobs = [VocodeJob(0, mel[i * 200 : (i + 1) * 200], "features", [], i == 9) for i in range(10)]
     child = Vocoding(codec, process=True)
     got: list = []
     worker = threading.Thread(target=lambda: (
