@@ -25,6 +25,18 @@ def _jobs(steps, ends_at: dict, flush_at: set, stream=0):
     return [VocodeJob(stream, f, "features", e, i in flush_at) for i, (f, e) in enumerate(zip(steps, ends))]
 
 
+def _sentences(parts: list[list[np.ndarray]]) -> tuple[list[np.ndarray], np.ndarray]:
+    """Jobs' parts (see run_job) as the audio of each sentence ended, and what follows the last."""
+    sentences, current = [], []
+    for ps in parts:
+        for k, p in enumerate(ps):
+            current.append(p)
+            if k < len(ps) - 1:
+                sentences.append(np.concatenate(current))
+                current = []
+    return sentences, np.concatenate(current) if current else np.zeros(0, np.float32)
+
+
 def test_sentence_ends_cut_the_audio_exactly_and_change_none_of_it():
     codec, steps = _codec_and_steps()
     last = len(steps) - 1
@@ -34,16 +46,9 @@ def test_sentence_ends_cut_the_audio_exactly_and_change_none_of_it():
     # the same samples: a sentence end inside the stream is a mark, not a restart of the vocoder
     assert np.array_equal(np.concatenate(whole), np.concatenate([p for ps in parts for p in ps]))
     # each end is exactly where its step's frames end
-    sentences = []
-    current = []
-    for ps in parts:
-        for k, p in enumerate(ps):
-            current.append(p)
-            if k < len(ps) - 1:
-                sentences.append(np.concatenate(current))
-                current = []
+    sentences, rest = _sentences(parts)
     assert [len(s) for s in sentences] == [10 * 3 * 256, 11 * 3 * 256, 0, (last - 20) * 3 * 256]
-    assert sum(len(p) for p in current) == 0  # the flush left nothing behind
+    assert len(rest) == 0  # the flush left nothing behind
 
 
 def test_an_end_before_its_job_cuts_there_or_at_once_where_the_audio_is_out():
@@ -57,15 +62,9 @@ def test_an_end_before_its_job_cuts_there_or_at_once_where_the_audio_is_out():
     whole = np.concatenate([p for j in _jobs(steps, {}, {len(steps) - 1}) for p in run_job(codec, plain, j)])
     parts = [run_job(codec, cut, j) for j in jobs]
     assert [len(ps) for ps in parts].count(2) == 2  # two jobs each end one sentence
-    sentences, current = [], []
-    for ps in parts:
-        for k, p in enumerate(ps):
-            current.append(p)
-            if k < len(ps) - 1:
-                sentences.append(np.concatenate(current))
-                current = []
+    sentences, rest = _sentences(parts)
     assert [len(s) for s in sentences] == [72 * 256, (85 - 72) * 256]
-    assert np.array_equal(whole, np.concatenate(sentences + current))
+    assert np.array_equal(whole, np.concatenate(sentences + [rest]))
 
 
 def test_vocoder_process_answers_each_owner_in_order_like_inline():
