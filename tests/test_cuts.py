@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from narrate.cuts import TAIL_TOKENS, SentenceCuts
+from narrate.cuts import LEAD_FRAMES, TAIL_TOKENS, SentenceCuts
 
 
 def frames(*levels: float) -> torch.Tensor:
@@ -12,16 +12,27 @@ def frames(*levels: float) -> torch.Tensor:
     return torch.tensor(levels, dtype=torch.float32).view(-1, 1).expand(-1, 8)
 
 
-def test_a_sentence_ends_at_the_quietest_frame_of_its_tail():
+def test_a_sentence_ends_in_the_middle_of_the_pause_in_its_tail():
     cuts = SentenceCuts(ends=[20, 40])
     # frames 0-2: inside the sentence, one very quiet (a stop, before the tail: not a place to end)
-    assert cuts.step(frames(0.0, -9.0, 0.0), position=10, done=False, paused=False) == []
-    # frames 3-5: its last phoneme and the pause (quietest: frame 5)
-    assert cuts.step(frames(0.0, -3.0, -6.0), position=20 - TAIL_TOKENS, done=False, paused=False) == []
-    # frames 6-8: still the pause, less quiet, then the next sentence is reached at its onset
-    assert cuts.step(frames(-5.0, -2.0, -1.0), position=19, done=False, paused=False) == []
-    assert cuts.step(frames(0.0, 0.0, 0.0), position=21, done=False, paused=False) == [6]
-    assert (cuts.sentence, cuts.quiet) == (1, None)
+    assert cuts.step(frames(0.0, -20.0, 0.0), position=10, done=False, paused=False) == []
+    # frames 3-5: its last phoneme dies away; 5 is the quietest frame, the pause's first
+    assert cuts.step(frames(0.0, -3.0, -9.0), position=20 - TAIL_TOKENS, done=False, paused=False) == []
+    # frames 6-11: the pause goes on (within 10 dB of its quietest), a short sound (10), the pause
+    assert cuts.step(frames(-8.5, -8.6, -8.4), position=19, done=False, paused=False) == []
+    assert cuts.step(frames(-8.7, -1.0, -8.9), position=19, done=False, paused=False) == []
+    # frames 12-14: the next sentence is reached at its onset: the pause's longest run, frames
+    # 5-9, too short to keep LEAD_FRAMES of it for the next sentence, ends this one at its middle
+    # (the frame count 8: frames 0-7 are this sentence's)
+    assert cuts.step(frames(0.0, 0.0, 0.0), position=21, done=False, paused=False) == [8]
+    assert (cuts.sentence, cuts.tail) == (1, [])
+
+
+def test_the_next_sentence_keeps_the_end_of_a_long_pause():
+    cuts = SentenceCuts(ends=[20])
+    for levels in [(0.0, -9.0, -9.0), (-9.0, -9.0, -8.0), (-9.0, -9.0, -9.0), (-9.0, -9.0, -9.0)]:
+        assert cuts.step(frames(*levels), position=19, done=False, paused=False) == []
+    assert cuts.step(frames(0.0, 0.0, 0.0), position=21, done=False, paused=False) == [12 - LEAD_FRAMES]
 
 
 def test_a_stream_that_stops_ends_its_sentences_after_the_last_frame():
