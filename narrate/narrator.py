@@ -16,10 +16,10 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 import torch
 
+from narrate.cuts import SentenceCuts
 from narrate.engine.generate import DecodeSettings, Engine, StreamState, WordTiming
 from narrate.engine.guidance import GuidanceSettings
 from narrate.engine.sampling import SamplingSettings
-from narrate.cuts import SentenceCuts
 from narrate.errors import NarrateError
 from narrate.text.phonemes import Phonemizer
 from narrate.vocoding import VocodeJob, Vocoding
