@@ -57,3 +57,11 @@ def stop_child(proc, conn, timeout: float = 5.0) -> None:
     proc.join(timeout=timeout)
     if proc.is_alive():
         proc.kill()
+
+
+def kill_child(proc, conn) -> None:
+    """End the child now, without a word on the pipe (it may be out of step: see
+    narrate.vocoding), and close the parent's end."""
+    proc.kill()
+    proc.join()
+    conn.close()

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from multiprocessing.connection import wait
 from typing import Callable, Iterable, Iterator
 
-from narrate.children import can_fork, child_signals, fork_child, sendable, stop_child
+from narrate.children import can_fork, child_signals, fork_child, kill_child, sendable, stop_child
 from narrate.errors import NarrateError
 
 AHEAD = 4  # sentences a stream's text runs ahead of what its worker has taken
@@ -210,9 +210,7 @@ class DecoderProcesses:
         """Stop the workers whose pipe is torn (their answers cannot be read in step any more);
         True if any worker is left."""
         for w in [w for w in self.workers if w.torn]:
-            w.proc.kill()
-            w.proc.join()
-            w.conn.close()
+            kill_child(w.proc, w.conn)
             self.workers.remove(w)
         return bool(self.workers)
 

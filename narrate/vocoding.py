@@ -26,7 +26,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from narrate.children import can_fork, child_signals, fork_child, sendable, stop_child
+from narrate.children import can_fork, child_signals, fork_child, kill_child, sendable, stop_child
 from narrate.errors import NarrateError
 
 
@@ -203,9 +203,7 @@ class Vocoding:
         """After a torn message or answer: stop the child (its answers cannot be told apart any
         more; those not yet read are lost, as the interrupted call is) and vocode inline."""
         if self.torn and self.proc is not None:
-            self.proc.kill()
-            self.proc.join()
-            self.conn.close()
+            kill_child(self.proc, self.conn)
             self.proc = None
             self.sent.clear()
         self.torn = False
