@@ -24,10 +24,17 @@ def fork_child(target: Callable, args: tuple, name: str):
     end of the pipe)."""
     ctx = multiprocessing.get_context("fork")
     conn, child = ctx.Pipe()
-    proc = ctx.Process(target=target, args=(*args, child), daemon=True, name=name)
+    proc = ctx.Process(target=_child_main, args=(target, args, conn, child), daemon=True, name=name)
     proc.start()
     child.close()
     return proc, conn
+
+
+def _child_main(target: Callable, args: tuple, parent_end, child_end) -> None:
+    # The fork copied the parent's end of the pipe too: closed here, so that the child reads
+    # EOF and ends when the parent dies without a word (SIGKILL), instead of living on.
+    parent_end.close()
+    target(*args, child_end)
 
 
 def child_signals() -> None:

@@ -28,12 +28,12 @@ import itertools
 import queue
 import threading
 import time
-from dataclasses import dataclass, field
 from multiprocessing.connection import wait
 from typing import Callable, Iterable, Iterator
 
 from narrate.children import can_fork, child_signals, fork_child, kill_child, sendable, stop_child
 from narrate.errors import NarrateError
+from narrate.feeding import Feeder
 
 AHEAD = 4  # sentences a stream's text runs ahead of what its worker has taken
 _EOF = object()
@@ -138,33 +138,31 @@ def _serve(make_narrator: Callable, conn) -> None:
 # --- the parent -------------------------------------------------------------------------------------
 
 
-@dataclass
 class _Feed:
-    """The parent's side of one stream: a thread sending its sentences to its worker."""
+    """The parent's side of one stream: a thread sending its sentences to its worker, at most
+    AHEAD beyond what the worker has taken (its credit)."""
 
-    number: int
-    worker: "_Worker"
-    credit: threading.Semaphore = field(default_factory=lambda: threading.Semaphore(AHEAD))
-    stopped: bool = False
-    error: BaseException | None = None
+    def __init__(self, number: int, worker: "_Worker", call: int, sentences: Iterable[str]):
+        self.number, self.worker, self.call = number, worker, call
+        self.credit = threading.Semaphore(AHEAD)
+        self.error: BaseException | None = None
+        self.feeder = Feeder(sentences, self._send, self._end, self.credit.release, f"narrate-text-{number}")
+        self.feeder.start()  # (after the assignment: the thread uses it)
 
-    def run(self, call: int, sentences: Iterable[str]) -> None:
+    def _send(self, sentence: str) -> None:
+        self.credit.acquire()
+        if not self.feeder.stopping.is_set():
+            self.worker.send(("text", self.call, self.number, sentence))
+
+    def _end(self, error: BaseException | None) -> None:
+        self.error = error  # raised in the caller when the stream finishes
         try:
-            for s in sentences:
-                self.credit.acquire()
-                if self.stopped:
-                    return
-                self.worker.send(("text", call, self.number, s))
-        except BaseException as e:  # raised in the caller when the stream finishes
-            self.error = e
-        try:
-            self.worker.send(("end", call, self.number))
+            self.worker.send(("end", self.call, self.number))
         except NarrateError:  # the worker is gone: the caller hears of it from its pipe
             pass
 
     def stop(self) -> None:
-        self.stopped = True
-        self.credit.release()
+        self.feeder.stop()
 
 
 class _Worker:
@@ -243,9 +241,8 @@ class DecoderProcesses:
                 n, sentences = item
                 w = min((w for w in workers if w.free()), key=lambda w: w.streams)
                 w.streams += 1
-                feed = feeds[n] = _Feed(n, w)
                 w.send(("start", call, n))
-                threading.Thread(target=feed.run, args=(call, sentences), daemon=True).start()
+                feeds[n] = _Feed(n, w, call, sentences)
 
         complete = False
         try:
@@ -270,6 +267,7 @@ class DecoderProcesses:
                             feeds[msg[2]].credit.release()
                     elif kind == "finished":
                         feed = feeds.pop(msg[2])
+                        feed.stop()  # it has ended (or ends now)
                         w.streams -= 1
                         w.cpu_seconds = msg[3]
                         if feed.error is not None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import itertools
 import queue
-import threading
 from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable, Iterator
 
@@ -21,6 +20,7 @@ from narrate.engine.generate import DecodeSettings, Engine, StreamState, WordTim
 from narrate.engine.guidance import GuidanceSettings
 from narrate.engine.sampling import SamplingSettings
 from narrate.errors import NarrateError
+from narrate.feeding import Feeder
 from narrate.text.phonemes import Phonemizer
 from narrate.vocoding import VocodeJob, Vocoding
 
@@ -77,18 +77,29 @@ class _Run:
         self.appended = 0
         self.finished = False
         self.error: BaseException | None = None
-        threading.Thread(target=self._feed, args=(iter(sentences),), daemon=True).start()
+        # sentences are read, phonemized and encoded ahead on a thread of their own: the
+        # encoder's few large operations leave the interpreter to the decoding thread and run
+        # on another core
+        self.feeder = Feeder(sentences, self._encode, self._end, self._drop, "narrate-text")
+        self.feeder.start()
 
-    def _feed(self, it: Iterator[str]) -> None:
-        """Read, phonemize and encode the sentences ahead, on this thread: the encoder's few
-        large operations leave the interpreter to the decoding thread and run on another core."""
-        try:
-            for s in it:
-                ph = self.n.phonemizer.encode(s)
-                self.queue.put((ph, self.n.engine.encode(ph.ids)))
-        except BaseException as e:  # surfaced to the caller by _take
-            self.error = e
+    def _encode(self, sentence: str) -> None:
+        ph = self.n.phonemizer.encode(sentence)
+        self.queue.put((ph, self.n.engine.encode(ph.ids)))
+
+    def _end(self, error: BaseException | None) -> None:
+        self.error = error  # surfaced to the caller by _take
         self.queue.put(_EOF)
+
+    def _drop(self) -> None:
+        try:
+            self.queue.get_nowait()
+        except queue.Empty:
+            pass
+
+    def stop(self) -> None:
+        """End the feeding thread (the text not yet spoken is dropped)."""
+        self.feeder.stop()
 
     def _take(self, block: bool) -> bool:
         """Append the next sentence (False if none available / end of text)."""
@@ -190,8 +201,12 @@ class Narrator:
     def narrate(self, sentences: Iterable[str], live: bool = False) -> Iterator[AudioChunk]:
         """Audio for the sentences, in order, as it is made. live=True speaks each sentence as
         soon as it arrives instead of waiting to see the next one."""
-        for _, chunk in self.decode_streams(iter([(0, sentences)]), live):
-            yield chunk
+        streams = self.decode_streams(iter([(0, sentences)]), live)
+        try:
+            for _, chunk in streams:
+                yield chunk
+        finally:  # closed or dropped by the caller: stop decoding now, not whenever it is collected
+            streams.close()
 
     def narrate_many(self, streams: Iterable[Iterable[str]], live: bool = False,
                      width: int = 0) -> Iterator[tuple[int, AudioChunk]]:
@@ -234,6 +249,7 @@ class Narrator:
                 ended = [r for r in runs if r.finished]
                 if ended:  # their audio is still coming out of the vocoder (in order); others take their place
                     for r in ended:
+                        r.stop()
                         vocoding.end_stream(r.key)
                         if on_end is not None:
                             on_end(r.index)
@@ -253,6 +269,7 @@ class Narrator:
             yield from self._ready(vocoding.results(owner, wait=True))
         finally:
             for r in runs:
+                r.stop()
                 vocoding.end_stream(r.key)
             vocoding.discard(owner)  # stopped early: this call's audio still in flight goes
 

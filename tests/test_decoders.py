@@ -80,6 +80,20 @@ def test_a_call_abandoned_half_way_leaves_the_next_one_clean(narrators):
     assert same(chunks(pooled, 2), chunks(here, 1))
 
 
+def test_a_call_closed_half_way_has_stopped_its_text_threads(narrators):
+    """(endless streams: their threads would send text to the workers for ever)"""
+    import itertools
+    import threading
+
+    _, pooled = narrators
+    before = set(threading.enumerate())
+    call = pooled.narrate_many(itertools.cycle([b]) for b in ["One more sentence.", "And another."])
+    next(call)
+    assert len(set(threading.enumerate()) - before) == 2
+    call.close()
+    assert set(threading.enumerate()) - before == set()
+
+
 def test_a_failing_text_source_raises_in_the_caller(narrators):
     _, pooled = narrators
 
