@@ -23,6 +23,7 @@ from rich.table import Table
 
 from narrate import __version__
 from narrate.errors import NarrateError
+from narrate.pauses import CHAPTER_PAUSE, PARAGRAPH_PAUSE, SENTENCE_PAUSE
 
 app = typer.Typer(
     name="narrate",
@@ -88,6 +89,18 @@ Lexicon = Annotated[Optional[Path], typer.Option(
     help="Pronunciation file: one 'word = respelling' or 'word<TAB>[[ phonemes ]]' per line.")]
 Quiet = Annotated[bool, typer.Option(
     "--quiet", "-q", help="No progress display and no summary line; only errors.")]
+SentencePause = Annotated[float, typer.Option(
+    "--sentence-pause", min=0.05, max=5.0,
+    help="Longest pause between sentences, in seconds (the model's own pause, shortened; at "
+         "least half this). Commas pause at most 0.25 s.")]
+ParagraphPause = Annotated[float, typer.Option(
+    "--paragraph-pause", min=0.0, max=10.0,
+    help="Pause after a paragraph, in seconds. In the text, [pause 2s] (or [pause 300ms]) "
+         "asks for a pause of its own; [pause] alone is a paragraph's.")]
+ChapterPause = Annotated[float, typer.Option(
+    "--chapter-pause", min=0.0, max=30.0, help="Pause after a chapter, in seconds (in one file).")]
+Titles = Annotated[bool, typer.Option(
+    "--titles/--no-titles", help="Speak each chapter's title at its start.")]
 
 
 @app.callback(invoke_without_command=True)
@@ -134,6 +147,10 @@ def speak(
     seed: Seed = 0,
     temperature: Temperature = 0.6,
     lexicon: Lexicon = None,
+    sentence_pause: SentencePause = SENTENCE_PAUSE,
+    paragraph_pause: ParagraphPause = PARAGRAPH_PAUSE,
+    chapter_pause: ChapterPause = CHAPTER_PAUSE,
+    titles: Titles = True,
     quiet_time: Annotated[float, typer.Option(
         "--quiet-time", min=0.05,
         help="Standard input: seconds without new text after which a sentence without final "
@@ -147,11 +164,16 @@ def speak(
     progress = Progress.for_terminal(quiet)
     with _reported(progress):
         lex, lexicon_id = _lexicon(lexicon)
+        pauses = (sentence_pause, paragraph_pause, chapter_pause)
+        book = {"titles": titles}
         job = Job(input, output, fmt.value if fmt else None, split.value if split else None,
                   resume=resume, force=force, quiet_time=quiet_time, lexicon=lex,
-                  settings=_run_settings(model, revision, voice, speed, seed, temperature, lexicon_id))
+                  paragraph_pause=paragraph_pause, chapter_pause=chapter_pause, titles=titles,
+                  settings={**_run_settings(model, revision, voice, speed, seed, temperature, lexicon_id, pauses),
+                            **book})
         plan = make_plan(job, stdout_is_tty=_isatty(sys.stdout))
-        narrator = _narrator(model, voice, revision, speed, seed, temperature, decoder_processes(plan))
+        narrator = _narrator(model, voice, revision, speed, seed, temperature, decoder_processes(plan),
+                             sentence_pause)
         where = run(narrator, plan, progress, stdin=sys.stdin)
         stats = progress.end()
         if not quiet:
@@ -176,6 +198,10 @@ def batch(
     seed: Seed = 0,
     temperature: Temperature = 0.6,
     lexicon: Lexicon = None,
+    sentence_pause: SentencePause = SENTENCE_PAUSE,
+    paragraph_pause: ParagraphPause = PARAGRAPH_PAUSE,
+    chapter_pause: ChapterPause = CHAPTER_PAUSE,
+    titles: Titles = True,
     quiet: Quiet = False,
 ) -> None:
     """Read several documents with the model loaded once; a bad document does not stop the rest.
@@ -189,8 +215,10 @@ def batch(
     rows: list[tuple[str, str, str, str]] = []
     with _reported(progress):
         lex, lexicon_id = _lexicon(lexicon)
-        settings = _run_settings(model, revision, voice, speed, seed, temperature, lexicon_id)
-        narrator = _narrator(model, voice, revision, speed, seed, temperature)
+        pauses = (sentence_pause, paragraph_pause, chapter_pause)
+        book = {"titles": titles}
+        settings = {**_run_settings(model, revision, voice, speed, seed, temperature, lexicon_id, pauses), **book}
+        narrator = _narrator(model, voice, revision, speed, seed, temperature, sentence_pause=sentence_pause)
         used: dict[Path, Path] = {}
         try:
             for path in inputs:
@@ -200,7 +228,8 @@ def batch(
                     continue
                 used[target] = path
                 job = Job(str(path), str(target), fmt.value, "none", resume=resume, force=force,
-                          lexicon=lex, settings=dict(settings))
+                          lexicon=lex, paragraph_pause=paragraph_pause, chapter_pause=chapter_pause,
+                          titles=titles, settings=dict(settings))
                 try:
                     where = run(narrator, make_plan(job, stdout_is_tty=True), progress)
                     rows.append((str(path), "done", f"{progress.end().audio_seconds:.1f}", where))
@@ -356,10 +385,12 @@ def export(
 # --- helpers ----------------------------------------------------------------------------------
 
 
-def _narrator(model, voice, revision, speed, seed, temperature, decoder_processes=1):
+def _narrator(model, voice, revision, speed, seed, temperature, decoder_processes=1,
+              sentence_pause=SENTENCE_PAUSE):
     from narrate.narrator import NarrateSettings, Narrator
 
-    settings = NarrateSettings(speed=speed, seed=seed, temperature=temperature, decoder_processes=decoder_processes)
+    settings = NarrateSettings(speed=speed, seed=seed, temperature=temperature, decoder_processes=decoder_processes,
+                               sentence_pause=sentence_pause)
     return Narrator.load(model, voice, settings, revision=revision)
 
 
@@ -374,13 +405,14 @@ def _lexicon(path: Path | None):
     return lexicon, sha256_file(path)
 
 
-def _run_settings(model, revision, voice, speed, seed, temperature, lexicon_id) -> dict:
+def _run_settings(model, revision, voice, speed, seed, temperature, lexicon_id, pauses) -> dict:
     """What a resumed run must share with the interrupted one (see narrate.audio.resume)."""
     from narrate.hub import DEFAULT_MODEL
 
     return {"model": _identity(model or DEFAULT_MODEL), "revision": revision,
             "voice": _identity(voice) if voice else "(model default)", "speed": speed,
-            "seed": seed, "temperature": temperature, "lexicon": lexicon_id}
+            "seed": seed, "temperature": temperature, "lexicon": lexicon_id,
+            "pauses": list(pauses)}
 
 
 def _identity(name: str) -> str:

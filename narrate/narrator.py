@@ -21,6 +21,7 @@ from narrate.engine.guidance import GuidanceSettings
 from narrate.engine.sampling import SamplingSettings
 from narrate.errors import NarrateError
 from narrate.feeding import Feeder
+from narrate.pauses import SENTENCE_PAUSE, PauseShaper, split_sentence
 from narrate.text.phonemes import Phonemizer
 from narrate.vocoding import VocodeJob, Vocoding
 
@@ -44,6 +45,10 @@ class NarrateSettings:
     # Several streams at once (chapters) are narrated by this many forked processes, each a
     # batch of its share on a core of its own (narrate.decoders); 1: all in this process.
     decoder_processes: int = 1
+    # Seconds of silence between sentences, at most (the model's own pause, shortened; at least
+    # half of it); commas pause less, paragraphs as the text's Sentence items say (narrate.pauses).
+    sentence_pause: float = SENTENCE_PAUSE
+    shape_pauses: bool = True      # False: the model's pauses as they come (for comparison)
 
     def decode(self) -> DecodeSettings:
         return DecodeSettings(SamplingSettings(self.temperature, self.top_k, self.top_p),
@@ -73,6 +78,8 @@ class _Run:
         self.lookahead = lookahead
         self.queue: queue.Queue = queue.Queue(maxsize=4)
         self.cuts = SentenceCuts()      # where its sentences end (it holds the sentence being spoken)
+        s = narrator.settings
+        self.pauses = PauseShaper(narrator.codec.frame_rate, s.sentence_pause) if s.shape_pauses else None
         self.vocoded = 0                # sentence whose audio is coming out of the vocoder
         self.appended = 0
         self.finished = False
@@ -83,9 +90,10 @@ class _Run:
         self.feeder = Feeder(sentences, self._encode, self._end, self._drop, "narrate-text")
         self.feeder.start()
 
-    def _encode(self, sentence: str) -> None:
-        ph = self.n.phonemizer.encode(sentence)
-        self.queue.put((ph, self.n.engine.encode(ph.ids)))
+    def _encode(self, item) -> None:
+        text, pause = split_sentence(item)  # a str or a narrate.pauses.Sentence
+        ph = self.n.phonemizer.encode(text)
+        self.queue.put((ph, self.n.engine.encode(ph.ids), pause))
 
     def _end(self, error: BaseException | None) -> None:
         self.error = error  # surfaced to the caller by _take
@@ -112,9 +120,11 @@ class _Run:
         if item is _EOF:
             self.n.engine.close(self.state)
             return False
-        ph, kv = item
+        ph, kv, pause = item
         self.n.engine.append(self.state, ph.ids, ph.words, ph.text_words, kv)
         self.cuts.ends.append(self.state.n_tokens)
+        if self.pauses is not None:
+            self.pauses.add_sentence(pause)
         self.appended += 1
         return True
 
@@ -136,12 +146,21 @@ class _Run:
         """Decide now which sentences end at this step: the vocoding job of its frames (with
         the step's words, which ride on the audio the job yields)."""
         st = self.state
+        first = self.cuts.sentence
         ends = self.cuts.step(out.feats, st.position, st.done, st.paused)
         if st.done:
             self.finished = True
         mean = self.n.settings.emit == "mean"
-        frames = (out.feats if mean else out.codes).numpy()
-        return VocodeJob(self.key, frames, "features" if mean else "codes", ends, st.paused or st.done), out.words
+        frames = (out.feats if mean else out.codes.T).numpy()  # [r, F] or [r, K]
+        flush = st.paused or st.done
+        if self.pauses is not None:
+            loudness = torch.logsumexp(out.feats.float(), dim=1).tolist()
+            held = self.cuts.frames - len(self.cuts.tail)  # a tail waiting for its sentence's end
+            frames, ends = self.pauses.push(frames, loudness, [(e, first + i) for i, e in enumerate(ends)],
+                                            held, flush)
+        if not mean:
+            frames = np.ascontiguousarray(frames.T)  # [K, r]
+        return VocodeJob(self.key, frames, "features" if mean else "codes", ends, flush), out.words
 
     def chunks(self, parts: list[np.ndarray], words: list[WordTiming]) -> list[AudioChunk]:
         """A job's audio (see ``run_job``) as AudioChunks, in order; the words go with the first."""

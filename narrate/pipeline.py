@@ -17,20 +17,20 @@ from itertools import islice
 from pathlib import Path
 from typing import TextIO
 
-import numpy as np
 
 from narrate.audio.resume import (ResumeRecord, check_compatible, clear_record, load_record,
                                   record_path, save_record, sha256_file)
 from narrate.audio.sinks import ChapterFiles, Sink, format_for, open_sink
 from narrate.document import Document, load_document
 from narrate.errors import InputError, OutputError
+from narrate.pauses import CHAPTER_PAUSE, PARAGRAPH_PAUSE, Sentence
 from narrate.progress import Progress
 from narrate.text.live import live_sentences
-from narrate.text.segment import sentences
+from narrate.text.segment import prepare_sentence, spoken
 
 DEFAULT_NAME = "narrate-output"  # output stem when the text comes from standard input
+OPENING = "Opening"  # the name of text before a document's first chapter heading
 MAX_CHARS = 200  # longest piece of text handed to the engine at once
-CHAPTER_PAUSE = 1.0  # seconds of silence between chapters in one file
 CHAPTERS_AT_ONCE = 8  # chapter files decoded together (batched steps; the next joins as one ends)
 RECORD_EVERY = 1.0  # seconds between resume record saves (each one is an fsync)
 
@@ -70,6 +70,9 @@ class Job:
     force: bool = False
     quiet_time: float = 0.8  # live input: seconds of silence that end a pending sentence
     lexicon: object | None = None  # narrate.text.lexicon.Lexicon
+    paragraph_pause: float = PARAGRAPH_PAUSE  # seconds after a paragraph
+    chapter_pause: float = CHAPTER_PAUSE      # seconds after a chapter, in one file
+    titles: bool = True  # each chapter starts with its title spoken (followed by a paragraph's pause)
     settings: dict = field(default_factory=dict)  # what a resumed run must share with the first
 
 
@@ -80,7 +83,9 @@ class Plan:
     job: Job
     target: Target
     document: Document | None  # None: live standard input
-    chapters: list[tuple[str, list[str]]]  # (title, engine-ready sentences), empty ones dropped
+    # (name, engine-ready sentences; the spoken title first), chapters without words dropped; the
+    # name (see chapter_names) is the same in chapter marks, file names and tags
+    chapters: list[tuple[str, list[Sentence]]]
     input_sha256: str = ""
     record: ResumeRecord | None = None  # the interrupted run to continue
 
@@ -138,10 +143,16 @@ def make_plan(job: Job, stdout_is_tty: bool) -> Plan:
         _refuse_existing(target, job.force)
         return Plan(job, target, None, [])
     document = load_document(job.input)
-    chapters = [(c.title, list(sentences(c.text, MAX_CHARS, job.lexicon))) for c in document.chapters]
+    chapters = [(c.title, list(spoken(c.text, MAX_CHARS, job.lexicon, job.paragraph_pause)))
+                for c in document.chapters]
     chapters = [(title, sents) for title, sents in chapters if sents]
     if not chapters:
         raise InputError(f"'{job.input}' has nothing to read aloud (no words in it)")
+    names = chapter_names([title for title, _ in chapters], document.title)
+    if job.titles:
+        chapters = [(title, _spoken_title(title, job) + sents) for title, sents in chapters]
+    chapters = [(name, sents) for name, (_, sents) in zip(names, chapters)]
+    _chapter_ends(chapters, job.chapter_pause if target.kind != "folder" else None)
     try:
         sha = sha256_file(job.input)
     except OSError as e:
@@ -149,6 +160,31 @@ def make_plan(job: Job, stdout_is_tty: bool) -> Plan:
     result = Plan(job, target, document, chapters, sha)
     result.record = _resume_point(result)
     return result
+
+
+def chapter_names(titles: list[str], book_title: str) -> list[str]:
+    """The name of each chapter, in every output alike: its title; untitled, the book's title when
+    it is the only chapter, OPENING for text before the first heading, else "Chapter N"."""
+    if len(titles) == 1:
+        return [titles[0] or book_title or "Chapter 1"]
+    return [title or (OPENING if i == 0 else f"Chapter {i + 1}") for i, title in enumerate(titles)]
+
+
+def _spoken_title(title: str, job: Job) -> list[Sentence]:
+    """A chapter's title as sentences to speak (none for an untitled chapter), the last
+    followed by a paragraph's pause."""
+    if not title:
+        return []
+    pieces = prepare_sentence(title if title[-1] in ".!?" else title + ".", MAX_CHARS, job.lexicon)
+    return [Sentence(p, job.paragraph_pause if i == len(pieces) - 1 else None) for i, p in enumerate(pieces)]
+
+
+def _chapter_ends(chapters: list[tuple[str, list[Sentence]]], pause: float | None) -> None:
+    """A chapter's last sentence is followed by the chapter pause when another chapter follows
+    in the same file; a file ends after a sentence's pause."""
+    for n, (_, sents) in enumerate(chapters):
+        last = pause if pause is not None and n + 1 < len(chapters) else None
+        sents[-1] = Sentence(sents[-1].text, last)
 
 
 def decoder_processes(plan: Plan) -> int:
@@ -294,9 +330,7 @@ def _run_file(narrator, plan: Plan, progress: Progress) -> str:
                 title, sents = plan.chapters[c]
                 offset = skip if c == first_chapter else 0
                 if offset == 0:
-                    if c > 0:
-                        sink.write(np.zeros(int(CHAPTER_PAUSE * rate), np.float32))
-                    sink.mark_chapter(title or f"Chapter {c + 1}")
+                    sink.mark_chapter(title)
                 progress.chapter(_chapter_label(c, len(plan.chapters), title))
                 for chunk in narrator.narrate(islice(sents, offset, None)):
                     sink.write(chunk.samples)

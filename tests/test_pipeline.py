@@ -20,6 +20,7 @@ from conftest import cli_env
 from narrate import pipeline
 from narrate.audio.resume import ResumeRecord, load_record, record_path, save_record, sha256_file
 from narrate.errors import InputError, OutputError
+from narrate.pauses import CHAPTER_PAUSE, PARAGRAPH_PAUSE, Sentence
 from narrate.pipeline import Interrupted, Job, Terminated, make_plan, plan_output, run
 from narrate.progress import Progress
 
@@ -100,9 +101,29 @@ def interrupted_output(book, out, **settings):
 def test_plan_reads_chapters_and_sentences(book, tmp_path):
     plan = make_plan(job(book, tmp_path / "out.wav"), stdout_is_tty=True)
     assert [title for title, _ in plan.chapters] == ["Chapter 1", "Chapter 2"]
-    assert [len(s) for _, s in plan.chapters] == [2, 2]
+    # each chapter's title is spoken first, then a paragraph's pause; the first chapter ends
+    # with the chapter pause, the book after a sentence's
+    assert plan.chapters[0][1] == [Sentence("Chapter one.", PARAGRAPH_PAUSE), Sentence("One sentence."),
+                                   Sentence("Two sentences.", CHAPTER_PAUSE)]
+    assert plan.chapters[1][1] == [Sentence("Chapter two.", PARAGRAPH_PAUSE), Sentence("Three."), Sentence("Four.")]
     assert plan.input_sha256 == sha256_file(book)
     assert plan.record is None
+    quiet = make_plan(job(book, tmp_path / "quiet.wav", titles=False, paragraph_pause=0.5, chapter_pause=3.0),
+                      stdout_is_tty=True)
+    assert [s.pause for _, sents in quiet.chapters for s in sents] == [None, 3.0, None, None]
+    folder = make_plan(job(book, f"{tmp_path}/book/"), stdout_is_tty=True)
+    assert [sents[-1].pause for _, sents in folder.chapters] == [None, None]  # a file ends after a sentence
+
+
+def test_untitled_chapters_have_one_name_everywhere(tmp_path):
+    md = tmp_path / "tale.md"
+    md.write_text("Before any heading.\n\n## The Middle\n\nIn it.\n", encoding="utf-8")
+    plan = make_plan(job(md, tmp_path / "tale.wav"), stdout_is_tty=True)
+    assert [name for name, _ in plan.chapters] == [pipeline.OPENING, "The Middle"]
+    assert plan.chapters[0][1] == [Sentence("Before any heading.", CHAPTER_PAUSE)]  # no title to speak
+    assert plan.chapters[1][1][0] == Sentence("The Middle.", PARAGRAPH_PAUSE)
+    assert pipeline.chapter_names(["", ""], "Tale") == [pipeline.OPENING, "Chapter 2"]
+    assert pipeline.chapter_names([""], "Tale") == ["Tale"]
 
 
 def test_chapter_folders_decode_on_every_core(tmp_path, monkeypatch):

@@ -1,5 +1,6 @@
-"""Cut text into speakable sentences: sentence boundaries (nupunkt), paragraph breaks, and
-overlong sentences split at clause boundaries so the engine never gets an unbounded input."""
+"""Cut text into speakable sentences: sentence boundaries (nupunkt), paragraph breaks, explicit
+pauses (``[pause 2s]``), and overlong sentences split at clause boundaries so the engine never
+gets an unbounded input."""
 
 from __future__ import annotations
 
@@ -8,12 +9,18 @@ from typing import TYPE_CHECKING, Iterator
 
 import nupunkt
 
+from narrate.errors import InputError
+from narrate.pauses import PARAGRAPH_PAUSE, Sentence
 from narrate.text.normalize import normalize
 
 if TYPE_CHECKING:
     from narrate.text.lexicon import Lexicon
 
 _PARAGRAPH_BREAK = re.compile(r"\n[ \t\f\v]*(?:\n[ \t\f\v]*)+")
+# An explicit pause in the text: [pause 2s], [pause 1.5 s], [pause 300ms]; [pause] alone is a
+# paragraph's pause. Where a text asks for a pause, narrate makes it exactly that long.
+PAUSE_MARK = re.compile(r"\[\s*pause(?:\s+(\d+(?:\.\d*)?|\.\d+)\s*(ms|s|sec|seconds?)?)?\s*\]", re.I)
+MAX_PAUSE = 60.0  # seconds: the longest explicit pause
 
 
 def sentence_spans(text: str) -> list[tuple[int, int]]:
@@ -115,6 +122,7 @@ def prepare_sentence(sentence: str, max_chars: int = 200, lexicon: "Lexicon | No
 
     Pieces with nothing to say (scene breaks such as "* * *") are dropped.
     """
+    sentence = PAUSE_MARK.sub(" ", sentence)  # where a pause is not made (live input), it is not read either
     if lexicon is not None:
         sentence = lexicon.apply(sentence)
     pieces = (p.strip() for p in split_long(normalize(sentence), max_chars))
@@ -122,10 +130,57 @@ def prepare_sentence(sentence: str, max_chars: int = 200, lexicon: "Lexicon | No
 
 
 def sentences(text: str, max_chars: int = 200, lexicon: "Lexicon | None" = None) -> Iterator[str]:
-    """The whole text front-end for one chapter body, lazily, one engine-ready piece at a time.
+    """The whole text front-end for one chapter body, lazily, one engine-ready piece at a time
+    (``spoken`` without the pauses)."""
+    for sentence in spoken(text, max_chars, lexicon):
+        yield sentence.text
+
+
+def spoken(text: str, max_chars: int = 200, lexicon: "Lexicon | None" = None,
+           paragraph_pause: float | None = None) -> Iterator[Sentence]:
+    """One chapter body as engine-ready Sentences, lazily, each with the pause after it: a
+    paragraph's last one ``paragraph_pause``, one followed by ``[pause Ns]`` that pause (a mark
+    opening a paragraph lengthens the paragraph's pause before it; one opening the text does
+    nothing), the others None (the narrator's sentence pause). InputError for a pause mark
+    over MAX_PAUSE seconds.
 
     Sentences are found on the raw text (so "Mr." or "$3.50" cannot fool the splitter after
     normalization rewrote them), then each is prepared with ``prepare_sentence``.
     """
-    for sentence in _iter_sentences(text):
-        yield from prepare_sentence(sentence, max_chars, lexicon)
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    last: Sentence | None = None  # held back until what follows it says its pause
+    start = 0
+    for brk in [*_PARAGRAPH_BREAK.finditer(text), None]:
+        end = brk.start() if brk else len(text)
+        pos = start
+        for mark in [*PAUSE_MARK.finditer(text, start, end), None]:
+            words = text[pos:mark.start() if mark else end]
+            if last is not None and words.strip():  # nothing can change its pause any more
+                yield last
+                last = None
+            for s, e in _iter_spans(words):
+                for piece in prepare_sentence(" ".join(words[s:e].split()), max_chars, lexicon):
+                    if last is not None:
+                        yield last
+                    last = Sentence(piece)
+            if mark is not None:
+                if last is not None:
+                    seconds = pause_seconds(mark, paragraph_pause)
+                    last = Sentence(last.text, seconds if last.pause is None else max(seconds, last.pause))
+                pos = mark.end()
+        if last is not None and last.pause is None and paragraph_pause is not None:
+            last = Sentence(last.text, paragraph_pause)
+        if brk:
+            start = brk.end()
+    if last is not None:
+        yield last
+
+
+def pause_seconds(mark: re.Match, paragraph_pause: float | None = None) -> float:
+    """The seconds a PAUSE_MARK match asks for (a bare [pause]: a paragraph's pause)."""
+    if mark.group(1) is None:
+        return PARAGRAPH_PAUSE if paragraph_pause is None else paragraph_pause
+    seconds = float(mark.group(1)) / (1000 if (mark.group(2) or "s").lower() == "ms" else 1)
+    if seconds > MAX_PAUSE:
+        raise InputError(f"'{mark.group(0)}' is too long a pause (at most {MAX_PAUSE:g} s)")
+    return seconds
