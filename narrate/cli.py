@@ -25,6 +25,8 @@ from narrate import __version__
 from narrate.errors import NarrateError
 from narrate.pauses import CHAPTER_PAUSE, PARAGRAPH_PAUSE, SENTENCE_PAUSE
 
+LOUDNESS = -20.0  # LUFS, the --loudness default (narrate.audio.loudness.TARGET; not imported: scipy is slow to load)
+
 app = typer.Typer(
     name="narrate",
     no_args_is_help=True,
@@ -101,6 +103,22 @@ ChapterPause = Annotated[float, typer.Option(
     "--chapter-pause", min=0.0, max=30.0, help="Pause after a chapter, in seconds (in one file).")]
 Titles = Annotated[bool, typer.Option(
     "--titles/--no-titles", help="Speak each chapter's title at its start.")]
+Loudness = Annotated[float, typer.Option(
+    "--loudness", min=-40.0, max=-10.0, metavar="LUFS",
+    help="Integrated loudness of the output (EBU R128 / BS.1770), true peak at most -3 dBTP; "
+         "audiobook platforms (ACX) ask for about -20. Set while streaming: memory stays flat.")]
+BookTitle = Annotated[Optional[str], typer.Option(
+    "--title", show_default=False, help="The book's title in the tags (default: the document's).")]
+Author = Annotated[Optional[str], typer.Option(
+    "--author", show_default=False, help="The book's author in the tags (default: the document's).")]
+Cover = Annotated[Optional[Path], typer.Option(
+    "--cover", show_default=False,
+    help="Cover image (JPEG or PNG) for the tags (default: the EPUB's, or front matter 'cover:').")]
+Chapters = Annotated[Optional[str], typer.Option(
+    "--chapters", show_default=False, metavar="LIST",
+    help="Read only these chapters, numbered as 'narrate chapters' lists them: e.g. 3-5,8 or 7-.")]
+Normalize = Annotated[bool, typer.Option(
+    "--normalize/--no-normalize", help="Bring the output to --loudness (else: as the model makes it).")]
 
 
 @app.callback(invoke_without_command=True)
@@ -151,6 +169,12 @@ def speak(
     paragraph_pause: ParagraphPause = PARAGRAPH_PAUSE,
     chapter_pause: ChapterPause = CHAPTER_PAUSE,
     titles: Titles = True,
+    loudness: Loudness = LOUDNESS,
+    normalize: Normalize = True,
+    title: BookTitle = None,
+    author: Author = None,
+    cover: Cover = None,
+    chapters: Chapters = None,
     quiet_time: Annotated[float, typer.Option(
         "--quiet-time", min=0.05,
         help="Standard input: seconds without new text after which a sentence without final "
@@ -165,10 +189,13 @@ def speak(
     with _reported(progress):
         lex, lexicon_id = _lexicon(lexicon)
         pauses = (sentence_pause, paragraph_pause, chapter_pause)
-        book = {"titles": titles}
+        level = loudness if normalize else None
+        book = {"titles": titles, "loudness": level, "chapters": chapters}
+        tags = {"title": title, "author": author, "cover": _cover(cover)}
         job = Job(input, output, fmt.value if fmt else None, split.value if split else None,
                   resume=resume, force=force, quiet_time=quiet_time, lexicon=lex,
-                  paragraph_pause=paragraph_pause, chapter_pause=chapter_pause, titles=titles,
+                  paragraph_pause=paragraph_pause, chapter_pause=chapter_pause, titles=titles, loudness=level, **tags,
+                  chapters=chapters,
                   settings={**_run_settings(model, revision, voice, speed, seed, temperature, lexicon_id, pauses),
                             **book})
         plan = make_plan(job, stdout_is_tty=_isatty(sys.stdout))
@@ -202,6 +229,11 @@ def batch(
     paragraph_pause: ParagraphPause = PARAGRAPH_PAUSE,
     chapter_pause: ChapterPause = CHAPTER_PAUSE,
     titles: Titles = True,
+    loudness: Loudness = LOUDNESS,
+    normalize: Normalize = True,
+    title: BookTitle = None,
+    author: Author = None,
+    cover: Cover = None,
     quiet: Quiet = False,
 ) -> None:
     """Read several documents with the model loaded once; a bad document does not stop the rest.
@@ -216,7 +248,9 @@ def batch(
     with _reported(progress):
         lex, lexicon_id = _lexicon(lexicon)
         pauses = (sentence_pause, paragraph_pause, chapter_pause)
-        book = {"titles": titles}
+        level = loudness if normalize else None
+        book = {"titles": titles, "loudness": level}
+        tags = {"title": title, "author": author, "cover": _cover(cover)}
         settings = {**_run_settings(model, revision, voice, speed, seed, temperature, lexicon_id, pauses), **book}
         narrator = _narrator(model, voice, revision, speed, seed, temperature, sentence_pause=sentence_pause)
         used: dict[Path, Path] = {}
@@ -229,7 +263,7 @@ def batch(
                 used[target] = path
                 job = Job(str(path), str(target), fmt.value, "none", resume=resume, force=force,
                           lexicon=lex, paragraph_pause=paragraph_pause, chapter_pause=chapter_pause,
-                          titles=titles, settings=dict(settings))
+                          titles=titles, loudness=level, **tags, settings=dict(settings))
                 try:
                     where = run(narrator, make_plan(job, stdout_is_tty=True), progress)
                     rows.append((str(path), "done", f"{progress.end().audio_seconds:.1f}", where))
@@ -250,6 +284,40 @@ def batch(
                 _out().print(_batch_table(rows))
     if any(status == "failed" for _, status, _, _ in rows):
         raise typer.Exit(1)
+
+
+@app.command("chapters")
+def list_chapters(
+    input: Annotated[Path, typer.Argument(show_default=False, help="The book: .txt, .md, .html or .epub.")],
+    titles: Titles = True,
+    speed: Speed = 1.0,
+) -> None:
+    """List a book's chapters as narrate reads them (number, title, words, estimated duration);
+    renders nothing. Choose some with: narrate BOOK --chapters 3-5,8."""
+    from narrate.document import load_document
+    from narrate.pipeline import Job, book_chapters
+
+    with _reported():
+        job = Job(str(input), titles=titles)
+        chapters = book_chapters(load_document(input), job)
+    table = Table("#", "chapter", title=f"{escape(input.name)}: {len(chapters)} chapters")
+    table.add_column("words", justify="right")
+    table.add_column("duration", justify="right")
+    total = 0
+    for i, (name, sents) in enumerate(chapters, 1):
+        words = sum(len(s.text.split()) for s in sents)
+        total += words
+        table.add_row(str(i), escape(name), str(words), _duration(words / (WORDS_PER_SECOND * speed)))
+    table.add_row("", "all", str(total), _duration(total / (WORDS_PER_SECOND * speed)))
+    _out().print(table)
+
+
+WORDS_PER_SECOND = 2.6  # narrate-joe at --speed 1 with its pauses: 1,455 words in 562 s
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}" if minutes >= 60 else f"{minutes}:{secs:02d}"
 
 
 @app.command()
@@ -394,6 +462,15 @@ def _narrator(model, voice, revision, speed, seed, temperature, decoder_processe
     return Narrator.load(model, voice, settings, revision=revision)
 
 
+def _cover(path: Path | None) -> bytes | None:
+    """The --cover image's bytes (InputError if unreadable or not JPEG/PNG)."""
+    if path is None:
+        return None
+    from narrate.document import read_cover
+
+    return read_cover(path, f"cover image '{path}'")
+
+
 def _lexicon(path: Path | None):
     """(Lexicon or None, its content hash for the resume record)."""
     if path is None:
@@ -494,7 +571,7 @@ def _stop(progress) -> None:
 
 # --- the default command ----------------------------------------------------------------------
 
-_SUBCOMMANDS = {"speak", "batch", "voices", "models", "prepare", "train", "export"}
+_SUBCOMMANDS = {"speak", "batch", "chapters", "voices", "models", "prepare", "train", "export"}
 
 
 def _value_options() -> set[str]:

@@ -11,7 +11,7 @@ import io
 import posixpath
 import re
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Iterator
@@ -28,9 +28,22 @@ class Chapter:
 
 
 @dataclass
+class BookInfo:
+    """What a book says about itself (EPUB metadata, Markdown front matter): written as tags."""
+
+    author: str = ""
+    language: str = ""
+    year: str = ""
+    publisher: str = ""
+    description: str = ""
+    cover: bytes | None = None  # the cover image's bytes (JPEG or PNG)
+
+
+@dataclass
 class Document:
     title: str
     chapters: list[Chapter]  # at least one; a text without headings is one chapter
+    info: BookInfo = field(default_factory=BookInfo)
 
 
 _MARKDOWN = {".md", ".markdown", ".mdown", ".mkd"}
@@ -63,7 +76,29 @@ def load_document(path: str | Path) -> Document:
     if doc is None:
         raise InputError(f"'{shown}' has no readable text")
     doc.title = doc.title or path.stem
+    if isinstance(doc.info.cover, str):  # front matter names a cover image beside the file
+        doc.info.cover = read_cover(path.parent / doc.info.cover, f"the cover '{doc.info.cover}' named in '{shown}'")
     return doc
+
+
+def read_cover(path: Path, shown: str) -> bytes:
+    """A cover image's bytes (JPEG or PNG); InputError naming ``shown`` otherwise."""
+    try:
+        data = Path(path).expanduser().read_bytes()
+    except OSError as e:
+        raise InputError(f"cannot read {shown}: {e.strerror or e}") from None
+    if cover_type(data) is None:
+        raise InputError(f"{shown} is not a JPEG or PNG image")
+    return data
+
+
+def cover_type(data: bytes) -> str | None:
+    """"image/jpeg" or "image/png" by the image's first bytes; None for anything else."""
+    if data.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    return None
 
 
 def document_from_text(text: str, title: str = "", markdown: bool = False) -> Document:
@@ -77,9 +112,14 @@ def document_from_text(text: str, title: str = "", markdown: bool = False) -> Do
 def _document_from_text(text: str, title: str, markdown: bool) -> Document | None:
     text = text.lstrip("\ufeff").replace("\r\n", "\n").replace("\r", "\n")
     if markdown:
-        front_title, text = _front_matter(text)
-        items = _markdown_items(text)
-        return _document_from_items(items, title or front_title)
+        front, text = _front_matter(text)
+        doc = _document_from_items(_markdown_items(text), title or front.get("title", ""))
+        if doc is not None:
+            doc.info = BookInfo(author=front.get("author", ""), language=front.get("language", front.get("lang", "")),
+                                year=front.get("year", front.get("date", ""))[:4],
+                                publisher=front.get("publisher", ""), description=front.get("description", ""))
+            doc.info.cover = front.get("cover") or None  # a path, read by load_document
+        return doc
     return _document_from_items(_text_items(text), title)
 
 
@@ -279,13 +319,26 @@ def _has_text_after(items: list[_Item], doc_heading: str) -> bool:
 # --- Markdown -------------------------------------------------------------------------------
 
 
-def _front_matter(text: str) -> tuple[str, str]:
-    """("title" from a leading YAML front-matter block, the text without it)."""
+def _front_matter(text: str) -> tuple[dict[str, str], str]:
+    """(the plain "key: value" lines of a leading YAML front-matter block, the text without it);
+    "author" is also taken from "authors" (its items joined with commas)."""
     m = re.match(r"---[ \t]*\n(.*?)\n(?:---|\.\.\.)[ \t]*(?:\n|$)", text, re.S)
     if not m:
-        return "", text
-    title = re.search(r"^title:\s*(.+?)\s*$", m.group(1), re.M)
-    return (title.group(1).strip("\"'") if title else ""), text[m.end():]
+        return {}, text
+    values: dict[str, str] = {}
+    key = None
+    for line in m.group(1).split("\n"):
+        item = re.match(r"\s+-\s+(.+?)\s*$", line)
+        if item and key:  # a list under the last key
+            values[key] = ", ".join(v for v in (values.get(key, ""), item.group(1).strip("\"'")) if v)
+            continue
+        pair = re.match(r"([A-Za-z_][\w-]*):\s*(.*?)\s*$", line)
+        if pair:
+            key = pair.group(1).lower()
+            values[key] = pair.group(2).strip("\"'")
+    if "authors" in values and not values.get("author"):
+        values["author"] = values["authors"]
+    return values, text[m.end():]
 
 
 def _markdown_items(text: str) -> list[_Item]:
@@ -490,7 +543,36 @@ def _load_epub(raw: bytes, shown: str, stem: str) -> Document:
         raise InputError(f"'{shown}' has no readable text")
     meta = book.get_metadata("DC", "title")
     title = " ".join(str(meta[0][0]).split()) if meta and meta[0][0] else stem
-    return Document(title=title, chapters=chapters)
+    return Document(title=title, chapters=chapters, info=_epub_info(book))
+
+
+def _epub_info(book) -> BookInfo:
+    def first(name: str, joined: bool = False) -> str:
+        values = [" ".join(str(v).split()) for v, _ in book.get_metadata("DC", name) if v]
+        return ", ".join(values) if joined else (values[0] if values else "")
+
+    description = first("description")
+    if "<" in description:  # often HTML
+        description = " ".join(" ".join(text for _, text in _html_blocks(description).blocks).split())
+    return BookInfo(author=first("creator", joined=True), language=first("language"), year=first("date")[:4],
+                    publisher=first("publisher"), description=description, cover=_epub_cover(book))
+
+
+def _epub_cover(book) -> bytes | None:
+    """The cover image: EPUB 3's cover-image item, EPUB 2's <meta name="cover">, or ebooklib's cover."""
+    from ebooklib import ITEM_COVER, ITEM_IMAGE
+
+    candidates = [item for item in book.get_items_of_type(ITEM_IMAGE) if "cover-image" in (getattr(item, "properties", None) or [])]
+    for _, attrs in book.get_metadata("OPF", "cover"):
+        item = book.get_item_with_id(attrs.get("content", "")) if isinstance(attrs, dict) else None
+        if item is not None:
+            candidates.append(item)
+    candidates += list(book.get_items_of_type(ITEM_COVER))
+    for item in candidates:
+        data = item.get_content()
+        if isinstance(data, bytes) and cover_type(data):
+            return data
+    return None
 
 
 def _flatten_toc(toc) -> Iterator[tuple[str, str]]:

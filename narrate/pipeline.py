@@ -10,6 +10,7 @@ boundaries in a wav file, finished chapter files in a chapter folder).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -17,10 +18,14 @@ from itertools import islice
 from pathlib import Path
 from typing import TextIO
 
+import numpy as np
 
+
+from narrate.audio.loudness import TARGET, LoudnessSettings, Normalizer
 from narrate.audio.resume import (ResumeRecord, check_compatible, clear_record, load_record,
                                   record_path, save_record, sha256_file)
 from narrate.audio.sinks import ChapterFiles, Sink, format_for, open_sink
+from narrate.audio.tags import Tags, write_tags
 from narrate.document import Document, load_document
 from narrate.errors import InputError, OutputError
 from narrate.pauses import CHAPTER_PAUSE, PARAGRAPH_PAUSE, Sentence
@@ -73,6 +78,11 @@ class Job:
     paragraph_pause: float = PARAGRAPH_PAUSE  # seconds after a paragraph
     chapter_pause: float = CHAPTER_PAUSE      # seconds after a chapter, in one file
     titles: bool = True  # each chapter starts with its title spoken (followed by a paragraph's pause)
+    loudness: float | None = TARGET  # LUFS the output is brought to; None: as the model makes it
+    title: str | None = None   # the book's title, author and cover (image bytes) in the tags;
+    author: str | None = None  # None: as the document says
+    cover: bytes | None = None
+    chapters: str | None = None  # which chapters to read, e.g. "3-5,8" (numbers as narrate chapters lists them)
     settings: dict = field(default_factory=dict)  # what a resumed run must share with the first
 
 
@@ -143,15 +153,9 @@ def make_plan(job: Job, stdout_is_tty: bool) -> Plan:
         _refuse_existing(target, job.force)
         return Plan(job, target, None, [])
     document = load_document(job.input)
-    chapters = [(c.title, list(spoken(c.text, MAX_CHARS, job.lexicon, job.paragraph_pause)))
-                for c in document.chapters]
-    chapters = [(title, sents) for title, sents in chapters if sents]
-    if not chapters:
-        raise InputError(f"'{job.input}' has nothing to read aloud (no words in it)")
-    names = chapter_names([title for title, _ in chapters], document.title)
-    if job.titles:
-        chapters = [(title, _spoken_title(title, job) + sents) for title, sents in chapters]
-    chapters = [(name, sents) for name, (_, sents) in zip(names, chapters)]
+    chapters = book_chapters(document, job)
+    if job.chapters:
+        chapters = [chapters[i - 1] for i in chapter_selection(job.chapters, len(chapters))]
     _chapter_ends(chapters, job.chapter_pause if target.kind != "folder" else None)
     try:
         sha = sha256_file(job.input)
@@ -160,6 +164,39 @@ def make_plan(job: Job, stdout_is_tty: bool) -> Plan:
     result = Plan(job, target, document, chapters, sha)
     result.record = _resume_point(result)
     return result
+
+
+def book_chapters(document: Document, job: Job) -> list[tuple[str, list[Sentence]]]:
+    """The document's chapters as they are read: (name, sentences; the spoken title first),
+    chapters without words left out; numbered from 1 in this order by ``narrate chapters``."""
+    chapters = [(c.title, list(spoken(c.text, MAX_CHARS, job.lexicon, job.paragraph_pause)))
+                for c in document.chapters]
+    chapters = [(title, sents) for title, sents in chapters if sents]
+    if not chapters:
+        raise InputError(f"'{job.input}' has nothing to read aloud (no words in it)")
+    names = chapter_names([title for title, _ in chapters], document.title)
+    if job.titles:
+        chapters = [(title, _spoken_title(title, job) + sents) for title, sents in chapters]
+    return [(name, sents) for name, (_, sents) in zip(names, chapters)]
+
+
+def chapter_selection(text: str, count: int) -> list[int]:
+    """The chapter numbers (from 1, in order, each once) that ``text`` such as "3-5,8" names;
+    InputError if it is malformed or names a chapter the book does not have."""
+    chosen: set[int] = set()
+    for part in text.split(","):
+        m = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d*)\s*)?", part)
+        if not m:
+            raise InputError(f"--chapters {text!r}: give chapter numbers and ranges such as 3-5,8")
+        first = int(m.group(1))
+        last = first if m.group(2) is None else int(m.group(2) or count)  # "7-": to the end
+        if not 1 <= first <= last:
+            raise InputError(f"--chapters {text!r}: {part.strip()!r} is not a range of chapters")
+        if last > count:
+            raise InputError(f"--chapters {text!r}: the book has {count} chapter{'s' if count != 1 else ''} "
+                             f"(see 'narrate chapters')")
+        chosen.update(range(first, last + 1))
+    return sorted(chosen)
 
 
 def chapter_names(titles: list[str], book_title: str) -> list[str]:
@@ -279,21 +316,22 @@ class _Checkpoint:
     finds a consistent boundary to save.
     """
 
-    def __init__(self, path: Path, plan: Plan, chapter: int, sentences_done: int, samples: int):
+    def __init__(self, path: Path, plan: Plan, chapter: int, sentences_done: int, samples: int,
+                 loudness: dict | None):
         self.path = path
         self.plan = plan
-        self.at = (chapter, sentences_done, samples)
+        self.at = (chapter, sentences_done, samples, loudness)
         self._saved = 0.0
 
     def save(self) -> None:
-        chapter, done, samples = self.at
+        chapter, done, samples, loudness = self.at
         save_record(self.path, ResumeRecord(
             self.plan.input_sha256, self.plan.job.settings, chapters_done=list(range(chapter)),
-            chapter=chapter, sentences_done=done, samples_written=samples))
+            chapter=chapter, sentences_done=done, samples_written=samples, loudness=loudness))
         self._saved = time.monotonic()
 
-    def reached(self, chapter: int, sentences_done: int, samples: int) -> None:
-        self.at = (chapter, sentences_done, samples)
+    def reached(self, chapter: int, sentences_done: int, samples: int, loudness: dict | None) -> None:
+        self.at = (chapter, sentences_done, samples, loudness)
         if time.monotonic() - self._saved >= RECORD_EVERY:
             self.save()
 
@@ -309,18 +347,52 @@ def _interrupted(exc: KeyboardInterrupt, seconds: float, where: str, resumable: 
 # --- the three kinds of run -------------------------------------------------------------------
 
 
+def book_tags(plan: Plan, title: str | None = None, track: tuple[int, int] | None = None) -> Tags:
+    """The tags of an output file: the book's (a chapter file's: its chapter name and number)."""
+    job, doc = plan.job, plan.document
+    info = doc.info
+    book = job.title or doc.title
+    return Tags(title=title or book, album=book, author=job.author or info.author, year=info.year,
+                publisher=info.publisher, description=info.description, language=info.language,
+                track=track, cover=job.cover or info.cover)
+
+
+def _normalizer(plan: Plan, rate: int, state: dict | None = None) -> Normalizer | None:
+    """The loudness normalizer of one output (None: --no-normalize), continuing ``state``."""
+    if plan.job.loudness is None:
+        return None
+    normalizer = Normalizer(rate, LoudnessSettings(target=plan.job.loudness))
+    if state:
+        try:
+            normalizer.restore(state)
+        except (KeyError, TypeError, ValueError) as e:
+            raise OutputError(f"resume record {record_path(plan.target.path)} is corrupt ({e}); "
+                              f"use --force to start over") from None
+    return normalizer
+
+
+def _leveled(normalizer: Normalizer | None, chunk) -> np.ndarray:
+    """A chunk's samples through the normalizer, all given out at a sentence's end."""
+    if normalizer is None:
+        return chunk.samples
+    out = normalizer.process(chunk.samples)
+    return np.concatenate([out, normalizer.flush()]) if chunk.final else out
+
+
 def _run_file(narrator, plan: Plan, progress: Progress) -> str:
     """All chapters into one output (chapter marks for m4b), resumable at sentence boundaries."""
     target, record, rate = plan.target, plan.record, narrator.sample_rate
     first_chapter = record.chapter if record else 0
     skip = record.sentences_done if record else 0
+    normalizer = _normalizer(plan, rate, record.loudness if record else None)
     sink = open_sink(target.path or "-", target.fmt, rate, force=plan.job.force,
                      resume=record is not None)
     checkpoint = None
     if target.kind == "file" and target.fmt == "wav":
         if record is not None:
             sink.truncate_to(record.samples_written)
-        checkpoint = _Checkpoint(target.path, plan, first_chapter, skip, sink.samples_written)
+        checkpoint = _Checkpoint(target.path, plan, first_chapter, skip, sink.samples_written,
+                                 normalizer.state() if normalizer else None)
         checkpoint.save()  # from now on an unfinished output always has its record
     total = sum(len(s) for _, s in plan.chapters[first_chapter:]) - skip
     progress.begin(_label(plan), total, rate)
@@ -333,14 +405,17 @@ def _run_file(narrator, plan: Plan, progress: Progress) -> str:
                     sink.mark_chapter(title)
                 progress.chapter(_chapter_label(c, len(plan.chapters), title))
                 for chunk in narrator.narrate(islice(sents, offset, None)):
-                    sink.write(chunk.samples)
+                    sink.write(_leveled(normalizer, chunk))
                     progress.audio(len(chunk.samples))
                     if chunk.final:
                         progress.sentence()
                         if checkpoint:
-                            checkpoint.reached(c, offset + chunk.sentence + 1, sink.samples_written)
+                            checkpoint.reached(c, offset + chunk.sentence + 1, sink.samples_written,
+                                               normalizer.state() if normalizer else None)
+                if normalizer:
+                    sink.write(normalizer.flush())
                 if checkpoint:
-                    checkpoint.at = (c + 1, 0, sink.samples_written)
+                    checkpoint.at = (c + 1, 0, sink.samples_written, normalizer.state() if normalizer else None)
                     checkpoint.save()
     except KeyboardInterrupt as e:
         if checkpoint:
@@ -348,6 +423,8 @@ def _run_file(narrator, plan: Plan, progress: Progress) -> str:
         raise _interrupted(e, sink.samples_written / rate, target.where, checkpoint is not None) from e
     if checkpoint:
         clear_record(target.path)
+    if target.path is not None:
+        write_tags(target.path, target.fmt, book_tags(plan))
     return target.where
 
 
@@ -359,7 +436,8 @@ def _run_folder(narrator, plan: Plan, progress: Progress) -> str:
     n = len(plan.chapters)
     files = ChapterFiles(target.path, target.fmt, rate, force=plan.job.force,
                          with_m4b=bool(shutil.which("ffmpeg") and shutil.which("ffprobe")),
-                         resume=plan.record is not None, n_chapters=n)
+                         resume=plan.record is not None, n_chapters=n,
+                         book_title=plan.job.title or plan.document.title)
     for i in sorted(done):
         files.add_existing(i + 1, plan.chapters[i][0])
 
@@ -374,6 +452,7 @@ def _run_folder(narrator, plan: Plan, progress: Progress) -> str:
     try:
         with files:
             sinks: dict[int, Sink] = {}  # by place in pending, opened at a chapter's first audio
+            normalizers: dict[int, Normalizer | None] = {}  # each chapter file's own
             try:
                 streams = (iter(plan.chapters[i][1]) for i in pending)
                 for s, chunk in narrator.narrate_many(streams, width=CHAPTERS_AT_ONCE):
@@ -381,13 +460,19 @@ def _run_folder(narrator, plan: Plan, progress: Progress) -> str:
                     if s not in sinks:
                         progress.chapter(f"chapter {i + 1}/{n}")
                         sinks[s] = files.start_chapter(i + 1, plan.chapters[i][0])
-                    sinks[s].write(chunk.samples)
+                        normalizers[s] = _normalizer(plan, rate)
+                    sinks[s].write(_leveled(normalizers[s], chunk))
                     written += len(chunk.samples)
                     progress.audio(len(chunk.samples))
                     if chunk.final:
                         progress.sentence()
                         if chunk.sentence + 1 == len(plan.chapters[i][1]):
+                            if normalizers[s]:
+                                sinks[s].write(normalizers[s].flush())
                             sinks[s].close()
+                            name = plan.chapters[i][0]
+                            write_tags(files.chapter_path(i + 1, name), target.fmt,
+                                       book_tags(plan, name, (i + 1, n)))
                             done.add(i)
                             save()
                 for sink in sinks.values():  # normally all closed above already
@@ -399,6 +484,8 @@ def _run_folder(narrator, plan: Plan, progress: Progress) -> str:
     except KeyboardInterrupt as e:
         raise _interrupted(e, written / rate, target.where, True) from e
     clear_record(target.path)
+    if files.m4b_path.is_file():
+        write_tags(files.m4b_path, "m4b", book_tags(plan))
     return target.where
 
 
@@ -409,12 +496,13 @@ def _run_live(narrator, plan: Plan, progress: Progress, stdin: TextIO) -> str:
                           lexicon=plan.job.lexicon)
     progress.begin("reading standard input", None, rate)
     sink: Sink | None = None
+    normalizer = _normalizer(plan, rate)
     try:
         for chunk in narrator.narrate(feed, live=True):
             if sink is None:
                 # Opened on the first audio, so that input without any text leaves no empty file.
                 sink = open_sink(target.path or "-", target.fmt, rate, force=plan.job.force)
-            sink.write(chunk.samples)
+            sink.write(_leveled(normalizer, chunk))
             progress.audio(len(chunk.samples))
             if chunk.final:
                 progress.sentence()
@@ -427,6 +515,8 @@ def _run_live(narrator, plan: Plan, progress: Progress, stdin: TextIO) -> str:
         raise
     if sink is None:
         raise InputError("standard input had no text to read")
+    if normalizer:
+        sink.write(normalizer.flush())
     sink.close()
     return target.where
 

@@ -259,10 +259,12 @@ def test_markdown_chapters_to_folder_and_m4b(tmp_path, narrate_cmd):
     files = sorted(folder.glob("*.wav"))
     assert [f.name for f in files] == ["01 - Departure.wav", "02 - Return.wav"]
     assert all(sf.info(str(f)).duration > 1.0 for f in files)
-    probe = subprocess.run(["ffprobe", "-v", "error", "-show_chapters", "-of", "json",
-                            str(folder / "story.m4b")], capture_output=True, text=True, check=True)
+    # the combined book is named and titled after the book, the chapter files numbered in it
+    probe = subprocess.run(["ffprobe", "-v", "error", "-show_chapters", "-show_format", "-of", "json",
+                            str(folder / "The Story.m4b")], capture_output=True, text=True, check=True)
     chapters = json.loads(probe.stdout)["chapters"]
     assert [c["tags"]["title"] for c in chapters] == ["Departure", "Return"]
+    assert json.loads(probe.stdout)["format"]["tags"]["title"] == "The Story"
     assert not (tmp_path / "story.narrate.json").exists()
 
 

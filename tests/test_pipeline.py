@@ -435,3 +435,32 @@ def test_sigterm_finishes_the_output(tmp_path, tiny_model, voice_wav):
     assert f"kept in {out}" in stderr and "--resume" not in stderr and "Traceback" not in stderr
     assert sf.info(str(out)).duration > 0.5
     assert not partial.exists() and not record_path(out).exists()
+
+
+def test_chapters_are_chosen_by_number(book, tmp_path):
+    from narrate.pipeline import chapter_selection
+
+    assert chapter_selection("3-5,8, 1", 9) == [1, 3, 4, 5, 8]
+    assert chapter_selection("7-", 9) == [7, 8, 9]
+    for bad, says in [("2-1", "not a range"), ("0", "not a range"), ("x", "such as 3-5,8"), ("10", "has 9 chapters")]:
+        with pytest.raises(InputError, match=says):
+            chapter_selection(bad, 9)
+    plan = make_plan(job(book, tmp_path / "two.wav", chapters="2"), stdout_is_tty=True)
+    assert [name for name, _ in plan.chapters] == ["Chapter 2"]
+    assert plan.chapters[0][1][-1].pause is None  # the last chapter read ends the file
+    with pytest.raises(InputError, match="has 2 chapters"):
+        make_plan(job(book, tmp_path / "three.wav", chapters="3"), stdout_is_tty=True)
+
+
+def test_the_chapters_command_lists_what_is_read(book):
+    from typer.testing import CliRunner
+
+    from narrate.cli import app
+
+    result = CliRunner().invoke(app, ["chapters", str(book)], terminal_width=120)
+    assert result.exit_code == 0, result.output
+    rows = [line for line in result.output.splitlines() if "Chapter" in line]
+    assert len(rows) == 2 and "│ 1 │ Chapter 1" in rows[0] and "│ 2 │ Chapter 2" in rows[1]
+    assert "│     6 │" in rows[0]  # "Chapter one." + "One sentence. Two sentences."
+    missing = CliRunner().invoke(app, ["chapters", str(book) + ".nope"])
+    assert missing.exit_code == 1 and "not found" in missing.output

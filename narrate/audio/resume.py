@@ -28,6 +28,7 @@ class ResumeRecord:
     chapter: int = 0  # chapter in progress
     sentences_done: int = 0  # sentences of that chapter fully written
     samples_written: int = 0  # samples in the output file when this was recorded
+    loudness: dict | None = None  # the loudness normalizer's state then (narrate.audio.loudness)
     version: int = RECORD_VERSION  # layout of this file, for later changes
 
 
@@ -125,10 +126,13 @@ def _parse(data) -> ResumeRecord:
     for key, value in values.items():
         if not _is_count(value):
             raise ValueError(f"{key} is not a non-negative integer")
+    loudness = data.get("loudness")
+    if loudness is not None and not isinstance(loudness, dict):
+        raise ValueError("loudness is not an object")
     if values["version"] > RECORD_VERSION:
         raise ValueError(f"it was written by a newer narrate (record version {values['version']})")
     return ResumeRecord(input_sha256=sha, settings=data["settings"], chapters_done=list(done),
-                        **values)
+                        loudness=loudness, **values)
 
 
 def _is_count(value) -> bool:

@@ -401,7 +401,8 @@ class _M4bSink(_FileSink):
 
 class ChapterFiles:
     """A folder output: one audio file per chapter ("01 - Title.wav"), plus, with ``with_m4b``,
-    the whole book as "<folder name>.m4b" with chapters, made by ffmpeg from the chapter files.
+    the whole book as "<book title>.m4b" (default: the folder's name) with chapters, made by
+    ffmpeg from the chapter files.
 
     The chapter number in a file name is ``index`` as given (callers count from 1), zero-padded to
     the width of ``n_chapters`` (at least 2 digits) so that the files sort in order.
@@ -411,7 +412,8 @@ class ChapterFiles:
     """
 
     def __init__(self, folder, fmt: str, sample_rate: int, force: bool = False,
-                 with_m4b: bool = True, resume: bool = False, n_chapters: int | None = None):
+                 with_m4b: bool = True, resume: bool = False, n_chapters: int | None = None,
+                 book_title: str | None = None):
         self.folder = Path(folder).expanduser()
         if fmt not in FORMATS or fmt == "raw":
             raise OutputError(f"chapter files cannot be {fmt!r}; choose wav, flac, ogg, mp3 or m4b")
@@ -420,8 +422,9 @@ class ChapterFiles:
         self.force = force
         self.resume = resume
         self.with_m4b = with_m4b
-        self.book_title = self.folder.resolve().name or "book"
-        self.m4b_path = self.folder / f"{self.book_title}.m4b"
+        folder_name = self.folder.resolve().name or "book"
+        self.book_title = book_title or folder_name
+        self.m4b_path = self.folder / f"{safe_filename(self.book_title, fallback=folder_name)}.m4b"
         self._width = max(2, len(str(n_chapters))) if n_chapters else 2
         self._chapters: dict[int, tuple[str, Path]] = {}
         self._closed = False
