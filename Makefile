@@ -4,13 +4,13 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 KERNEL  := $(VENV)/.kernel
-APT     := ffmpeg espeak-ng flite sox fortunes ninja-build
+APT     := ffmpeg espeak-ng flite sox fortunes ninja-build festival festvox-us-slt-hts festvox-kdlpc16k
 QUICK   ?=
 
 .PHONY: demo test bench setup system clean
 
-# Debian packages (ffmpeg for m4b/mp3, sox for voice variants, espeak-ng/flite for the bench, fortunes for corpus text,
-# ninja for building our int8 kernel).
+# Debian packages (ffmpeg for m4b/mp3, sox for voice variants, espeak-ng/flite/festival voices for the bench's prompts,
+# fortunes for corpus text, ninja for building our int8 kernel).
 system:
 	@missing=""; for p in $(APT); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \

@@ -1,5 +1,6 @@
 """Pure helpers on synthetic or rendered arrays: RTF arithmetic, silence runs, seam pauses,
-sample-to-sample jumps (clicks), sentence windows for drift, memory growth, summaries."""
+pause statistics, sample-to-sample jumps (clicks), sentence windows for drift, scoring windows,
+median F0, memory growth, summaries."""
 
 from __future__ import annotations
 
@@ -62,6 +63,45 @@ def seam_pauses(runs: list[tuple[int, int]], seams: list[int], sr: int,
         else:
             inner.append((e - s) / sr)
     return at_seam, inner
+
+
+def pause_stats(wav: np.ndarray, sr: int, seams: list[int], min_pause_s: float = 0.3, long_s: float = 1.0) -> dict:
+    """Pauses of a rendering: silence runs (as ``silence_runs``) of at least ``min_pause_s``
+    between its first and last sound (leading and trailing silence is no pause). Their total
+    and share of the audio, how many last over ``long_s``, the longest, and the pause at each
+    sentence join (0 where none: as ``seam_pauses``, runs of 50 ms and more)."""
+    frame = int(round(sr * 0.01))
+    end = len(wav) // frame * frame if frame else 0
+    inner = [(s, e) for s, e in silence_runs(wav, sr) if s > 0 and e < end]
+    pauses = [(e - s) / sr for s, e in inner if (e - s) / sr >= min_pause_s]
+    at_seam, _ = seam_pauses(inner, seams, sr)
+    seconds = len(wav) / sr
+    return {"audio_s": seconds, "silence_s": float(sum(pauses)),
+            "silence_share": float(sum(pauses)) / seconds if seconds else math.nan,
+            "n_pauses": len(pauses), "long_s": long_s, "n_long": sum(1 for p in pauses if p > long_s),
+            "longest_s": max(pauses, default=0.0), "sentence_pause_s": summary(at_seam)}
+
+
+def score_windows(n: int, window: int) -> list[tuple[int, int]]:
+    """(start, end) of consecutive ``window``-sample pieces of ``n`` samples; a remainder of
+    half a window or more is scored as the last ``window`` samples; shorter audio is one piece."""
+    if n <= window:
+        return [(0, n)] if n else []
+    spans = [(k * window, (k + 1) * window) for k in range(n // window)]
+    if n % window >= window / 2:
+        spans.append((n - window, n))
+    return spans
+
+
+def median_f0(wav: np.ndarray, sr: int, floor: float = 60.0, ceil: float = 500.0) -> float:
+    """Median F0 (Hz) over the voiced frames (WORLD dio + stonemask); NaN if none is voiced."""
+    import pyworld as pw
+
+    x = np.ascontiguousarray(wav, np.float64)
+    f0, t = pw.dio(x, sr, f0_floor=floor, f0_ceil=ceil)
+    f0 = pw.stonemask(x, f0, t, sr)
+    voiced = f0[f0 > 0]
+    return float(np.median(voiced)) if len(voiced) else math.nan
 
 
 def max_jump(wav: np.ndarray, center: int, sr: int, half_ms: float = 5.0) -> float:

@@ -1,5 +1,6 @@
-"""Intelligibility (Whisper WER), speaker similarity (resemblyzer), drift over a long rendering,
-seam statistics and the codec round trip, all computed on Render objects."""
+"""Intelligibility (Whisper WER), speaker similarity (resemblyzer), naturalness (DNSMOS) and
+pauses, drift over a long rendering, seam statistics and the codec round trip, all computed on
+Render objects."""
 
 from __future__ import annotations
 
@@ -7,7 +8,8 @@ import math
 
 import numpy as np
 
-from bench.analysis import jump_stats, same_text_pairs, seam_pauses, sentence_windows, silence_runs, summary
+from bench.analysis import (jump_stats, pause_stats, same_text_pairs, score_windows, seam_pauses, sentence_windows,
+                            silence_runs, summary)
 from bench.render import Render
 
 
@@ -75,6 +77,31 @@ def speaker(render: Render, refs: dict[str, np.ndarray]) -> dict:
     return out
 
 
+DNSMOS_RATE = 16000
+DNSMOS_WINDOW_S = 9.01  # the length DNSMOS scores at once (speechmos.dnsmos.INPUT_LENGTH)
+
+
+def dnsmos(wav: np.ndarray, sr: int) -> dict:
+    """DNSMOS (Microsoft's P.808 MOS and P.835 SIG/BAK/OVRL, from the speechmos wheel) of audio:
+    the mean over consecutive 9 s windows (see ``score_windows``), at 16 kHz, peak at most 1."""
+    import librosa
+    from speechmos import dnsmos as dns
+
+    x = np.asarray(wav, np.float32)
+    if sr != DNSMOS_RATE:
+        x = librosa.resample(x, orig_sr=sr, target_sr=DNSMOS_RATE)
+    x = x / max(1.0, float(np.max(np.abs(x), initial=0.0)))
+    scores = [dns.run(x[a:b], DNSMOS_RATE) for a, b in score_windows(len(x), int(DNSMOS_WINDOW_S * DNSMOS_RATE))]
+    keys = {"p808": "p808_mos", "sig": "sig_mos", "bak": "bak_mos", "ovrl": "ovrl_mos"}
+    return {k: float(np.mean([r[v] for r in scores])) if scores else math.nan for k, v in keys.items()}
+
+
+def naturalness(render: Render) -> dict:
+    """DNSMOS of the whole rendering and its pauses (``pause_stats``; the benchmark's text is
+    one paragraph, so every pause is inside one)."""
+    return {"dnsmos": dnsmos(render.audio, render.sr), "pauses": pause_stats(render.audio, render.sr, render.seams)}
+
+
 def drift(render: Render, window_s: float, ref: np.ndarray) -> list[dict]:
     """WER and similarity per window of ~window_s (whole sentences, by where each ends)."""
     from narrate.quality import transcribe, wer
@@ -86,7 +113,7 @@ def drift(render: Render, window_s: float, ref: np.ndarray) -> list[dict]:
         hyp = transcribe(audio, render.sr)
         out.append({"start_min": w["start"] / render.sr / 60, "end_min": w["end"] / render.sr / 60,
                     "n_sentences": len(w["sentences"]), "wer": wer([text], [hyp]),
-                    "similarity": sim(embed(audio, render.sr), ref)})
+                    "similarity": sim(embed(audio, render.sr), ref), "dnsmos": dnsmos(audio, render.sr)})
     return out
 
 

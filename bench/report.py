@@ -50,6 +50,44 @@ def _mean(values) -> float | None:
     return sum(v) / len(v) if v else None
 
 
+def verdict(ok) -> str:
+    """A bar's cell: met / **not met** / - (not measured)."""
+    return "-" if ok is None else ("met" if ok else "**not met**")
+
+
+def natural_row(label: str, e: dict) -> list:
+    """label | DNSMOS P.808 SIG BAK OVRL | silence (s, share) | pauses, over 1 s, longest | sentence pause median, p95."""
+    d, p = e["dnsmos"], e["pauses"]
+    return [label, d["p808"], d["sig"], d["bak"], d["ovrl"], p["silence_s"], f"{100 * p['silence_share']:.1f}%",
+            p["n_pauses"], p["n_long"], p["longest_s"], p["sentence_pause_s"]["median"], p["sentence_pause_s"]["p95"]]
+
+
+NATURAL_HEADERS = ["", "DNSMOS P.808", "SIG", "BAK", "OVRL", "silence (s)", "silence share", "pauses >= 0.3 s",
+                   "pauses > 1 s", "longest pause (s)", "sentence pause, median (s)", "p95 (s)"]
+
+# issue 15's bars on the quality section's renderings (held-out text, narrate and piper in the same run)
+DNSMOS_MARGIN, SILENCE_FACTOR, LONGEST_PAUSE_S = 0.3, 1.3, 1.2
+
+
+def naturalness_bars(q: dict) -> list[list]:
+    """bar | narrate | piper | met: DNSMOS P.808 and OVRL within 0.3 of piper's, total silence
+    within 1.3x piper's, no pause over 1.2 s inside a paragraph."""
+    n, p = q["narrate_joe"], q["piper"]
+    if "dnsmos" not in n or "dnsmos" not in p:
+        return []
+    rows = []
+    for key, name in (("p808", "DNSMOS P.808"), ("ovrl", "DNSMOS P.835 OVRL")):
+        a, b = n["dnsmos"][key], p["dnsmos"][key]
+        rows.append([f"{name} within {DNSMOS_MARGIN:g} of piper's", a, b, verdict(a >= b - DNSMOS_MARGIN)])
+    a, b = n["pauses"]["silence_s"], p["pauses"]["silence_s"]
+    rows.append([f"total silence within {SILENCE_FACTOR:g}x piper's (s)", a, b,
+                 verdict(a <= SILENCE_FACTOR * b) if b else verdict(a == 0)])
+    a = n["pauses"]["longest_s"]
+    rows.append([f"no pause over {LONGEST_PAUSE_S:g} s inside a paragraph (longest, s)", a, p["pauses"]["longest_s"],
+                 verdict(a <= LONGEST_PAUSE_S)])
+    return rows
+
+
 def summary_rows(r: dict) -> list[list]:
     """measure | narrate | piper | narrate / piper."""
     rows = []
@@ -74,6 +112,15 @@ def summary_rows(r: dict) -> list[list]:
                      q["piper"]["similarity"]["joe"]["whole"], "-"])
         rows.append(["unseen flite slt prompt: similarity to slt (with the prompt / default voice)",
                      f"{fmt(q['narrate_slt']['similarity']['slt']['whole'])} / {fmt(q['default_to_slt'])}", "n/a", "-"])
+        if "dnsmos" in q["narrate_joe"]:
+            n, p = q["narrate_joe"], q["piper"]
+            rows.append(["naturalness, DNSMOS P.808 / P.835 OVRL (higher is better)",
+                         f"{fmt(n['dnsmos']['p808'])} / {fmt(n['dnsmos']['ovrl'])}",
+                         f"{fmt(p['dnsmos']['p808'])} / {fmt(p['dnsmos']['ovrl'])}", "-"])
+            rows.append(["silence in pauses >= 0.3 s (s; longest pause)",
+                         f"{fmt(n['pauses']['silence_s'])} ({fmt(n['pauses']['longest_s'])})",
+                         f"{fmt(p['pauses']['silence_s'])} ({fmt(p['pauses']['longest_s'])})",
+                         times(n["pauses"]["silence_s"], p["pauses"]["silence_s"])])
     m = r.get("memory")
     if m:
         runs = sorted(m["runs"], key=lambda x: x["minutes_target"])
@@ -108,6 +155,13 @@ def summary_rows(r: dict) -> list[list]:
     if c:
         rows.append(["codec round trip of piper audio: WER decoded (original)",
                      f"{fmt(c['wer_decoded'])} ({fmt(c['wer_original'])})", "-", "-"])
+    cl = r.get("cloning")
+    if cl:
+        held = {k: v for k, v in cl["prompts"].items() if v["kind"] == "held out"}
+        if held:
+            rows.append(["held-out voice prompts: similarity to the prompt (with it / default voice)",
+                         ", ".join(f"{k} {fmt(v['similarity'])} / {fmt(v['default_similarity'])}"
+                                   for k, v in held.items()), "n/a", "-"])
     return rows
 
 
@@ -253,7 +307,22 @@ def _section_quality(r: dict) -> list[str]:
            f"Unseen voice (flite slt, female US, not in training): similarity to the slt prompt of narrate's output "
            f"with that prompt **{fmt(q['narrate_slt']['similarity']['slt']['whole'])}** vs with the default voice "
            f"({q['default_voice']}) **{fmt(q['default_to_slt'])}** (higher = closer). For scale: joe.wav vs the slt "
-           f"prompt: {fmt(q['joe_vs_slt'])}.", "", "Examples (reference / narrate joe / piper):", ""]
+           f"prompt: {fmt(q['joe_vs_slt'])}.", ""]
+    if "dnsmos" in q["narrate_joe"]:
+        out += ["Naturalness and pauses of the same renderings. DNSMOS (Microsoft's P.808 MOS and P.835 SIG/BAK/OVRL, "
+                "from the `speechmos` wheel; 1-5, higher is better; it hears signal artifacts more than prosody): mean "
+                "over consecutive 9 s windows of the whole rendering at 16 kHz. A pause: a run of 10 ms frames below "
+                "-40 dB of the clip's peak lasting >= 0.3 s, between the first and last sound; silence = their total. "
+                "Sentence pause: the pause at each join of two sentences (0 where none). The text is one paragraph "
+                "(sentences one after another), so every pause is inside a paragraph.", "",
+                table(NATURAL_HEADERS, [natural_row(label, q[key]) for key, label in
+                                        (("narrate_joe", "narrate, voice joe"), ("narrate_slt", "narrate, unseen slt prompt"),
+                                         ("piper", "piper joe"))]), ""]
+        bars = naturalness_bars(q)
+        if bars:
+            out += ["The naturalness bars (issue 15), on these renderings:", "",
+                    table(["bar", "narrate", "piper", ""], bars), ""]
+    out += ["Examples (reference / narrate joe / piper):", ""]
     for a, b in zip(q["narrate_joe"]["examples"], q["piper"]["examples"]):
         out += [f"- `{a['ref']}`", f"  - narrate: {_quote(a['hyp'])}", f"  - piper: {_quote(b['hyp'])}"]
     out.append("")
@@ -266,13 +335,18 @@ def _quote(text: str) -> str:
 
 def _section_drift(r: dict) -> list[str]:
     d = r["drift"]
-    rows = [[f"{w['start_min']:.1f}-{w['end_min']:.1f}", w["n_sentences"], w["wer"], w["similarity"]] for w in d["windows"]]
+    rows = [[f"{w['start_min']:.1f}-{w['end_min']:.1f}", w["n_sentences"], w["wer"], w["similarity"],
+             _get(w, "dnsmos", "p808"), _get(w, "dnsmos", "ovrl")] for w in d["windows"]]
     out = ["### Drift", "",
            f"One {d['length_min']:.1f}-minute rendering (voice joe) of the benchmark sentences cycled, ending with the "
            f"sentences of its first window again (so the first and the last window read the same text), cut into "
            f"~{d['window_min']:g}-minute windows of whole sentences (by where each sentence ends, from the AudioChunk "
            "sentence indices); each window transcribed as a whole against the sentences spoken in it.", "",
-           table(["minutes", "sentences", "WER", "similarity to joe"], rows), ""]
+           table(["minutes", "sentences", "WER", "similarity to joe", "DNSMOS P.808", "OVRL"], rows), ""]
+    if "narrate" in d:
+        out += ["Naturalness and pauses over the whole long rendering, and piper's on exactly the sentences narrate "
+                "spoke (as in section 4):", "",
+                table(NATURAL_HEADERS, [natural_row("narrate", d["narrate"]), natural_row("piper", d["piper"])]), ""]
     st = d.get("same_text")
     if st:
         out += [f"The same sentences early and late: the last window's {st['n_sentences']} sentences as first spoken "
@@ -327,6 +401,50 @@ def _section_codec(r: dict) -> list[str]:
                   [[c["wer_original"], c["wer_decoded"], c["similarity_whole"], c["similarity_sentence_mean"]]]), ""]
 
 
+def _section_cloning(r: dict) -> list[str]:
+    c = r["cloning"]
+    b = c["bars"]
+    rows = []
+    for name, x in c["prompts"].items():
+        bars = x["bars"]
+        rows.append([name, x["kind"], x["similarity"], x["default_similarity"], verdict(bars["similarity"]),
+                     x["f0_output"], x["f0_prompt"], verdict(bars.get("f0")) if "f0" in bars else "-",
+                     x["wer"], verdict(bars.get("wer")) if "wer" in bars else "-", x["dnsmos"]["p808"],
+                     x["dnsmos"]["ovrl"]])
+    d = c["default"]
+    rows.append([f"default voice ({c['default_voice']})", "-", "-", "-", "-", d["f0"], "-", "-", d["wer"], "-",
+                 d["dnsmos"]["p808"], d["dnsmos"]["ovrl"]])
+    out = ["## 7. Cloning", "",
+           f"The same {c['n_sentences']} held-out sentences read with each voice prompt and with the default voice. "
+           "Held-out prompts are made by the benchmark (other synthesizers reading everyday sentences) and were never "
+           "in training; seen ones are the bundled prompts. Similarity: resemblyzer cosine of the whole output to the "
+           "prompt, and of the default voice's output to the same prompt. F0: median over voiced frames (WORLD dio + "
+           "stonemask). WER: Whisper tiny.en, each sentence on its own.", "",
+           f"Bars (issue 16): held out: similarity >= the default voice's + {b['held_out_margin']:g} and >= "
+           f"{b['held_out_min']:g}, median F0 within {100 * b['f0_tolerance']:.0f}% of the prompt's, WER <= "
+           f"{b['wer_factor']:g}x the default voice's; seen: similarity >= {b['seen_min']:g}.", "",
+           table(["prompt", "kind", "similarity to prompt", "default voice's", "bar", "F0 output (Hz)",
+                  "F0 prompt (Hz)", "bar", "WER", "bar", "DNSMOS P.808", "OVRL"], rows), "",
+           "Prompts: " + "; ".join(f"{k}: {x['description']} ({x['prompt_s']:.1f} s)" for k, x in c["prompts"].items())
+           + ".", ""]
+    return out
+
+
+def left_behind_lines(r: dict) -> list[str]:
+    """What sections left running (processes, threads), or that none did."""
+    lb = r.get("left_behind")
+    if not lb:
+        return []
+    bad = {k: v for k, v in lb.items() if v["processes"] or v["threads"]}
+    if not bad:
+        return [f"No section left a process or a thread running (checked after each of: {', '.join(lb)}).", ""]
+    out = ["**Left running after a section** (processes were then ended by the benchmark):", ""]
+    for k, v in bad.items():
+        procs = "; ".join(f"pid {p['pid']} `{p['cmd']}`" for p in v["processes"]) or "no process"
+        out.append(f"- {k}: {procs}; threads: {', '.join(v['threads']) or 'none'}")
+    return out + [""]
+
+
 def render(r: dict) -> str:
     """The whole REPORT.md."""
     meta = r["meta"]
@@ -346,9 +464,10 @@ def render(r: dict) -> str:
                 f"commit {e['git'][:12]}, sizes `{json.dumps(e['config'])}`" for k, e in r["earlier"].items()] + [""]
     if r.get("errors"):
         out += ["**Sections that failed:**", ""] + [f"- {k}: `{v}`" for k, v in r["errors"].items()] + [""]
+    out += left_behind_lines(r)
     for key, fn in (("speed", _section_speed), ("ttfa", _section_ttfa), ("memory", _section_memory),
                     ("throughput", _section_throughput), ("quality", _section_quality), ("drift", _section_drift),
-                    ("seams", _section_seams), ("codec", _section_codec)):
+                    ("seams", _section_seams), ("codec", _section_codec), ("cloning", _section_cloning)):
         if r.get(key):
             out += fn(r)
     m = meta["machine"]

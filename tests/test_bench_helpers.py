@@ -1,5 +1,6 @@
-"""The benchmark's pure helpers on synthetic arrays (no models): pause detection, seam jumps,
-RTF arithmetic, sentence windows, memory growth and report formatting."""
+"""The benchmark's pure helpers on synthetic arrays (no models): pause detection and statistics,
+seam jumps, RTF arithmetic, sentence and scoring windows, median F0, memory growth, cloning
+bars, what a section left running, and report formatting."""
 
 from __future__ import annotations
 
@@ -145,3 +146,108 @@ def test_balanced_streams_hold_about_the_same_text_in_cycle_order():
     loads = [sum(len(t.text) for t in s) for s in streams]
     assert abs(loads[0] - loads[1]) <= 10  # 100 vs 95 here; cycle order within a stream is kept:
     assert all([sentences.index(t) for t in s] == sorted(sentences.index(t) for t in s) for s in streams)
+
+
+def test_pause_stats_count_pauses_between_the_first_and_last_sound():
+    from bench.analysis import pause_stats
+
+    gap = lambda s: np.zeros(int(s * SR), np.float32)  # noqa: E731
+    # leading 0.4 s, tone, 0.5 s, tone, 1.5 s, tone, 0.1 s, tone, trailing 0.6 s
+    parts = [gap(0.4), tone(1.0), gap(0.5), tone(1.0), gap(1.5), tone(1.0), gap(0.1), tone(1.0), gap(0.6)]
+    x = np.concatenate(parts)
+    seams = [1650, 3900, 5450]  # inside the 0.5 s, 1.5 s and 0.1 s gaps
+    p = pause_stats(x, SR, seams)
+    assert p["n_pauses"] == 2 and p["n_long"] == 1  # the 0.1 s gap is no pause; leading/trailing silence neither
+    assert p["silence_s"] == pytest.approx(2.0, abs=0.02) and p["longest_s"] == pytest.approx(1.5, abs=0.01)
+    assert p["silence_share"] == pytest.approx(2.0 / 7.1, abs=0.005)
+    assert p["sentence_pause_s"]["n"] == 3 and p["sentence_pause_s"]["median"] == pytest.approx(0.5, abs=0.01)
+    assert p["sentence_pause_s"]["max"] == pytest.approx(1.5, abs=0.01)
+
+
+def test_pause_stats_of_speech_without_pauses():
+    from bench.analysis import pause_stats
+
+    p = pause_stats(tone(3.0), SR, [1000, 2000])
+    assert p["n_pauses"] == 0 and p["silence_s"] == 0 and p["longest_s"] == 0
+    assert p["sentence_pause_s"]["max"] == 0  # joins without a pause
+
+
+def test_score_windows_cover_the_audio_in_whole_windows():
+    from bench.analysis import score_windows
+
+    assert score_windows(25, 10) == [(0, 10), (10, 20), (15, 25)]  # a remainder of half a window: the last 10
+    assert score_windows(24, 10) == [(0, 10), (10, 20)]              # a shorter one is left out
+    assert score_windows(5, 10) == [(0, 5)] and score_windows(0, 10) == []
+
+
+def test_median_f0_of_a_voiced_tone_with_silence():
+    from bench.analysis import median_f0
+
+    sr = 16000
+    t = np.arange(sr) / sr
+    voiced = sum(np.sin(2 * np.pi * 150 * k * t) / k for k in (1, 2, 3)) * 0.3
+    x = np.concatenate([voiced, np.zeros(sr // 2)])  # silence is unvoiced: the median is the tone's
+    assert median_f0(x, sr) == pytest.approx(150, rel=0.02)
+    assert math.isnan(median_f0(np.zeros(sr), sr))  # nothing voiced
+
+
+def _natural(p808, ovrl, silence, longest):
+    return {"dnsmos": {"p808": p808, "sig": 3.0, "bak": 3.5, "ovrl": ovrl},
+            "pauses": {"silence_s": silence, "silence_share": 0.1, "n_pauses": 3, "n_long": 0, "longest_s": longest,
+                       "sentence_pause_s": {"median": 0.3, "p95": 0.5}}}
+
+
+def test_naturalness_bars_say_met_and_not_met():
+    q = {"narrate_joe": _natural(3.95, 2.9, 13.0, 1.1), "piper": _natural(4.2, 3.3, 10.0, 0.8)}
+    bars = report.naturalness_bars(q)
+    assert [row[-1] for row in bars] == ["met", "**not met**", "met", "met"]  # OVRL 0.4 below piper's
+    q["narrate_joe"] = _natural(3.8, 3.1, 13.5, 1.3)
+    assert [row[-1] for row in report.naturalness_bars(q)] == ["**not met**", "met", "**not met**", "**not met**"]
+    assert report.natural_row("x", q["piper"])[:2] == ["x", 4.2] and len(report.NATURAL_HEADERS) == 12
+
+
+def test_cloning_verdicts_against_the_default_voice():
+    from bench.cloning import verdicts
+
+    held = {"kind": "held out", "similarity": 0.80, "default_similarity": 0.65, "f0_output": 190.0,
+            "f0_prompt": 175.0, "wer": 0.11}
+    assert verdicts(held, default_wer=0.10) == {"similarity": True, "f0": True, "wer": True}
+    held.update(default_similarity=0.75, f0_output=120.0, wer=0.13)  # only 0.05 above the default; F0 31% low
+    assert verdicts(held, default_wer=0.10) == {"similarity": False, "f0": False, "wer": False}
+    assert verdicts({"kind": "seen", "similarity": 0.86}, 0.1) == {"similarity": True}
+    assert verdicts({"kind": "seen", "similarity": 0.84}, 0.1) == {"similarity": False}
+
+
+def test_the_report_says_what_a_section_left_running():
+    r = {"left_behind": {"quality": {"processes": [], "threads": []},
+                         "memory": {"processes": [{"pid": 7, "cmd": "python -m narrate"}], "threads": ["narrate-text"]}}}
+    lines = report.left_behind_lines(r)
+    assert "Left running" in lines[0] and lines[2] == "- memory: pid 7 `python -m narrate`; threads: narrate-text"
+    r["left_behind"]["memory"] = {"processes": [], "threads": []}
+    assert report.left_behind_lines(r)[0].startswith("No section left")
+
+
+def test_left_behind_finds_a_process_and_a_thread_and_ends_the_process():
+    import subprocess
+    import threading
+
+    from bench import leftovers
+
+    before = leftovers.snapshot()
+    stop = threading.Event()
+    thread = threading.Thread(target=stop.wait, name="lingering", daemon=True)
+    thread.start()
+    proc = subprocess.Popen(["sleep", "30"])
+    kept = subprocess.Popen(["sleep", "30"])
+    try:
+        left = leftovers.left_behind(before, keep={kept.pid})
+        assert [p["pid"] for p in left["processes"]] == [proc.pid] and left["threads"] == ["lingering"]
+        leftovers.end(left["processes"])
+        assert proc.poll() is not None
+        stop.set()
+        thread.join()
+        assert leftovers.left_behind(before, keep={kept.pid}) == {"processes": [], "threads": []}
+    finally:
+        for p in (proc, kept):
+            p.kill()
+            p.wait()
