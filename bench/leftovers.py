@@ -10,6 +10,9 @@ import os
 import threading
 
 _PR_SET_CHILD_SUBREAPER = 36
+# Threads libraries start once and keep by design (tqdm's monitor, started by the ASR's
+# progress bars): not a section's leftovers.
+LIBRARY_THREADS = {"tqdm_monitor"}
 
 
 def become_subreaper() -> bool:
@@ -42,7 +45,7 @@ def left_behind(threads_before: set, keep: set[int]) -> dict:
             procs.append({"pid": p.pid, "cmd": " ".join(p.cmdline())[:200] or p.name()})
         except psutil.NoSuchProcess:
             continue
-    threads = sorted(t.name for t in snapshot() - threads_before if t.is_alive())
+    threads = sorted(t.name for t in snapshot() - threads_before if t.is_alive() and t.name not in LIBRARY_THREADS)
     return {"processes": procs, "threads": threads}
 
 

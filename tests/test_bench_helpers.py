@@ -237,6 +237,8 @@ def test_left_behind_finds_a_process_and_a_thread_and_ends_the_process():
     stop = threading.Event()
     thread = threading.Thread(target=stop.wait, name="lingering", daemon=True)
     thread.start()
+    library = threading.Thread(target=stop.wait, name="tqdm_monitor", daemon=True)  # kept by design: not listed
+    library.start()
     proc = subprocess.Popen(["sleep", "30"])
     kept = subprocess.Popen(["sleep", "30"])
     try:
