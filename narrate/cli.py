@@ -117,6 +117,8 @@ Cover = Annotated[Optional[Path], typer.Option(
 Chapters = Annotated[Optional[str], typer.Option(
     "--chapters", show_default=False, metavar="LIST",
     help="Read only these chapters, numbered as 'narrate chapters' lists them: e.g. 3-5,8 or 7-.")]
+Footnotes = Annotated[bool, typer.Option(
+    "--footnotes", help="Read the footnotes of an EPUB or HTML file where they stand (default: left out).")]
 Normalize = Annotated[bool, typer.Option(
     "--normalize/--no-normalize", help="Bring the output to --loudness (else: as the model makes it).")]
 
@@ -175,6 +177,7 @@ def speak(
     author: Author = None,
     cover: Cover = None,
     chapters: Chapters = None,
+    footnotes: Footnotes = False,
     quiet_time: Annotated[float, typer.Option(
         "--quiet-time", min=0.05,
         help="Standard input: seconds without new text after which a sentence without final "
@@ -190,12 +193,12 @@ def speak(
         lex, lexicon_id = _lexicon(lexicon)
         pauses = (sentence_pause, paragraph_pause, chapter_pause)
         level = loudness if normalize else None
-        book = {"titles": titles, "loudness": level, "chapters": chapters}
+        book = {"titles": titles, "loudness": level, "chapters": chapters, "footnotes": footnotes}
         tags = {"title": title, "author": author, "cover": _cover(cover)}
         job = Job(input, output, fmt.value if fmt else None, split.value if split else None,
                   resume=resume, force=force, quiet_time=quiet_time, lexicon=lex,
                   paragraph_pause=paragraph_pause, chapter_pause=chapter_pause, titles=titles, loudness=level, **tags,
-                  chapters=chapters,
+                  chapters=chapters, footnotes=footnotes,
                   settings={**_run_settings(model, revision, voice, speed, seed, temperature, lexicon_id, pauses),
                             **book})
         plan = make_plan(job, stdout_is_tty=_isatty(sys.stdout))
@@ -290,6 +293,7 @@ def batch(
 def list_chapters(
     input: Annotated[Path, typer.Argument(show_default=False, help="The book: .txt, .md, .html or .epub.")],
     titles: Titles = True,
+    footnotes: Footnotes = False,
     speed: Speed = 1.0,
 ) -> None:
     """List a book's chapters as narrate reads them (number, title, words, estimated duration);
@@ -299,7 +303,7 @@ def list_chapters(
 
     with _reported():
         job = Job(str(input), titles=titles)
-        chapters = book_chapters(load_document(input), job)
+        chapters = book_chapters(load_document(input, footnotes), job)
     table = Table("#", "chapter", title=f"{escape(input.name)}: {len(chapters)} chapters")
     table.add_column("words", justify="right")
     table.add_column("duration", justify="right")

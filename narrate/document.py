@@ -54,8 +54,9 @@ _UNSUPPORTED = {
 }
 
 
-def load_document(path: str | Path) -> Document:
-    """Read ``path`` as a Document, choosing the reader by suffix (unknown suffixes: plain text)."""
+def load_document(path: str | Path, footnotes: bool = False) -> Document:
+    """Read ``path`` as a Document, choosing the reader by suffix (unknown suffixes: plain text).
+    Footnotes of EPUB and HTML (marked as such) are left out unless ``footnotes``."""
     shown = str(path)
     path = Path(path)
     suffix = path.suffix.lower()
@@ -65,12 +66,12 @@ def load_document(path: str | Path) -> Document:
     if not raw.strip():
         raise InputError(f"'{shown}' is empty (no text to read)")
     if suffix == ".epub":
-        return _load_epub(raw, shown, path.stem)
+        return _load_epub(raw, shown, path.stem, footnotes)
     text = _decode(raw, shown)
     if not text.strip():
         raise InputError(f"'{shown}' is empty (no text to read)")
     if suffix in _HTML:
-        doc = _document_from_items(_html_items(text), title="")
+        doc = _document_from_items(_html_items(text, footnotes), title="")
     else:
         doc = _document_from_text(text, "", markdown=suffix in _MARKDOWN)
     if doc is None:
@@ -401,16 +402,20 @@ _BLOCK_TAGS = {
     "main", "center", "address", "caption",
 }
 _HEADING_TAGS = {"h1", "h2", "h3", "h4", "h5", "h6"}
+_NOTE = re.compile(r"\b(?:doc-)?(?:foot|end|rear)notes?\b")  # epub:type / role values of notes
 _SKIP_TAGS = {"script", "style", "head", "title", "svg", "math", "noscript", "nav", "rt", "rp"}
 
 
 class _HTMLText(HTMLParser):
     """HTML -> blocks of text: ("heading"|"text", text), paragraphs kept apart, <br> as a line
-    break, footnote markers dropped; ``anchors`` records the block index where each watched
+    break, footnote markers dropped, and footnotes themselves (epub:type or role footnote,
+    endnote...) unless ``footnotes``; ``anchors`` records the block index where each watched
     id begins, so one file can hold several chapters."""
 
-    def __init__(self, watch: set[str] | None = None):
+    def __init__(self, watch: set[str] | None = None, footnotes: bool = False):
         super().__init__(convert_charrefs=True)
+        self._footnotes = footnotes
+        self._note: list = []  # [tag, depth] of the footnote being skipped
         self.blocks: list[tuple[str, str]] = []
         self.levels: list[int] = []  # heading level of each block (7 for text)
         self._level = 7
@@ -424,6 +429,12 @@ class _HTMLText(HTMLParser):
 
     def handle_starttag(self, tag, attrs):
         attrs = dict(attrs)
+        if self._note:
+            self._note[1] += tag == self._note[0]
+        elif not self._footnotes and _NOTE.search(f"{attrs.get('epub:type', '')} {attrs.get('role', '')}"):
+            self._flush()
+            self._note = [tag, 1]
+            self._skip += 1
         for key in ("id", "name"):
             if attrs.get(key) in self._watch and attrs[key] not in self.anchors:
                 self._flush()
@@ -446,6 +457,13 @@ class _HTMLText(HTMLParser):
             self._noteref += 1
 
     def handle_endtag(self, tag):
+        if self._note and tag == self._note[0]:
+            self._note[1] -= 1
+            if self._note[1] == 0:
+                self._note = []
+                self._skip = max(0, self._skip - 1)
+                self._parts = []
+                return
         if tag in _SKIP_TAGS:
             self._skip = max(0, self._skip - 1)
         elif tag in _HEADING_TAGS:
@@ -486,8 +504,8 @@ class _HTMLText(HTMLParser):
         self._flush()
 
 
-def _html_blocks(html: str, watch: set[str] | None = None) -> _HTMLText:
-    parser = _HTMLText(watch)
+def _html_blocks(html: str, watch: set[str] | None = None, footnotes: bool = False) -> _HTMLText:
+    parser = _HTMLText(watch, footnotes)
     try:
         parser.feed(html)
         parser.close()
@@ -499,9 +517,9 @@ def _html_blocks(html: str, watch: set[str] | None = None) -> _HTMLText:
     return parser
 
 
-def _html_items(html: str) -> list[_Item]:
+def _html_items(html: str, footnotes: bool = False) -> list[_Item]:
     """A standalone HTML file: h1/h2 start chapters, like Markdown headings."""
-    parser = _html_blocks(html)
+    parser = _html_blocks(html, footnotes=footnotes)
     items: list[_Item] = []
     for (kind, text), level in zip(parser.blocks, parser.levels):
         if kind == "heading" and level <= 2:
@@ -514,7 +532,7 @@ def _html_items(html: str) -> list[_Item]:
 # --- EPUB -------------------------------------------------------------------------------------
 
 
-def _load_epub(raw: bytes, shown: str, stem: str) -> Document:
+def _load_epub(raw: bytes, shown: str, stem: str, footnotes: bool = False) -> Document:
     from ebooklib import ITEM_DOCUMENT, epub
 
     try:
@@ -538,7 +556,7 @@ def _load_epub(raw: bytes, shown: str, stem: str) -> Document:
         html = content if isinstance(content, str) else content.decode("utf-8", errors="replace")
         spine.append((item.get_name(), html))
 
-    chapters = _epub_chapters(spine, list(_flatten_toc(book.toc)))
+    chapters = _epub_chapters(spine, list(_flatten_toc(book.toc)), footnotes)
     if not chapters:
         raise InputError(f"'{shown}' has no readable text")
     meta = book.get_metadata("DC", "title")
@@ -589,7 +607,8 @@ def _flatten_toc(toc) -> Iterator[tuple[str, str]]:
             yield entry.title or "", entry.href
 
 
-def _epub_chapters(spine: list[tuple[str, str]], toc: list[tuple[str, str]]) -> list[Chapter]:
+def _epub_chapters(spine: list[tuple[str, str]], toc: list[tuple[str, str]],
+                   footnotes: bool = False) -> list[Chapter]:
     """Chapters from TOC entries: each runs from its (file, anchor) to the next entry's.
 
     Spine documents before the first TOC entry (cover, title page, copyright) are not read.
@@ -607,7 +626,7 @@ def _epub_chapters(spine: list[tuple[str, str]], toc: list[tuple[str, str]]) -> 
     parsed = []
     for pos, (_, html) in enumerate(spine):
         watch = {anchor for (p, anchor) in starts if p == pos and anchor}
-        parsed.append(_html_blocks(html, watch))
+        parsed.append(_html_blocks(html, watch, footnotes))
 
     if not starts:
         chapters = []

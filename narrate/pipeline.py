@@ -82,6 +82,7 @@ class Job:
     title: str | None = None   # the book's title, author and cover (image bytes) in the tags;
     author: str | None = None  # None: as the document says
     cover: bytes | None = None
+    footnotes: bool = False  # read EPUB/HTML footnotes (marked as such) where they stand
     chapters: str | None = None  # which chapters to read, e.g. "3-5,8" (numbers as narrate chapters lists them)
     settings: dict = field(default_factory=dict)  # what a resumed run must share with the first
 
@@ -152,7 +153,7 @@ def make_plan(job: Job, stdout_is_tty: bool) -> Plan:
             _check_parents(target.path)
         _refuse_existing(target, job.force)
         return Plan(job, target, None, [])
-    document = load_document(job.input)
+    document = load_document(job.input, job.footnotes)
     chapters = book_chapters(document, job)
     if job.chapters:
         chapters = [chapters[i - 1] for i in chapter_selection(job.chapters, len(chapters))]

@@ -275,3 +275,14 @@ def test_permission_denied(tmp_path, monkeypatch):
     monkeypatch.setattr(Path, "read_bytes", deny)
     with pytest.raises(InputError, match=r"cannot read '.*secret\.txt': permission denied"):
         load_document(path)
+
+
+def test_footnotes_are_left_out_unless_asked_for(tmp_path):
+    html = tmp_path / "notes.html"
+    html.write_text("<html><body><h1>Notes</h1><p>Main text.<a epub:type='noteref' href='#n1'>1</a></p>"
+                    "<aside epub:type='footnote' id='n1'><p>A note <aside>nested</aside> here.</p></aside>"
+                    "<section role='doc-endnotes'><ol><li>End note.</li></ol></section>"
+                    "<p>After the notes.</p></body></html>", encoding="utf-8")
+    assert chapters(load_document(html)) == [("Notes", "Main text.\n\nAfter the notes.")]
+    read = chapters(load_document(html, footnotes=True))[0][1]
+    assert "A note" in read and "End note." in read and read.endswith("After the notes.")
