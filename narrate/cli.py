@@ -55,6 +55,12 @@ class Format(str, Enum):
     raw = "raw"
 
 
+class VocoderChoice(str, Enum):
+    auto = "auto"
+    neural = "neural"
+    griffin_lim = "griffin-lim"
+
+
 class Split(str, Enum):
     none = "none"
     chapters = "chapters"
@@ -73,6 +79,10 @@ Model = Annotated[Optional[str], typer.Option(
 Revision = Annotated[Optional[str], typer.Option(
     "--revision", show_default=False,
     help="Branch, tag or commit of a Hugging Face model (ignored for local models).")]
+Vocoder = Annotated[VocoderChoice, typer.Option(
+    "--vocoder",
+    help="Frames to audio: neural (the model's own vocoder, distilled from HiFi-GAN) or "
+         "griffin-lim (no model, buzzier). auto: neural when the model has one.")]
 Force = Annotated[bool, typer.Option(
     "--force", help="Overwrite existing output (and discard an interrupted run's progress).")]
 Resume = Annotated[bool, typer.Option(
@@ -152,6 +162,7 @@ def speak(
              "stdout, or narrate-output.wav on a terminal).")] = None,
     model: Model = None,
     revision: Revision = None,
+    vocoder: Vocoder = VocoderChoice.auto,
     split: Annotated[Optional[Split], typer.Option(
         "--split", show_default=False,
         help="chapters: one file per chapter plus a chapter-marked .m4b, in the folder given "
@@ -199,11 +210,11 @@ def speak(
                   resume=resume, force=force, quiet_time=quiet_time, lexicon=lex,
                   paragraph_pause=paragraph_pause, chapter_pause=chapter_pause, titles=titles, loudness=level, **tags,
                   chapters=chapters, footnotes=footnotes,
-                  settings={**_run_settings(model, revision, voice, speed, seed, temperature, lexicon_id, pauses),
-                            **book})
+                  settings={**_run_settings(model, revision, voice, speed, seed, temperature, lexicon_id, pauses,
+                                            vocoder.value), **book})
         plan = make_plan(job, stdout_is_tty=_isatty(sys.stdout))
         narrator = _narrator(model, voice, revision, speed, seed, temperature, decoder_processes(plan),
-                             sentence_pause)
+                             sentence_pause, vocoder.value)
         where = run(narrator, plan, progress, stdin=sys.stdin)
         stats = progress.end()
         if not quiet:
@@ -220,6 +231,7 @@ def batch(
     voice: Voice = None,
     model: Model = None,
     revision: Revision = None,
+    vocoder: Vocoder = VocoderChoice.auto,
     fmt: Annotated[Format, typer.Option(
         "--format", "-f", help="Audio format of every output.")] = Format.wav,
     resume: Resume = False,
@@ -254,8 +266,10 @@ def batch(
         level = loudness if normalize else None
         book = {"titles": titles, "loudness": level}
         tags = {"title": title, "author": author, "cover": _cover(cover)}
-        settings = {**_run_settings(model, revision, voice, speed, seed, temperature, lexicon_id, pauses), **book}
-        narrator = _narrator(model, voice, revision, speed, seed, temperature, sentence_pause=sentence_pause)
+        settings = {**_run_settings(model, revision, voice, speed, seed, temperature, lexicon_id, pauses, vocoder.value),
+                    **book}
+        narrator = _narrator(model, voice, revision, speed, seed, temperature, sentence_pause=sentence_pause,
+                             vocoder=vocoder.value)
         used: dict[Path, Path] = {}
         try:
             for path in inputs:
@@ -458,11 +472,11 @@ def export(
 
 
 def _narrator(model, voice, revision, speed, seed, temperature, decoder_processes=1,
-              sentence_pause=SENTENCE_PAUSE):
+              sentence_pause=SENTENCE_PAUSE, vocoder="auto"):
     from narrate.narrator import NarrateSettings, Narrator
 
     settings = NarrateSettings(speed=speed, seed=seed, temperature=temperature, decoder_processes=decoder_processes,
-                               sentence_pause=sentence_pause)
+                               sentence_pause=sentence_pause, vocoder=vocoder)
     return Narrator.load(model, voice, settings, revision=revision)
 
 
@@ -486,14 +500,14 @@ def _lexicon(path: Path | None):
     return lexicon, sha256_file(path)
 
 
-def _run_settings(model, revision, voice, speed, seed, temperature, lexicon_id, pauses) -> dict:
+def _run_settings(model, revision, voice, speed, seed, temperature, lexicon_id, pauses, vocoder="auto") -> dict:
     """What a resumed run must share with the interrupted one (see narrate.audio.resume)."""
     from narrate.hub import DEFAULT_MODEL
 
     return {"model": _identity(model or DEFAULT_MODEL), "revision": revision,
             "voice": _identity(voice) if voice else "(model default)", "speed": speed,
             "seed": seed, "temperature": temperature, "lexicon": lexicon_id,
-            "pauses": list(pauses)}
+            "pauses": list(pauses), "vocoder": vocoder}
 
 
 def _identity(name: str) -> str:

@@ -2,7 +2,9 @@
 Hugging Face Hub repo id (through huggingface_hub: its cache, HF_HUB_OFFLINE, revisions).
 
 A model folder holds config.json ({"model", "codec", "text", "default_voice"}) and
-model.safetensors (the model's tensors; the codec's under the prefix "codec.").
+model.safetensors (the model's tensors; the codec's under the prefix "codec."). A folder may
+also hold vocoder.safetensors, the neural vocoder's weights, described by the config's
+"vocoder" section (``narrate.codec.vocos.VocoderConfig``); without it, Griffin-Lim vocodes.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from narrate.errors import ModelError
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 DEFAULT_MODEL = "narrate-joe"
 FILES = ("config.json", "model.safetensors")
+VOCODER_FILE = "vocoder.safetensors"  # optional
+VOCODERS = ("auto", "neural", "griffin-lim")  # auto: neural when the model has one
 
 
 @dataclass
@@ -67,15 +71,16 @@ def resolve(id_or_path: str | None, revision: str | None = None) -> Path:
     try:
         from huggingface_hub import snapshot_download
 
-        return Path(snapshot_download(repo_id=name, revision=revision, allow_patterns=list(FILES) + ["*.md"]))
+        return Path(snapshot_download(repo_id=name, revision=revision, allow_patterns=[*FILES, VOCODER_FILE, "*.md"]))
     except Exception as e:
         offline = os.environ.get("HF_HUB_OFFLINE") in ("1", "true", "True")
         why = "not in the local Hugging Face cache and HF_HUB_OFFLINE is set" if offline else type(e).__name__
         raise ModelError(f"unknown model '{name}' (Hub repo id): {why}") from None
 
 
-def from_pretrained(id_or_path: str | None = None, revision: str | None = None) -> LoadedModel:
-    """Load a model and its codec (float32, eval mode). ModelError for anything missing or corrupt."""
+def from_pretrained(id_or_path: str | None = None, revision: str | None = None, vocoder: str = "auto") -> LoadedModel:
+    """Load a model and its codec (float32, eval mode). ModelError for anything missing or corrupt.
+    vocoder: "neural" (the model's own, an error if it has none), "griffin-lim", or "auto"."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -104,15 +109,76 @@ def from_pretrained(id_or_path: str | None = None, revision: str | None = None) 
         model.load_state_dict(weights, strict=True)
     except (RuntimeError, ValueError, KeyError) as e:
         raise ModelError(f"model weights '{path}' do not match its config ({str(e).splitlines()[0][:100]})") from None
+    if vocoder not in VOCODERS:
+        raise ModelError(f"unknown vocoder '{vocoder}' (known: {', '.join(VOCODERS)})")
+    if vocoder != "griffin-lim":
+        net = load_vocoder(path, config)
+        if net is None and vocoder == "neural":
+            raise ModelError(f"model '{path}' has no neural vocoder ({VOCODER_FILE} and a 'vocoder' section "
+                             "in config.json); use --vocoder griffin-lim")
+        if net is not None:
+            if not hasattr(codec, "vocoder"):
+                raise ModelError(f"model '{path}': its codec '{config['codec']['name']}' takes no neural vocoder")
+            codec.vocoder = net
     return LoadedModel(path.name if path.parent == MODELS_DIR else str(id_or_path or path.name), path, config, model.eval(), codec)
 
 
 def save_pretrained(folder: Path, config: dict, model: torch.nn.Module, codec, dtype=torch.float16) -> None:
-    """Write config.json + model.safetensors (weights in ``dtype``; the codec's in float32)."""
+    """Write config.json + model.safetensors (weights in ``dtype``; the codec's in float32). A
+    neural vocoder already in the folder is kept (``carry_vocoder``)."""
     from safetensors.torch import save_file
 
     folder.mkdir(parents=True, exist_ok=True)
+    previous = folder / "config.json"
+    config = carry_vocoder(json.loads(previous.read_text(encoding="utf-8")) if previous.exists() else None, folder, config)
     tensors = {k: v.detach().to(dtype).contiguous() for k, v in model.state_dict().items()}
     tensors.update({f"codec.{k}": v.detach().float().contiguous() for k, v in codec.state_dict().items()})
     save_file(tensors, str(folder / "model.safetensors"))
     (folder / "config.json").write_text(json.dumps(config, indent=1, ensure_ascii=False), encoding="utf-8")
+
+
+def load_vocoder(path: Path, config: dict):
+    """The folder's neural vocoder (float32, eval mode), or None if it has none."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from narrate.codec.vocos import VocoderConfig, Vocos
+
+    if "vocoder" not in config or not (path / VOCODER_FILE).exists():
+        return None
+    try:
+        net = Vocos(VocoderConfig.from_dict(config["vocoder"]))
+    except (ValueError, TypeError) as e:
+        raise ModelError(f"model config '{path / 'config.json'}': its 'vocoder' section is invalid ({e})") from None
+    try:
+        tensors = load_file(str(path / VOCODER_FILE))
+        net.load_state_dict({k: v.float() for k, v in tensors.items()}, strict=True)
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise ModelError(f"vocoder weights '{path / VOCODER_FILE}' are corrupt or do not match the config "
+                         f"({str(e).splitlines()[0][:80]})") from None
+    return net.eval()
+
+
+def save_vocoder(folder: Path, net, extra: dict | None = None, dtype=torch.float16) -> None:
+    """Write vocoder.safetensors (weights in ``dtype``) and the "vocoder" section of the folder's
+    config.json (the architecture, the file, ``extra`` such as where its teacher came from); the
+    rest of config.json is kept."""
+    from safetensors.torch import save_file
+
+    folder = Path(folder)
+    config_path = folder / "config.json"
+    if not config_path.exists():
+        raise ModelError(f"'{folder}' is not a model folder (no config.json)")
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    save_file({k: v.detach().to(dtype).contiguous() for k, v in net.state_dict().items()}, str(folder / VOCODER_FILE))
+    config["vocoder"] = {**net.cfg.to_dict(), "file": VOCODER_FILE, **(extra or {})}
+    config_path.write_text(json.dumps(config, indent=1, ensure_ascii=False), encoding="utf-8")
+
+
+def carry_vocoder(old_config: dict | None, folder: Path, config: dict) -> dict:
+    """``config`` with the "vocoder" section of the folder's previous config, when the folder
+    holds its vocoder.safetensors and ``config`` has no vocoder of its own (a re-exported model
+    keeps its vocoder: the vocoder depends on the mel frames only, not on the model)."""
+    if old_config and "vocoder" in old_config and "vocoder" not in config and (Path(folder) / VOCODER_FILE).exists():
+        return {**config, "vocoder": old_config["vocoder"]}
+    return config

@@ -42,6 +42,9 @@ class NarrateSettings:
     # (the second core; see narrate.vocoding). False vocodes inline: the reference, same samples.
     vocoder_process: bool = True
     packed: bool = True            # int8 decoder weights (narrate.engine.packed)
+    # Frames to audio: "neural" (the model's vocoder), "griffin-lim", or "auto" (neural when the
+    # model has one). Read when the model is loaded (Narrator.load).
+    vocoder: str = "auto"
     # Several streams at once (chapters) are narrated by this many forked processes, each a
     # batch of its share on a core of its own (narrate.decoders); 1: all in this process.
     decoder_processes: int = 1
@@ -210,7 +213,7 @@ class Narrator:
 
         settings = settings or NarrateSettings()
         torch.set_num_threads(max(1, settings.threads))  # before loading, too
-        loaded = from_pretrained(model, revision)
+        loaded = from_pretrained(model, revision, settings.vocoder)
         low, high = loaded.config.get("speed_range", [0.25, 4.0])
         if not low <= settings.speed <= high:
             raise NarrateError(f"--speed {settings.speed:g} is outside what model '{loaded.name}' was trained for "

@@ -1,6 +1,7 @@
 """Build the tiny model the tests use: the real architecture and file layout, random weights,
-a few kB. Its progress head is biased to advance one text token per step and to stop at the
-end, so it speaks (noise) for a length proportional to the text, deterministically.
+a few kB, and a tiny random neural vocoder (vocoder.safetensors; vocoder=False leaves it out,
+so Griffin-Lim vocodes). Its progress head is biased to advance one text token per step and
+to stop at the end, so it speaks (noise) for a length proportional to the text, deterministically.
 
     python tests/make_tiny_model.py OUT_DIR
 """
@@ -15,12 +16,15 @@ import torch
 
 from narrate.codec.mel import MelConfig
 from narrate.codec.mel_rvq import MelRVQCodec
+from narrate.codec.vocos import VocoderConfig, Vocos
 from narrate.engine.config import ModelConfig
 from narrate.engine.model import NarrateModel
-from narrate.hub import save_pretrained
+from narrate.hub import save_pretrained, save_vocoder
+
+TINY_VOCODER = VocoderConfig(dim=16, intermediate=32, layers=2)
 
 
-def make_tiny_model(out: Path, seed: int = 0) -> Path:
+def make_tiny_model(out: Path, seed: int = 0, vocoder: bool = True) -> Path:
     from piper.phoneme_ids import DEFAULT_PHONEME_ID_MAP
 
     torch.manual_seed(seed)
@@ -38,6 +42,8 @@ def make_tiny_model(out: Path, seed: int = 0) -> Path:
               "text": {"phonemizer": "espeak", "espeak_voice": "en-us", "id_map": dict(DEFAULT_PHONEME_ID_MAP)},
               "default_voice": "joe"}
     save_pretrained(out, config, model, codec, dtype=torch.float32)
+    if vocoder:
+        save_vocoder(out, Vocos(TINY_VOCODER), {"teacher": "none (random weights, for tests)"}, dtype=torch.float32)
     return out
 
 

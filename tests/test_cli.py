@@ -382,6 +382,24 @@ def test_corrupt_model_weights(book, narrate_cmd, tiny_model, tmp_path):
     assert "corrupt" in line and "model.safetensors" in line
 
 
+def test_vocoder_choice(book, narrate_cmd, tiny_model, tmp_path):
+    """--vocoder griffin-lim renders with the model's own vocoder left aside (other samples, the
+    same length); --vocoder neural on a model without one is a one-line error."""
+    neural, gl = tmp_path / "neural.wav", tmp_path / "gl.wav"
+    assert narrate_cmd(book, "-o", neural, "-q").returncode == 0
+    proc = narrate_cmd(book, "-o", gl, "-q", "--vocoder", "griffin-lim")
+    assert proc.returncode == 0, proc.stderr
+    a, b = sf.read(str(neural))[0], sf.read(str(gl))[0]
+    assert len(a) == len(b) and not np.allclose(a, b)
+    bare = tmp_path / "bare"
+    shutil.copytree(tiny_model, bare)
+    (bare / "vocoder.safetensors").unlink()
+    proc = narrate_cmd(book, "--model", bare, "--vocoder", "neural", "-o", tmp_path / "x.wav", model=False)
+    assert proc.returncode == 1
+    line = error_line(proc.stderr)
+    assert "no neural vocoder" in line and "--vocoder griffin-lim" in line
+
+
 def test_output_under_a_regular_file(book, narrate_cmd):
     proc = narrate_cmd(book, "-o", book / "out.wav")
     assert proc.returncode == 1

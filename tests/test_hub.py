@@ -15,6 +15,7 @@ from narrate.errors import ModelError
 
 def test_local_folder_loads_model_and_codec(tiny_model):
     m = hub.from_pretrained(str(tiny_model))
+    assert m.codec.vocoder_name == "neural" and m.codec.vocoder.cfg.dim == 16
     assert m.model.cfg.d_model == 32 and m.codec.sample_rate == 22050
     assert m.codec.codebook_sizes == [16] * 4
     # the model's codebooks and the codec's are the same vectors
@@ -41,6 +42,7 @@ def test_hub_repo_folder_and_cache_layout_offline(tiny_model, tmp_path, monkeypa
     assert hub.resolve("someone/narrate-tiny", revision="a" * 40) == repo / "snapshots" / ("a" * 40)
     m = hub.from_pretrained("someone/narrate-tiny")
     assert m.model.cfg.n_layers == 2
+    assert m.codec.vocoder_name == "neural"  # vocoder.safetensors found in the snapshot too
     with pytest.raises(ModelError, match="HF_HUB_OFFLINE"):
         hub.resolve("someone/not-there")
     assert "someone/narrate-tiny" in hub.cached_models()
@@ -52,7 +54,8 @@ def test_bundled_name_resolves(tiny_model, tmp_path, monkeypatch):
     monkeypatch.setattr(hub, "MODELS_DIR", models)
     assert hub.resolve("narrate-tiny") == models / "narrate-tiny"
     assert "narrate-tiny" in hub.bundled_models()
-    assert hub.from_pretrained("narrate-tiny").name == "narrate-tiny"
+    loaded = hub.from_pretrained("narrate-tiny")
+    assert loaded.name == "narrate-tiny" and loaded.codec.vocoder_name == "neural"
 
 
 def test_errors_are_model_errors(tiny_model, tmp_path):

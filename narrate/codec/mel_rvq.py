@@ -1,7 +1,8 @@
 """The offline default codec: log-mel frames quantized by residual vector quantization.
 
 Codebooks are learned here by k-means on the training corpus (``fit``); decoding sums the
-chosen code vectors back into a log-mel frame and inverts it with Griffin-Lim.
+chosen code vectors back into a log-mel frame and makes it audio with the model's neural
+vocoder (``narrate.codec.vocos``) when it has one, else with Griffin-Lim.
 """
 
 from __future__ import annotations
@@ -11,13 +12,15 @@ import torch
 
 from narrate.codec.base import Codec, StreamDecoder
 from narrate.codec.mel import MelConfig, MelSpec, StreamingVocoder
+from narrate.codec.vocos import StreamingNeuralVocoder, Vocos
 
 
 class MelRVQCodec(Codec):
     name = "mel_rvq"
 
-    def __init__(self, mel_cfg: MelConfig, codebooks: torch.Tensor):
+    def __init__(self, mel_cfg: MelConfig, codebooks: torch.Tensor, vocoder: Vocos | None = None):
         self.mel_cfg = mel_cfg
+        self.vocoder = vocoder  # the neural vocoder; None: Griffin-Lim
         self.spec = MelSpec(mel_cfg)
         self.codebooks = codebooks.float()  # [K, C, M]
         self.sample_rate = mel_cfg.sample_rate
@@ -56,8 +59,16 @@ class MelRVQCodec(Codec):
     def encode(self, wav: np.ndarray) -> torch.Tensor:
         return self.quantize(self.spec.features(wav))
 
+    @property
+    def vocoder_name(self) -> str:
+        return "griffin-lim" if self.vocoder is None else "neural"
+
+    def vocode(self, logmel: torch.Tensor) -> np.ndarray:
+        """[T, M] log-mel -> [T * hop] float32, in one pass."""
+        return self.spec.vocode(logmel) if self.vocoder is None else self.vocoder.vocode(logmel)
+
     def decode(self, codes: torch.Tensor) -> np.ndarray:
-        return self.spec.vocode(self.dequantize(codes))
+        return self.vocode(self.dequantize(codes))
 
     def stream_decoder(self) -> StreamDecoder:
         return _MelStreamDecoder(self)
@@ -90,7 +101,7 @@ def _nearest(x: torch.Tensor, cb: torch.Tensor, block: int = 65536) -> torch.Ten
 class _MelStreamDecoder(StreamDecoder):
     def __init__(self, codec: MelRVQCodec):
         self.codec = codec
-        self.vocoder = StreamingVocoder(codec.spec)
+        self.vocoder = StreamingVocoder(codec.spec) if codec.vocoder is None else StreamingNeuralVocoder(codec.vocoder)
 
     def push(self, codes: torch.Tensor) -> np.ndarray:
         return self.vocoder.push(self.codec.dequantize(codes))

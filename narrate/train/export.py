@@ -15,6 +15,19 @@ from narrate.hub import save_pretrained
 from narrate.train.loop import TrainConfig
 
 
+def vocoder_card(section: dict | None) -> str:
+    """The model card's paragraph on the folder's vocoder (its config.json "vocoder" section)."""
+    if not section:
+        return "- Vocoder: Griffin-Lim (no neural vocoder in this folder).\n"
+    arch = {k: v for k, v in section.items() if k not in ("file", "teacher", "training")}
+    lines = [f"- Vocoder: `{section.get('file', 'vocoder.safetensors')}` (float16), architecture {json.dumps(arch)}."]
+    if section.get("teacher"):
+        lines.append(f"  Distilled from {section['teacher']}.")
+    if section.get("training"):
+        lines.append(f"  Training: {section['training']}")
+    return "\n".join(lines) + "\n"
+
+
 def export(run: Path, out: Path, card_extra: str = "") -> Path:
     run, out = Path(run), Path(out)
     config = json.loads((run / "config.json").read_text(encoding="utf-8"))
@@ -22,7 +35,8 @@ def export(run: Path, out: Path, card_extra: str = "") -> Path:
     model = NarrateModel(ModelConfig.from_dict(config["model"]))
     model.load_state_dict(state["model"])
     codec = codec_from_config(config["codec"], {"codebooks": model.codebooks})
-    save_pretrained(out, config, model, codec)
+    save_pretrained(out, config, model, codec)  # keeps a neural vocoder already in ``out``
+    written = json.loads((out / "config.json").read_text(encoding="utf-8"))
     rows = list(csv.DictReader((run / "log.csv").open())) if (run / "log.csv").exists() else []
     held = [r for r in rows if r["split"] == "heldout"]
     last = held[-1] if held else {}
@@ -44,7 +58,7 @@ A narrate model trained on CPU from a corpus made offline (see `narrate prepare`
   text pool (our own prose, Python standard-library docstrings, then Debian `fortunes`), with
   exact per-phoneme timing, in four pitch variants (sox); speaker embeddings from resemblyzer.
   The held-out sentences (narrate/train/data/heldout.txt) are never trained on.
-{card_extra}
+{vocoder_card(written.get("vocoder"))}{card_extra}
 """
     (out / "README.md").write_text(card, encoding="utf-8")
     return out

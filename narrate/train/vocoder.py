@@ -1,0 +1,245 @@
+"""Distil HiFi-GAN V1 universal into narrate's vocoder (``narrate.codec.vocos``).
+
+The teacher is a deterministic function of the frames, so its waveform, phase included, can be
+learned by regression: L1 on the complex STFT and on log and linear magnitudes at three
+resolutions, between the student's waveform and the teacher's from the same frames (the shards
+of ``narrate.train.vocoder_data``). No adversarial term.
+
+Resumable: a checkpoint every few minutes and on Ctrl-C/SIGTERM; run again to continue. New
+shards written meanwhile join the training set at each checkpoint.
+
+    python -m narrate.train.vocoder --data /work/vocdata/shards --run /work/vocdata/run
+    python -m narrate.train.vocoder --run /work/vocdata/run --export models/narrate-joe
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import signal
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from narrate.codec.vocos import VocoderConfig, Vocos
+
+RESOLUTIONS = ((512, 128), (1024, 256), (2048, 512))  # (n_fft, hop) of the losses
+VALID_PER_SOURCE = 2  # utterances
+
+
+@dataclass
+class VocoderTrainConfig:
+    data: str = ""
+    steps: int = 16000
+    batch: int = 8
+    frames: int = 64           # input frames per crop
+    lr: float = 1e-3
+    lr_min: float = 1e-4
+    warmup: int = 300
+    checkpoint_minutes: float = 3.0
+    seed: int = 0
+
+
+def _log(msg: str) -> None:
+    print(f"[train-vocoder] {time.strftime('%H:%M:%S')} {msg}", file=sys.stderr, flush=True)
+
+
+class Shards:
+    """Utterances (frames, teacher waveform) of the shards in a folder; the first
+    VALID_PER_SOURCE of each source's shard 0 are the validation set."""
+
+    def __init__(self, folder: Path, hop: int = 256):
+        self.folder, self.hop = Path(folder), hop
+        self.loaded: set[str] = set()
+        self.train: list[tuple[torch.Tensor, torch.Tensor]] = []
+        self.valid: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+    def refresh(self) -> int:
+        """Load shards not seen yet; returns how many."""
+        new = [p for p in sorted(self.folder.glob("*_[0-9][0-9][0-9][0-9].npz")) if p.name not in self.loaded]
+        for path in new:
+            d = np.load(path)
+            mels = np.split(d["mel"].astype(np.float32), np.cumsum(d["mel_len"])[:-1])
+            wavs = np.split(d["wav"], np.cumsum(d["mel_len"] * self.hop)[:-1])
+            utts = [(torch.from_numpy(m), torch.from_numpy(w)) for m, w in zip(mels, wavs)]
+            held = VALID_PER_SOURCE if path.stem.endswith("_0000") else 0
+            self.valid.extend(utts[:held])
+            self.train.extend(utts[held:])
+            self.loaded.add(path.name)
+        return len(new)
+
+    def crops(self, utts, n: int, frames: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """n random crops -> mel [n, frames, M], teacher waveform [n, (frames - 1) * hop] (the
+        samples a centred inverse STFT of those frames gives)."""
+        lengths = torch.tensor([len(m) for m, _ in utts], dtype=torch.float)
+        pick = torch.multinomial((lengths - frames).clamp_min(0) + 1e-6, n, replacement=True, generator=g)
+        mels, wavs = [], []
+        for i in pick.tolist():
+            mel, wav = utts[i]
+            start = int(torch.randint(0, max(1, len(mel) - frames), (1,), generator=g))
+            mels.append(mel[start : start + frames])
+            wavs.append(wav[start * self.hop : (start + frames - 1) * self.hop])
+        return torch.stack(mels), torch.stack(wavs)
+
+
+def student_waveform(net: Vocos, mel: torch.Tensor) -> torch.Tensor:
+    """[B, T, M] -> [B, (T - 1) * hop]: the centred inverse STFT (what ``Vocos.vocode`` gives
+    away from the sequence's ends)."""
+    spec = net(mel)
+    return torch.istft(spec, net.cfg.n_fft, net.cfg.hop, window=net.window, center=True)
+
+
+def losses(y: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Complex, log- and linear-magnitude STFT L1 summed over RESOLUTIONS."""
+    out = {"complex": 0.0, "logmag": 0.0, "mag": 0.0}
+    for n_fft, hop in RESOLUTIONS:
+        window = torch.hann_window(n_fft)
+        s = torch.stft(y, n_fft, hop, window=window, center=True, return_complex=True)
+        t = torch.stft(target, n_fft, hop, window=window, center=True, return_complex=True)
+        out["complex"] = out["complex"] + torch.view_as_real(s - t).abs().mean()
+        sm, tm = s.abs(), t.abs()
+        out["logmag"] = out["logmag"] + (torch.log(sm + 1e-5) - torch.log(tm + 1e-5)).abs().mean()
+        out["mag"] = out["mag"] + (sm - tm).abs().mean()
+    return out
+
+
+def _lr(cfg: VocoderTrainConfig, step: int) -> float:
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    p = min(1.0, (step - cfg.warmup) / max(1, cfg.steps - cfg.warmup))
+    return cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * p))
+
+
+def _save(run: Path, net: Vocos, opt, step: int, cfg: VocoderTrainConfig) -> None:
+    tmp = run / "checkpoint.tmp"
+    torch.save({"model": net.state_dict(), "opt": opt.state_dict(), "step": step,
+                "vocoder": net.cfg.to_dict(), "train": asdict(cfg)}, tmp)
+    tmp.rename(run / "checkpoint.pt")
+
+
+@torch.no_grad()
+def _validate(net: Vocos, shards: Shards, cfg: VocoderTrainConfig) -> dict[str, float]:
+    if not shards.valid:
+        return {}
+    g = torch.Generator().manual_seed(1234)
+    mel, wav = shards.crops(shards.valid, 32, cfg.frames, g)
+    net.eval()
+    parts = losses(student_waveform(net, mel), wav)
+    net.train()
+    return {k: float(v) for k, v in parts.items()}
+
+
+def train(run: Path, cfg: VocoderTrainConfig, arch: VocoderConfig) -> None:
+    run.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    net = Vocos(arch)
+    opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=0.01)
+    step = 0
+    if (run / "checkpoint.pt").exists():
+        state = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)
+        if state["vocoder"] != arch.to_dict():
+            sys.exit(f"train-vocoder: {run} holds a different architecture ({state['vocoder']})")
+        net.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        step = state["step"]
+        _log(f"resumed at step {step}")
+    (run / "train_config.json").write_text(json.dumps({"train": asdict(cfg), "vocoder": arch.to_dict()}, indent=1))
+    shards = Shards(Path(cfg.data), arch.hop)
+    shards.refresh()
+    if not shards.train:
+        sys.exit(f"train-vocoder: no training shards in {cfg.data}")
+    g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+    log_path = run / "log.csv"
+    new_log = not log_path.exists()
+    log = log_path.open("a", newline="")
+    writer = csv.writer(log)
+    if new_log:
+        writer.writerow(["step", "split", "loss", "complex", "logmag", "mag", "lr", "utterances", "time"])
+
+    stop = False
+
+    def on_term(*_):
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, on_term)
+    last_save, run_loss, n_loss = time.time(), 0.0, 0
+    net.train()
+    try:
+        while step < cfg.steps and not stop:
+            lr = _lr(cfg, step)
+            for group in opt.param_groups:
+                group["lr"] = lr
+            mel, wav = shards.crops(shards.train, cfg.batch, cfg.frames, g)
+            parts = losses(student_waveform(net, mel), wav)
+            loss = parts["complex"] + parts["logmag"] + parts["mag"]
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+            opt.step()
+            step += 1
+            run_loss, n_loss = run_loss + loss.item(), n_loss + 1
+            if step % 100 == 0:
+                writer.writerow([step, "train", run_loss / n_loss, *(float(parts[k]) for k in ("complex", "logmag", "mag")),
+                                 lr, len(shards.train), time.strftime("%H:%M:%S")])
+                log.flush()
+                _log(f"step {step} loss {run_loss / n_loss:.4f} lr {lr:.2e} utterances {len(shards.train)}")
+                run_loss, n_loss = 0.0, 0
+            if time.time() - last_save > cfg.checkpoint_minutes * 60:
+                _save(run, net, opt, step, cfg)
+                v = _validate(net, shards, cfg)
+                if v:
+                    writer.writerow([step, "valid", sum(v.values()), v["complex"], v["logmag"], v["mag"], lr,
+                                     len(shards.train), time.strftime("%H:%M:%S")])
+                    log.flush()
+                    _log(f"checkpoint at step {step}; validation {sum(v.values()):.4f} {v}")
+                if shards.refresh():
+                    _log(f"now {len(shards.train)} training utterances")
+                last_save = time.time()
+    except KeyboardInterrupt:
+        pass
+    _save(run, net, opt, step, cfg)
+    _log(f"saved at step {step}")
+    log.close()
+
+
+def load_student(run: Path) -> Vocos:
+    state = torch.load(Path(run) / "checkpoint.pt", map_location="cpu", weights_only=True)
+    net = Vocos(VocoderConfig.from_dict(state["vocoder"]))
+    net.load_state_dict(state["model"])
+    return net.eval()
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description="Distil HiFi-GAN universal into narrate's vocoder (resumable).")
+    p.add_argument("--run", type=Path, required=True, help="run folder: checkpoint.pt, log.csv")
+    p.add_argument("--data", type=Path, help="shards of narrate.train.vocoder_data")
+    p.add_argument("--steps", type=int, default=VocoderTrainConfig.steps)
+    p.add_argument("--batch", type=int, default=VocoderTrainConfig.batch)
+    p.add_argument("--lr", type=float, default=VocoderTrainConfig.lr)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--dim", type=int, default=VocoderConfig.dim)
+    p.add_argument("--layers", type=int, default=VocoderConfig.layers)
+    p.add_argument("--export", type=Path, help="write the run's vocoder into this model folder and stop")
+    a = p.parse_args(argv)
+    torch.set_num_threads(a.threads)
+    if a.export:
+        from narrate.hub import save_vocoder
+
+        save_vocoder(a.export, load_student(a.run))
+        _log(f"wrote {a.export / 'vocoder.safetensors'} and the 'vocoder' section of its config.json")
+        return
+    if a.data is None:
+        p.error("--data is needed to train")
+    arch = VocoderConfig(dim=a.dim, intermediate=3 * a.dim, layers=a.layers)
+    train(a.run, VocoderTrainConfig(data=str(a.data), steps=a.steps, batch=a.batch, lr=a.lr), arch)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,151 @@
+"""Distillation data for narrate's vocoder: log-mel frames and the HiFi-GAN teacher's waveform
+made from the same frames, cached in shards outside git.
+
+Sources, taken in turn so that any prefix of the shards is varied:
+  joe      piper's joe voice at varied speaking rates and noise
+  shifted  joe pitch-shifted by sox (-450 to +700 cents)
+  awb      flite's awb voice;  kal16: flite's kal16 voice (resampled to 22,050 Hz)
+  model    the frames the shipped narrate model gives its vocoder (so the vocoder is robust to them)
+flite's slt and rms and Festival's slt are held-out voices of the cloning benchmark: never used
+here; nor are the held-out sentences (data/heldout.txt) or the EVERYDAY list.
+
+A shard ``<source>_<k>.npz`` holds ``mel`` [N, 80] float16, ``mel_len`` [n], ``wav`` [sum of
+len * hop] float32 (the teacher's, aligned to the frames). Shards that exist are skipped, so a
+rerun continues. The trainer holds out the first utterances of each source's shard 0.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+
+SOURCES = ("joe", "shifted", "awb", "kal16", "model")
+PER_SHARD = 8
+
+
+def _log(msg: str) -> None:
+    print(f"[vocoder-data] {time.strftime('%H:%M:%S')} {msg}", file=sys.stderr, flush=True)
+
+
+def training_texts(n: int, seed: int = 1) -> list[str]:
+    """Sentences of the training pool, never a held-out or EVERYDAY one, shuffled."""
+    from narrate.train.texts import EVERYDAY, corpus_texts, heldout_texts
+
+    train, _ = corpus_texts(n, 0, seed=seed)
+    banned = set(heldout_texts()) | set(EVERYDAY)
+    texts = [t for t in train if t not in banned]
+    random.Random(seed).shuffle(texts)
+    return texts
+
+
+def _flite(voice: str, text: str) -> np.ndarray:
+    with tempfile.TemporaryDirectory() as d:
+        raw, out = os.path.join(d, "a.wav"), os.path.join(d, "b.wav")
+        subprocess.run(["flite", "-voice", voice, "-t", text, "-o", raw], check=True, capture_output=True)
+        subprocess.run(["sox", raw, "-r", "22050", out], check=True, capture_output=True)
+        y, _ = sf.read(out, dtype="float32")
+    return y
+
+
+class Sources:
+    """Audio or frames of one sentence from each source."""
+
+    def __init__(self, model: str | None):
+        from narrate.codec.mel import MelConfig, MelSpec
+
+        self.spec = MelSpec(MelConfig())
+        self.model = model
+        self._narrator = None
+        self._frames: list[torch.Tensor] = []
+
+    def frames(self, source: str, text: str, rng: random.Random) -> torch.Tensor:
+        """[T, 80] log-mel frames of ``text`` from ``source``."""
+        from narrate.train.prepare import _synth, pitch_shift
+
+        if source in ("joe", "shifted"):
+            _, audio, _, _, _ = _synth((0, text, rng.uniform(0.8, 1.25), rng.uniform(0.4, 0.8)))
+            cents = 0 if source == "joe" else rng.choice([-450, -300, -150, 200, 350, 500, 700])
+            return self.spec.features(pitch_shift(audio, cents))
+        if source in ("awb", "kal16"):
+            return self.spec.features(_flite(source, text))
+        if source == "model":
+            return self._model_frames(text)
+        raise ValueError(source)
+
+    def _model_frames(self, text: str) -> torch.Tensor:
+        """The frames the narrate model hands its vocoder for one sentence (features, emit=mean)."""
+        if self._narrator is None:
+            from narrate.narrator import NarrateSettings, Narrator
+
+            recorded = self._frames
+
+            class _Recorder:
+                def push_features(self, feats):
+                    recorded.append(feats.clone())
+                    return np.zeros(0, np.float32)
+
+                push = push_features
+
+                def flush(self):
+                    return np.zeros(0, np.float32)
+
+            self._narrator = Narrator.load(self.model, settings=NarrateSettings(vocoder_process=False))
+            self._narrator.codec.stream_decoder = _Recorder  # the instance's codec: record, don't vocode
+        self._frames.clear()
+        for _ in self._narrator.narrate([text]):
+            pass
+        return torch.cat(self._frames).float()
+
+
+def make_shards(out: Path, shards_per_source: int, model: str | None, seed: int = 1) -> None:
+    from narrate.codec.hifigan import HiFiGAN
+
+    torch.set_num_threads(1)
+    out.mkdir(parents=True, exist_ok=True)
+    texts = training_texts(len(SOURCES) * shards_per_source * PER_SHARD + 50, seed)
+    teacher = HiFiGAN("universal")
+    sources = Sources(model)
+    for k in range(shards_per_source):
+        for s, source in enumerate(SOURCES):
+            path = out / f"{source}_{k:04d}.npz"
+            if path.exists():
+                continue
+            t0 = time.perf_counter()
+            first = (k * len(SOURCES) + s) * PER_SHARD
+            rng = random.Random(f"{seed}-{source}-{k}")
+            mels, wavs = [], []
+            for text in texts[first : first + PER_SHARD]:
+                mel = sources.frames(source, text, rng)
+                if len(mel) < 16:
+                    continue
+                mels.append(mel.numpy().astype(np.float16))
+                wavs.append(teacher.vocode(mels[-1].astype(np.float32)))
+            tmp = path.with_suffix(".tmp.npz")
+            np.savez(tmp, mel=np.concatenate(mels), mel_len=np.array([len(m) for m in mels]),
+                     wav=np.concatenate(wavs))
+            tmp.rename(path)
+            seconds = sum(len(w) for w in wavs) / 22050
+            _log(f"{path.name}: {seconds:.1f} s of audio in {time.perf_counter() - t0:.1f} s")
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", type=Path, required=True, help="cache folder (outside git)")
+    p.add_argument("--shards", type=int, default=40, help="shards per source")
+    p.add_argument("--model", default=None, help="narrate model whose frames are the 'model' source")
+    a = p.parse_args(argv)
+    make_shards(a.out, a.shards, a.model)
+
+
+if __name__ == "__main__":
+    main()
