@@ -5,6 +5,7 @@ streaming vocoder as shipped), HiFi-GAN V1 universal (the teacher) and narrate's
 vocoder's speed on one thread.
 
     python -m bench.vocoder_eval [--model narrate-joe] [--n 12] [--save DIR] [--json out.json]
+                                 [--cache DIR]
 """
 
 from __future__ import annotations
@@ -53,6 +54,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=12)
     ap.add_argument("--save", type=Path, default=None, help="folder for the wavs")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--cache", type=Path, default=None,
+                    help="folder keeping what does not depend on the neural vocoder, for reruns")
     ap.add_argument("--skip-rtf", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(1)
@@ -68,21 +71,39 @@ def main() -> None:
 
     loaded = from_pretrained(args.model, vocoder="neural")
     codec, student = loaded.codec, loaded.codec.vocoder
-    teacher = HiFiGAN("universal")
-    sources = Sources(args.model)
     texts = heldout_texts()[: args.n]
     systems = ["piper", "piper-mel+griffin-lim", "piper-mel+hifigan", "piper-mel+neural",
                "model+griffin-lim", "model+hifigan", "model+neural"]
+    # --cache: what does not depend on the neural vocoder (piper, the model's frames, Griffin-Lim,
+    # HiFi-GAN and their scores) is kept and read back, so a new vocoder is measured quickly
+    cache = args.cache
+    scores_path = cache / "scores.json" if cache else None
+    cached = json.loads(scores_path.read_text()) if scores_path and scores_path.exists() else {}
+    if cached.get("texts") != texts:
+        cached = {"texts": texts}
+    teacher, sources = None, None
     audio: dict[str, list[np.ndarray]] = {s: [] for s in systems}
     for i, text in enumerate(texts):
-        _, pcm, _, _, _ = _synth((0, text, 1.0, 0.667))
-        wav = pcm.astype(np.float32) / 32768
-        frames = {"piper-mel": codec.spec.features(wav), "model": sources.frames("model", text, random.Random(0))}
+        stored = cache / f"frames_{i:02d}.npz" if cache else None
+        if stored and stored.exists():
+            d = np.load(stored)
+            wav, frames = d["piper"], {"piper-mel": torch.from_numpy(d["piper_mel"]), "model": torch.from_numpy(d["model"])}
+        else:
+            sources = sources or Sources(args.model)
+            _, pcm, _, _, _ = _synth((0, text, 1.0, 0.667))
+            wav = pcm.astype(np.float32) / 32768
+            frames = {"piper-mel": codec.spec.features(wav), "model": sources.frames("model", text, random.Random(0))}
+            if cache:
+                cache.mkdir(parents=True, exist_ok=True)
+                np.savez(stored, piper=wav, piper_mel=frames["piper-mel"].numpy(), model=frames["model"].numpy())
         audio["piper"].append(wav)
         for src, mel in frames.items():
+            audio[f"{src}+neural"].append(streamed(StreamingNeuralVocoder(student), mel))
+            if f"{src}+hifigan" in cached:
+                continue
+            teacher = teacher or HiFiGAN("universal")
             audio[f"{src}+griffin-lim"].append(streamed(StreamingVocoder(codec.spec), mel))
             audio[f"{src}+hifigan"].append(teacher.vocode(mel))
-            audio[f"{src}+neural"].append(streamed(StreamingNeuralVocoder(student), mel))
         print(f"[vocoder-eval] {i + 1}/{len(texts)} {text[:60]}", file=sys.stderr, flush=True)
     if args.save:
         import soundfile as sf
@@ -93,13 +114,19 @@ def main() -> None:
                 sf.write(args.save / f"{s}_{i:02d}.wav", a, SR)
     results = {}
     for s in systems:
+        if s in cached and not s.endswith("+neural"):
+            results[s] = cached[s]
+            continue
         scores = [dnsmos(a) for a in audio[s]]
         hyps = [transcribe(a, SR) for a in audio[s]]
         results[s] = {k: float(np.mean([x[k] for x in scores])) for k in scores[0]}
         results[s]["wer"] = wer(texts, hyps)
         print(f"[vocoder-eval] {s}: {results[s]}", file=sys.stderr, flush=True)
+    if scores_path:
+        scores_path.write_text(json.dumps({**cached, **{s: r for s, r in results.items() if not s.endswith("+neural")}}))
     if not args.skip_rtf:
         mel = torch.cat([codec.spec.features(a) for a in audio["piper"]])[:860]  # ~10 s of frames
+        teacher = teacher or HiFiGAN("universal")
         results["rtf_one_thread"] = {
             "griffin-lim": rtf(lambda m: streamed(StreamingVocoder(codec.spec), m), mel),
             "neural": rtf(lambda m: streamed(StreamingNeuralVocoder(student), m), mel),

@@ -179,3 +179,24 @@ def test_hifigan_teacher_is_aligned_to_narrates_frames():
     assert len(y) == len(mel) * 256
     err = {lag: float((spec.features(np.roll(y, lag)) - mel)[4:-4].abs().mean()) for lag in (-128, -64, 0, 64, 128)}
     assert min(err, key=err.get) == 0 and err[128] > 2 * err[0] and err[-128] > 2 * err[0], err
+
+
+def test_narrate_export_over_a_model_folder_keeps_its_vocoder_and_says_so(tmp_path, tiny_model):
+    """What the lead's retrain does: `narrate export --run RUN --out models/narrate-joe` over the
+    folder that holds the vocoder; the new model card names it."""
+    from narrate.train.export import export
+
+    loaded = hub.from_pretrained(str(tiny_model))
+    run = tmp_path / "run"
+    run.mkdir()
+    config = {k: v for k, v in loaded.config.items() if k != "vocoder"}
+    (run / "config.json").write_text(json.dumps(config))
+    torch.save({"model": loaded.model.state_dict(), "step": 7}, run / "checkpoint.pt")
+    out = tmp_path / "model"
+    shutil.copytree(tiny_model, out)
+    export(run, out)
+    assert hub.from_pretrained(str(out)).codec.vocoder_name == "neural"
+    card = (out / "README.md").read_text()
+    assert "Vocoder: `vocoder.safetensors`" in card and "random weights, for tests" in card
+    fresh = export(run, tmp_path / "fresh")  # a new folder: no vocoder to keep
+    assert "Vocoder: Griffin-Lim" in (fresh / "README.md").read_text()

@@ -118,12 +118,13 @@ class StreamingNeuralVocoder:
     blocks left. Samples are final once no later frame reaches them (two frames back).
 
     Per push, frames are computed once ``block`` of them can be (``first_block`` at the start,
-    so audio starts soon); the lookahead is ``radius`` frames. A flush (the stream pauses or
+    so audio starts soon); the lookahead is ``radius`` frames. Each block's window also reads
+    ``radius`` frames either side, so longer blocks waste less (96: 1.4x the frames computed). A flush (the stream pauses or
     ends) computes all frames with the sequence's end padded as one pass pads it and emits every
     sample; frames pushed after a flush continue the sequence (left context kept).
     """
 
-    def __init__(self, net: Vocos, block: int = 48, first_block: int = 24):
+    def __init__(self, net: Vocos, block: int = 96, first_block: int = 24):
         self.net, self.block, self.first_block = net, block, first_block
         cfg = net.cfg
         self.hop, self.n_fft, self.radius = cfg.hop, cfg.n_fft, cfg.radius
