@@ -119,9 +119,10 @@ class StreamingNeuralVocoder:
 
     Per push, frames are computed once ``block`` of them can be (``first_block`` at the start,
     so audio starts soon); the lookahead is ``radius`` frames. Each block's window also reads
-    ``radius`` frames either side, so longer blocks waste less (96: 1.4x the frames computed). A flush (the stream pauses or
-    ends) computes all frames with the sequence's end padded as one pass pads it and emits every
-    sample; frames pushed after a flush continue the sequence (left context kept).
+    ``radius`` frames either side, so longer blocks waste less (96: 1.4x the frames computed).
+    A flush (the stream pauses or ends) computes all frames with the sequence's end padded as one
+    pass pads it and emits every sample; frames pushed after a flush continue the sequence (left
+    context kept).
     """
 
     def __init__(self, net: Vocos, block: int = 96, first_block: int = 24):
@@ -130,7 +131,6 @@ class StreamingNeuralVocoder:
         self.hop, self.n_fft, self.radius = cfg.hop, cfg.n_fft, cfg.radius
         self.inputs = torch.zeros(0, cfg.n_mels)  # input frames from index in_start on
         self.in_start = 0       # absolute index of inputs[0]
-        self.seq_start = 0      # where the sequence began: windows reaching before it are padded there
         self.n_in = 0           # input frames received
         self.fresh = True       # nothing computed since the start or the last flush
         self.n_spec = 0         # spectrum frames computed
@@ -162,7 +162,7 @@ class StreamingNeuralVocoder:
     def _compute(self, end: int, final: bool) -> None:
         """Spectrum frames n_spec .. end - 1, overlap-added."""
         a, r = self.n_spec, self.radius
-        lo = max(a - r, self.seq_start)
+        lo = max(a - r, 0)  # a window reaching before the first frame is padded there, as one pass pads it
         hi = self.n_in if final else end + r
         window = self.inputs[lo - self.in_start : hi - self.in_start]
         spec = self.net(window[None])[0, :, a - lo : end - lo]  # [F, end - a]
