@@ -57,6 +57,8 @@ def main() -> None:
     ap.add_argument("--cache", type=Path, default=None,
                     help="folder keeping what does not depend on the neural vocoder, for reruns")
     ap.add_argument("--skip-rtf", action="store_true")
+    ap.add_argument("--neural-only", action="store_true",
+                    help="measure the neural vocoder only (with --cache: on the cached frames)")
     args = ap.parse_args()
     torch.set_num_threads(1)
 
@@ -99,7 +101,7 @@ def main() -> None:
         audio["piper"].append(wav)
         for src, mel in frames.items():
             audio[f"{src}+neural"].append(streamed(StreamingNeuralVocoder(student), mel))
-            if f"{src}+hifigan" in cached:
+            if f"{src}+hifigan" in cached or args.neural_only:
                 continue
             teacher = teacher or HiFiGAN("universal")
             audio[f"{src}+griffin-lim"].append(streamed(StreamingVocoder(codec.spec), mel))
@@ -117,12 +119,14 @@ def main() -> None:
         if s in cached and not s.endswith("+neural"):
             results[s] = cached[s]
             continue
+        if args.neural_only and not s.endswith("+neural"):
+            continue
         scores = [dnsmos(a) for a in audio[s]]
         hyps = [transcribe(a, SR) for a in audio[s]]
         results[s] = {k: float(np.mean([x[k] for x in scores])) for k in scores[0]}
         results[s]["wer"] = wer(texts, hyps)
         print(f"[vocoder-eval] {s}: {results[s]}", file=sys.stderr, flush=True)
-    if scores_path:
+    if scores_path and not args.neural_only:
         scores_path.write_text(json.dumps({**cached, **{s: r for s, r in results.items() if not s.endswith("+neural")}}))
     if not args.skip_rtf:
         mel = torch.cat([codec.spec.features(a) for a in audio["piper"]])[:860]  # ~10 s of frames
@@ -130,10 +134,11 @@ def main() -> None:
         results["rtf_one_thread"] = {
             "griffin-lim": rtf(lambda m: streamed(StreamingVocoder(codec.spec), m), mel),
             "neural": rtf(lambda m: streamed(StreamingNeuralVocoder(student), m), mel),
+            "neural, one pass": rtf(student.vocode, mel),
             "hifigan": rtf(teacher.vocode, mel, repeats=1),
         }
     print(f"| system | P.808 | SIG | BAK | OVRL | WER |\n|---|---|---|---|---|---|")
-    for s in systems:
+    for s in [s for s in systems if s in results]:
         r = results[s]
         print(f"| {s} | {r['p808']:.2f} | {r['sig']:.2f} | {r['bak']:.2f} | {r['ovrl']:.2f} | {r['wer']:.3f} |")
     if "rtf_one_thread" in results:
