@@ -35,6 +35,7 @@ class NarrateSettings:
     top_p: float = 1.0
     guidance: float = 1.0
     emit: str = "mean"
+    mean_temperature: float = 1.0  # of the expected frames (narrate.engine.stepping): < 1 sharper
     # Decoding one stream is a chain of small steps: a second thread buys little, and two
     # OpenMP threads stall badly whenever another process holds one of the cores.
     threads: int = 1
@@ -55,7 +56,8 @@ class NarrateSettings:
 
     def decode(self) -> DecodeSettings:
         return DecodeSettings(SamplingSettings(self.temperature, self.top_k, self.top_p),
-                              GuidanceSettings(strength=self.guidance), emit=self.emit, packed=self.packed)
+                              GuidanceSettings(strength=self.guidance), emit=self.emit,
+                              mean_temperature=self.mean_temperature, packed=self.packed)
 
 
 @dataclass
@@ -76,7 +78,8 @@ class _Run:
                  index: int = 0):
         self.n = narrator
         self.index = index              # its place among the call's streams
-        self.state: StreamState = narrator.engine.new_stream(narrator.speaker, narrator.settings.speed, seed)
+        self.state: StreamState = narrator.engine.new_stream(narrator.speaker, narrator.settings.speed, seed,
+                                                                   narrator.prompt)
         self.key = key                  # its decoder's key in narrator.vocoding
         self.lookahead = lookahead
         self.queue: queue.Queue = queue.Queue(maxsize=4)
@@ -188,6 +191,8 @@ class Narrator:
         self.phonemizer = Phonemizer({k: list(v) for k, v in text["id_map"].items()}, text.get("espeak_voice", "en-us"))
         self.voice = voice
         self.speaker = torch.from_numpy(np.asarray(voice.embedding, np.float32))
+        frames = voice.prompt_frames(self.codec.spec) if loaded.model.cfg.prompt_tokens and hasattr(self.codec, "spec") else None
+        self.prompt = None if frames is None else torch.from_numpy(frames)  # [T, F] for the prompt encoder
         self.decoders = None  # forked first, before anything starts threads
         if self.settings.decoder_processes > 1:
             from narrate.decoders import DecoderProcesses

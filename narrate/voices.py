@@ -15,6 +15,7 @@ from narrate.errors import VoiceError
 
 VOICES_DIR = Path(__file__).resolve().parent.parent / "voices"
 MIN_SECONDS, MAX_SECONDS = 2.0, 60.0
+PROMPT_SECONDS = 8.0  # of a prompt, the model's prompt encoder reads this much (as in training)
 
 
 @dataclass
@@ -22,6 +23,23 @@ class Voice:
     name: str
     path: Path | None
     embedding: np.ndarray  # [256] unit-norm speaker embedding
+    audio: np.ndarray | None = None  # the prompt recording (mono float32), for a model's prompt encoder
+    sample_rate: int = 0
+
+    def prompt_frames(self, mel_spec) -> np.ndarray | None:
+        """The prompt's log-mel frames [T, F] in the model's mel configuration: its middle
+        ``PROMPT_SECONDS`` (None: no recording)."""
+        if self.audio is None:
+            return None
+        wav = self.audio
+        if self.sample_rate != mel_spec.cfg.sample_rate:
+            import librosa
+
+            wav = librosa.resample(wav, orig_sr=self.sample_rate, target_sr=mel_spec.cfg.sample_rate)
+        frames = mel_spec.features(np.asarray(wav, np.float32)).numpy()
+        n = int(PROMPT_SECONDS * mel_spec.cfg.sample_rate / mel_spec.cfg.hop)
+        start = max(0, (len(frames) - n) // 2)
+        return frames[start : start + n]
 
 
 def bundled_voices() -> dict[str, Path]:
@@ -95,7 +113,7 @@ def load_voice(voice: str | None, default: str) -> Voice:
         if path.suffix == "" and not path.exists():
             raise VoiceError(f"unknown voice '{name}' (bundled voices: {', '.join(bundled) or 'none'}; or give a .wav file)")
     cache = path.with_suffix(".npy")
-    if path.parent == VOICES_DIR and cache.exists():
-        return Voice(path.stem, path, np.load(cache))
     wav, sr = read_prompt(path)
-    return Voice(path.stem, path, SpeakerEncoder().embed(wav, sr))
+    if path.parent == VOICES_DIR and cache.exists():
+        return Voice(path.stem, path, np.load(cache), wav, sr)
+    return Voice(path.stem, path, SpeakerEncoder().embed(wav, sr), wav, sr)

@@ -29,7 +29,7 @@ def make_tiny_model(out: Path, seed: int = 0, vocoder: bool = True) -> Path:
 
     torch.manual_seed(seed)
     cfg = ModelConfig(d_model=32, n_layers=2, n_heads=2, enc_convs=1, enc_layers=1, n_codebooks=4, codebook_size=16,
-                      codebook_groups=[1, 3], speaker_tokens=2, prenet_dropout=0.0)
+                      codebook_groups=[1, 3], speaker_tokens=2, prompt_tokens=2, prenet_dropout=0.0)
     # codebooks: a quiet spectrum in the first stage, small residuals after it
     books = torch.randn(4, 16, 80) * torch.tensor([1.0, 0.3, 0.2, 0.1]).view(4, 1, 1)
     books[0] += -6.0

@@ -68,50 +68,75 @@ def test_mamba_parameter_names_follow_mamba_ssm():
     assert names == {"in_proj", "conv1d", "x_proj", "dt_proj", "A_log", "D", "out_proj"}
 
 
-def test_decoder_stepwise_equals_parallel_and_chunked():
-    m = small_model()
+def prompts(B=2, T=40, seed=2):
+    return torch.randn(B, T, 80, generator=torch.Generator().manual_seed(seed)) - 5.0
+
+
+@pytest.mark.parametrize("prompt_tokens", [0, 3])
+def test_decoder_stepwise_equals_parallel_and_chunked(prompt_tokens):
+    m = small_model(prompt_tokens=prompt_tokens)
     memory, mem_len, pos, prev, spk, rate = inputs()
+    prompt = prompts() if prompt_tokens else None
     with torch.no_grad():
-        full, _ = m(memory, mem_len, pos, prev, spk, rate)
+        full, _ = m(memory, mem_len, pos, prev, spk, rate, prompt=prompt)
         st = m.init_state(2)
         outs = []
         for s in range(pos.shape[1]):
             st.prev_feats = prev[:, s]
-            h, st.layers = m.step(memory, mem_len, pos[:, s], spk, rate, st)
+            h, st.layers = m.step(memory, mem_len, pos[:, s], spk, rate, st, prompt=prompt)
             outs.append(h)
         assert torch.allclose(torch.stack(outs, 1), full, atol=1e-5)
-        h1, s1 = m(memory, mem_len, pos[:, :5], prev[:, :5], spk, rate)
-        h2, _ = m(memory, mem_len, pos[:, 5:], prev[:, 5:], spk, rate, s1)
+        h1, s1 = m(memory, mem_len, pos[:, :5], prev[:, :5], spk, rate, prompt=prompt)
+        h2, _ = m(memory, mem_len, pos[:, 5:], prev[:, 5:], spk, rate, s1, prompt=prompt)
         assert torch.allclose(torch.cat([h1, h2], 1), full, atol=1e-5)
+
+
+def test_prompt_encoder_gives_its_tokens_for_any_length_and_ignores_padding():
+    m = small_model(prompt_tokens=3)
+    enc = m.prompt_encoder
+    with torch.no_grad():
+        short, long = prompts(1, 25), prompts(1, 60, seed=5)
+        assert enc(short).shape == enc(long).shape == (1, 3, 32)
+        assert not torch.allclose(enc(short), enc(long), atol=1e-3)  # the tokens depend on the prompt
+        padded = torch.cat([short, torch.randn(1, 35, 80) * 9], 1)  # garbage after the prompt, masked out
+        mask = torch.arange(60).view(1, 60) < 25
+        assert torch.allclose(enc(padded, mask), enc(short), atol=1e-5)
+        # the model's terms: embedding tokens then prompt tokens; no prompt = one silent frame
+        bias, tokens = m.voice_terms(torch.randn(1, 256), torch.zeros(1), short)
+        assert tokens.shape == (1, 2 + 3, 32) and torch.allclose(tokens[:, 2:], enc(short))
+        _, none = m.voice_terms(torch.randn(1, 256), torch.zeros(1))
+        assert torch.allclose(none[:, 2:], enc(torch.full((1, 1, 80), enc.SILENCE)))
 
 
 def _cached_steps(m, d, kernel=False):
     """Step the reference ``m.step`` and the cached fast path ``d.decode_step`` side by side
     (kernel: its cross-attention ours); yields both hidden outputs and layer states per step."""
     memory, mem_len, pos, prev, spk, rate = inputs()
+    prompt = prompts() if m.cfg.prompt_tokens else None
     with torch.no_grad():
-        cond = d.condition(spk, rate)
+        cond = d.condition(spk, rate, prompt)
         kv = d.text_kv(memory)  # [B, N, X, 2, H, dh]
         st, fast = m.init_state(2), d.init_state(2)
         for s in range(pos.shape[1]):
             st.prev_feats = fast.prev_feats = prev[:, s]
-            h, st.layers = m.step(memory, mem_len, pos[:, s], spk, rate, st)
+            h, st.layers = m.step(memory, mem_len, pos[:, s], spk, rate, st, prompt=prompt)
             idx, _, valid = band_index(pos[:, s : s + 1], m.cfg.band_back, m.cfg.band_ahead, mem_len)
             band = torch.stack([kv[b, idx[b, 0]] for b in range(2)])
             hf, fast.layers = d.decode_step(band, valid[:, 0], cond, fast, kernel)
             yield h, hf, st.layers, fast.layers
 
 
-@pytest.mark.parametrize("decoding_copy, kernel", [
-    (False, False), (True, False),
-    pytest.param(True, True, marks=pytest.mark.skipif(not kernels.cpu_supported(), reason="no AVX2 here"))])
-def test_cached_decode_step_equals_step(decoding_copy, kernel):
+@pytest.mark.parametrize("decoding_copy, kernel, prompt_tokens", [
+    (False, False, 0), (True, False, 0), (True, False, 3),
+    pytest.param(True, True, 0, marks=pytest.mark.skipif(not kernels.cpu_supported(), reason="no AVX2 here")),
+    pytest.param(True, True, 3, marks=pytest.mark.skipif(not kernels.cpu_supported(), reason="no AVX2 here"))])
+def test_cached_decode_step_equals_step(decoding_copy, kernel, prompt_tokens):
     """The fast path (keys/values cached per chunk and per stream; on the engine's fp32 copy,
     stepping Mamba layers; its cross-attention torch's or ours) against ``step``, over bands
-    that run off either end of the text."""
+    that run off either end of the text, with and without a prompt encoder's tokens."""
     if kernel:
         assert kernels.available(), "our kernels are not built: run `make setup`"
-    m = small_model()
+    m = small_model(prompt_tokens=prompt_tokens)
     d = for_decoding(m, packed=False) if decoding_copy else m
     layout = SteppingMamba.reference_layout if decoding_copy else (lambda st: st)
     for h, hf, layers, fast_layers in _cached_steps(m, d, kernel):
@@ -296,18 +321,21 @@ def test_state_carried_across_chunks_equals_one_pass():
 
 
 def test_batched_streams_equal_streams_alone():
-    m = small_model()
+    """Streams with voices of their own (embedding and prompts of different lengths) decoded
+    together give what each gives alone, to the last bit."""
+    m = small_model(prompt_tokens=3)
     eng = Engine(m, 86.13, DecodeSettings(SamplingSettings(temperature=0.7)))
     texts = [chunk(30), chunk(18), chunk(25)]
+    voice = [prompts(1, 20 + 15 * i, seed=i)[0] for i in range(3)]
     alone = []
     for i, t in enumerate(texts):
-        s = eng.new_stream(torch.full((256,), float(i)), seed=i)
+        s = eng.new_stream(torch.full((256,), float(i)), seed=i, prompt=voice[i])
         eng.append(s, *t)
         eng.close(s)
         alone.append(run(eng, s))
     states = []
     for i, t in enumerate(texts):
-        s = eng.new_stream(torch.full((256,), float(i)), seed=i)
+        s = eng.new_stream(torch.full((256,), float(i)), seed=i, prompt=voice[i])
         eng.append(s, *t)
         eng.close(s)
         states.append(s)

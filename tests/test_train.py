@@ -14,13 +14,13 @@ from narrate.train.loop import TrainConfig, train
 from narrate.train.dataset import Corpus
 
 TINY = {"d_model": 32, "n_layers": 2, "n_heads": 2, "enc_convs": 1, "enc_layers": 1, "codebook_groups": [1, 1],
-        "speaker_tokens": 2}
+        "speaker_tokens": 2, "prompt_tokens": 2}
 
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
     out = tmp_path_factory.mktemp("corpus")
-    prepare(PrepareConfig(out=out, n_train=4, n_heldout=1, workers=1, codebooks=2, codebook_size=16, embeds_per_voice=2))
+    prepare(PrepareConfig(out=out, n_train=4, n_heldout=1, workers=1, codebooks=2, codebook_size=16, embed_every=2))
     return out
 
 
@@ -30,14 +30,56 @@ def test_prepared_corpus_is_aligned(corpus):
     c = Corpus(corpus)
     import random
 
-    ex = c.example([0, 1], "joe-deep", 3, random.Random(0))
+    from narrate.train.prepare import TRACKS
+
     n0, n1 = len(c.utts[0].ids), len(c.utts[1].ids)
-    assert ex.positions[0] == 0 and ex.positions[-1] >= n0  # both sentences, spoken in order
-    assert (np.diff(ex.positions) >= 0).all() and ex.positions[-1] < n0 + n1
-    assert ex.semantic[-1] == 4 and set(ex.semantic[:-1]) <= {0, 1, 2, 3}
-    assert ex.codes.shape[1:] == (3, 2) and ex.feats.shape[1:] == (3, 80)
-    # every frame of the teacher's audio has a token: durations add up to the frame count
-    assert sum(c.utts[0].durations) == len(c.codes["joe"][0])
+    for track in TRACKS:  # every voice of a training sentence: joe's, pseudo-speakers', another synthesizer's
+        a, b = c.rendering(0, track), c.rendering(1, track)
+        assert a.speaker >= 0 and b.speaker >= 0
+        ex = c.example([a, b], 3, random.Random(0))
+        assert ex.positions[0] == 0 and ex.positions[-1] >= n0  # both sentences, spoken in order
+        assert (np.diff(ex.positions) >= 0).all() and ex.positions[-1] < n0 + n1
+        assert ex.semantic[-1] == 4 and set(ex.semantic[:-1]) <= {0, 1, 2, 3}
+        assert ex.codes.shape[1:] == (3, 2) and ex.feats.shape[1:] == (3, 80)
+        # every frame of each reading has a token: durations add up to its frame count
+        assert sum(c.durations[track][0]) == len(c.codes[track][0]) == len(c.feats[track][0])
+    # pseudo-speakers keep joe's timing; the other synthesizer has timing of its own
+    assert (c.durations["world1"][0] == c.durations["joe"][0]).all()
+    assert len(c.feats["real"][0]) != len(c.feats["joe"][0])
+    # held-out sentences are read by joe only, and nobody reads them in training
+    h = c.heldout_ids()[0]
+    assert c.reader["joe"][h] >= 0 and all(c.reader[t][h] == -1 for t in TRACKS if t != "joe")
+    assert all(r.utt in c.train_ids() for rs in c.renderings_of.values() for r in rs)
+    # a prompt is another sentence by the same speaker
+    ex = c.example([c.rendering(0, "joe")], 3, random.Random(3))
+    assert ex.prompt is None or (ex.prompt.shape[1] == 80 and len(ex.prompt) > 0)
+
+
+def test_heldout_voices_never_train():
+    from narrate.train.speakers import HELDOUT_FAMILY, HELDOUT_REAL, heldout_speakers, training_speakers
+
+    train = training_speakers()
+    assert not any(s.family == HELDOUT_FAMILY or s.base in HELDOUT_REAL for s in train)
+    assert all(s.family == HELDOUT_FAMILY for s in heldout_speakers())
+    assert len({s.name for s in train}) == len(train) > 200
+
+
+def test_dtw_alignment_recovers_known_timing():
+    """Two readings whose timing is known (one stretched): the mapped durations land near the
+    true ones, far nearer than stretching them evenly."""
+    from narrate.train.speakers import align_durations
+
+    rng = np.random.default_rng(0)
+    sounds = rng.normal(-4, 2, (6, 80))
+    d_ref = np.array([5, 9, 3, 12, 6, 8])
+    d_true = np.array([9, 7, 8, 10, 4, 14])
+    ref = np.repeat(sounds, d_ref, axis=0) + rng.normal(0, 0.1, (d_ref.sum(), 80))
+    other = np.repeat(sounds + 0.5, d_true, axis=0) + rng.normal(0, 0.1, (d_true.sum(), 80))
+    est = align_durations(ref, other, d_ref)
+    assert est.sum() == d_true.sum() and (est >= 0).all()
+    even = np.round(np.cumsum(d_ref) * d_true.sum() / d_ref.sum())
+    err = np.abs(np.cumsum(est) - np.cumsum(d_true)).mean()
+    assert err <= 1.0 < np.abs(even - np.cumsum(d_true)).mean()
 
 
 def test_train_resume_export_speak(corpus, tmp_path):
@@ -87,7 +129,7 @@ def test_train_under_torchrun_ddp(corpus, tmp_path):
 def test_extending_corpus_shares_codec_and_skips_its_sentences(corpus, tmp_path):
     more = tmp_path / "more"
     prepare(PrepareConfig(out=more, n_train=2, n_heldout=1, workers=1, codebooks=2, codebook_size=16,
-                          embeds_per_voice=2, extends=(corpus,)))
+                          embed_every=2, extends=(corpus,)))
     first, second = (json.loads((c / "texts.json").read_text()) for c in (corpus, more))
     assert not set(first["train"]) & set(second["train"])
     assert (more / "codec.safetensors").read_bytes() == (corpus / "codec.safetensors").read_bytes()
@@ -95,7 +137,7 @@ def test_extending_corpus_shares_codec_and_skips_its_sentences(corpus, tmp_path)
     assert both.train_ids() == [0, 1, 2, 3] + [4 + 1 + 10, 4 + 1 + 10 + 1]  # after the first's held-out + everyday
     assert both.heldout_ids() == [4]
     assert len(both.utts) == len(Corpus(corpus).utts) + len(Corpus(more).utts)
-    ex = both.example([both.train_ids()[-1]], "joe", 3, __import__("random").Random(0))
+    ex = both.example([both.rendering(both.train_ids()[-1], "real")], 3, __import__("random").Random(0))
     assert ex.codes.shape[0] == len(ex.positions)
 
 

@@ -23,7 +23,8 @@ class ModelConfig:
     feature_dim: int = 80          # dimension of a codec frame's code vectors (log-mel bins)
     codebook_groups: list[int] = field(default_factory=lambda: [2, 6])  # codebooks per group, in order
     speaker_dim: int = 256         # speaker embedding (resemblyzer d-vector)
-    speaker_tokens: int = 4        # prompt keys of the cross-attention (no rotary position)
+    speaker_tokens: int = 4        # speaker-embedding keys of the cross-attention (no rotary position)
+    prompt_tokens: int = 0         # prompt-encoder keys (0: no prompt encoder), beside the speaker's
     band_back: int = 2             # text tokens visible behind the tracked position
     band_ahead: int = 3            # ... and ahead of it
     semantic_classes: int = 5      # progress per step: move 0, 1, 2, 3+ tokens, or STOP

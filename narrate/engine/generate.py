@@ -32,6 +32,7 @@ class DecodeSettings:
     guidance: GuidanceSettings = field(default_factory=GuidanceSettings)
     semantic_temperature: float = 0.0  # 0: the most likely (guided) move
     emit: str = "mean"                 # "mean": expected code vectors; "codes": the sampled codes
+    mean_temperature: float = 1.0      # softmax temperature of the expected code vectors (< 1: sharper frames)
     window_past: int = 1               # chunks kept behind the one being spoken
     packed: bool = True                # int8 decoder weights (narrate.engine.packed) where torch supports them
     traced: bool = True                # steps replayed from recorded graphs (narrate.engine.stepping); False: run directly
@@ -101,15 +102,18 @@ class Engine:
         self.cfg = model.cfg
         self.step_seconds = self.cfg.reduction / frame_rate
         s = self.settings
-        self._step = StepGraphs(StepFunction(self.model, s.sampling, s.emit), s.traced)
+        self._step = StepGraphs(StepFunction(self.model, s.sampling, s.emit, mean_temperature=s.mean_temperature), s.traced)
         self._batch: StepBatch | None = None  # the streams of the last step (they hold it till the next)
         self._whole_band = torch.ones(self.cfg.band_back + self.cfg.band_ahead + 1, dtype=torch.bool)
 
     # --- stream lifecycle ------------------------------------------------------------------
-    def new_stream(self, speaker: torch.Tensor, speed: float = 1.0, seed: int = 0) -> StreamState:
+    def new_stream(self, speaker: torch.Tensor, speed: float = 1.0, seed: int = 0,
+                   prompt: torch.Tensor | None = None) -> StreamState:
+        """speaker [D] embedding; prompt [T, F] the voice prompt's frames (models with a prompt encoder)."""
         g = torch.Generator().manual_seed(seed)
         with torch.no_grad():
-            cond = self.model.condition(speaker.float().view(1, -1), torch.tensor([math.log(1.0 / speed)]))
+            cond = self.model.condition(speaker.float().view(1, -1), torch.tensor([math.log(1.0 / speed)]),
+                                        None if prompt is None else prompt.float().unsqueeze(0))
         return StreamState(self.model.init_state(1), cond, g)
 
     @torch.no_grad()

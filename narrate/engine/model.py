@@ -45,6 +45,43 @@ class TextEncoder(nn.Module):
         return self.norm(x)
 
 
+class PromptEncoder(nn.Module):
+    """A voice prompt's log-mel frames -> ``prompt_tokens`` vectors that the decoder attends to
+    without positions (LiveSpeech's prompt encoder): convolutions over the frames, then learned
+    queries attending over all of them, so any prompt length gives the same number of tokens.
+    No prompt is one silent frame (training drops prompts now and then to teach it, and every
+    parameter takes part in every step, as data-parallel training needs)."""
+
+    SILENCE = -11.5  # log of the mel floor (1e-5)
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        d = cfg.d_model
+        self.n_heads = cfg.n_heads
+        self.inp = nn.Linear(cfg.feature_dim, d)
+        self.convs = nn.ModuleList(nn.Conv1d(d, d, 5, padding=2) for _ in range(2))
+        self.conv_norms = nn.ModuleList(nn.LayerNorm(d) for _ in range(2))
+        self.queries = nn.Parameter(torch.randn(cfg.prompt_tokens, d) * 0.02)
+        self.kv = nn.Linear(d, 2 * d)
+        self.norm = nn.LayerNorm(d)
+
+    def forward(self, frames: torch.Tensor | None, mask: torch.Tensor | None = None, batch: int = 1) -> torch.Tensor:
+        """frames [B, T, F] (log-mel), mask [B, T] True for real frames -> [B, Np, d]."""
+        if frames is None:
+            frames, mask = self.queries.new_full((batch, 1, self.inp.in_features), self.SILENCE), None
+        B, T, _ = frames.shape
+        keep = None if mask is None else mask.unsqueeze(-1).to(frames.dtype)
+        x = self.inp((frames + 5.0) / 3.0)  # log-mel is ~[-11.5, 2]: centre it
+        for conv, norm in zip(self.convs, self.conv_norms):
+            h = x if keep is None else x * keep
+            x = x + F.gelu(conv(norm(h).transpose(1, 2)).transpose(1, 2))
+        k, v = self.kv(x).view(B, T, 2, self.n_heads, -1).permute(2, 0, 3, 1, 4)  # 2 x [B, H, T, dh]
+        q = self.queries.view(1, -1, self.n_heads, k.shape[-1]).transpose(1, 2).expand(B, -1, -1, -1)
+        attn_mask = None if mask is None else mask.view(B, 1, 1, T)
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask)  # [B, H, Np, dh]
+        return self.norm(self.queries + out.transpose(1, 2).flatten(2))
+
+
 class CodebookHeads(nn.Module):
     """Logits of all codebooks of a step's r frames, group by group: group g sees the
     features of the codes chosen in groups < g (teacher-forced in training)."""
@@ -104,6 +141,11 @@ class NarrateModel(nn.Module):
                                     nn.Linear(d, d), nn.ReLU(), nn.Dropout(cfg.prenet_dropout))
         self.speaker_in = nn.Linear(cfg.speaker_dim, d)
         self.speaker_tokens = nn.Linear(cfg.speaker_dim, cfg.speaker_tokens * d)
+        if cfg.prompt_tokens:
+            self.prompt_encoder = PromptEncoder(cfg)
+            self.prompt_in = nn.Linear(d, d)
+            nn.init.zeros_(self.prompt_in.weight)  # a model fine-tuned to use prompts starts as it was
+            nn.init.zeros_(self.prompt_in.bias)
         self.rate_in = nn.Linear(1, d)
         self.mambas = nn.ModuleList(Mamba(d, cfg.d_state, cfg.d_conv, cfg.expand) for _ in range(cfg.n_layers))
         self.norms = nn.ModuleList(nn.LayerNorm(d) for _ in range(cfg.n_layers))
@@ -120,26 +162,31 @@ class NarrateModel(nn.Module):
         self.register_buffer("band_sin", sin, persistent=False)
 
     # --- conditioning -----------------------------------------------------------------------
-    def speaker_keys(self, speaker: torch.Tensor) -> torch.Tensor:
-        """[B, speaker_dim] -> [B, Ns, d]."""
-        return self.speaker_tokens(speaker).view(speaker.shape[0], self.cfg.speaker_tokens, -1)
-
-    def _input(self, prev_feats, speaker, rate):
-        """prev_feats [..., r*F]; speaker [B, D]; rate [B] (log length scale) -> [..., d]."""
-        cond = self.speaker_in(speaker) + self.rate_in(rate.unsqueeze(-1))
-        if prev_feats.dim() == 3:
-            cond = cond.unsqueeze(1)
-        return self.prenet(prev_feats) + cond
+    def voice_terms(self, speaker: torch.Tensor, rate: torch.Tensor, prompt: torch.Tensor | None = None,
+                    prompt_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """speaker [B, speaker_dim] (embedding), rate [B] (log length scale), prompt [B, T, F]
+        (the prompt's log-mel frames; None: none) -> (decoder input bias [B, d], the voice's
+        cross-attention tokens [B, Ns, d]: the embedding's, then the prompt encoder's)."""
+        B = speaker.shape[0]
+        bias = self.speaker_in(speaker) + self.rate_in(rate.unsqueeze(-1))
+        tokens = self.speaker_tokens(speaker).view(B, self.cfg.speaker_tokens, -1)
+        if self.cfg.prompt_tokens:
+            ptok = self.prompt_encoder(prompt, prompt_mask, B)
+            bias = bias + self.prompt_in(ptok.mean(1))
+            tokens = torch.cat([tokens, ptok], dim=1)
+        return bias, tokens
 
     # --- training / prefill -----------------------------------------------------------------
-    def forward(self, memory, mem_len, positions, prev_feats, speaker, rate, states: list[MambaState] | None = None):
+    def forward(self, memory, mem_len, positions, prev_feats, speaker, rate, states: list[MambaState] | None = None,
+                prompt=None, prompt_mask=None):
         """A chunk of S steps from the given layer states (None: from the start).
         memory [B, N, d]; mem_len [B]; positions [B, S] tracked text position per step;
-        prev_feats [B, S, r*F]. Returns (hidden [B, S, d], new layer states)."""
-        x = self._input(prev_feats, speaker, rate)
+        prev_feats [B, S, r*F]; prompt [B, T, F] / prompt_mask [B, T] (see ``voice_terms``).
+        Returns (hidden [B, S, d], new layer states)."""
+        bias, spk = self.voice_terms(speaker, rate, prompt, prompt_mask)
+        x = self.prenet(prev_feats) + bias.unsqueeze(1)
         idx, rel, valid = band_index(positions, self.cfg.band_back, self.cfg.band_ahead, mem_len)
         band = gather_band(memory, idx)
-        spk = self.speaker_keys(speaker)
         new_states = []
         for i, (mamba, norm) in enumerate(zip(self.mambas, self.norms)):
             y, st = mamba(norm(x), None if states is None else states[i])
@@ -154,13 +201,13 @@ class NarrateModel(nn.Module):
         layers = [m.init_state(batch) for m in self.mambas]
         return DecoderState(layers, torch.zeros(batch, self.cfg.reduction * self.cfg.feature_dim))
 
-    def step(self, memory, mem_len, position, speaker, rate, state: DecoderState):
+    def step(self, memory, mem_len, position, speaker, rate, state: DecoderState, prompt=None):
         """One step for B streams. memory [B, N, d] (each stream's text window), position [B]
         relative to that window. Returns (hidden [B, d], layer states)."""
-        x = self._input(state.prev_feats, speaker, rate)
+        bias, spk = self.voice_terms(speaker, rate, prompt)
+        x = self.prenet(state.prev_feats) + bias
         idx, rel, valid = band_index(position.unsqueeze(1), self.cfg.band_back, self.cfg.band_ahead, mem_len)
         band = gather_band(memory, idx)
-        spk = self.speaker_keys(speaker)
         return self._step_layers(x, state, lambda j, x: self.cross[j](x.unsqueeze(1), band, rel, valid, spk).squeeze(1))
 
     def _step_layers(self, x, state: DecoderState, cross):
@@ -175,11 +222,11 @@ class NarrateModel(nn.Module):
         return self.final_norm(x), new
 
     # --- decoding from caches (the fast path; ``step`` is its reference) -------------------------
-    def condition(self, speaker: torch.Tensor, rate: torch.Tensor) -> Conditioning:
-        """speaker [B, D], rate [B] -> the per-stream terms of every step."""
-        spk = self.speaker_keys(speaker)
+    def condition(self, speaker: torch.Tensor, rate: torch.Tensor, prompt: torch.Tensor | None = None) -> Conditioning:
+        """speaker [B, D], rate [B], prompt [B, T, F] or None -> the per-stream terms of every step."""
+        bias, spk = self.voice_terms(speaker, rate, prompt)
         kv = torch.stack([c.speaker_kv(spk) for c in self.cross], dim=1)
-        return Conditioning(self.speaker_in(speaker) + self.rate_in(rate.unsqueeze(-1)), kv)
+        return Conditioning(bias, kv)
 
     def text_kv(self, memory: torch.Tensor) -> torch.Tensor:
         """Encoded text [..., n, d] -> keys/values of every cross layer [..., n, X, 2, H, dh], once per chunk."""

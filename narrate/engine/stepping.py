@@ -36,9 +36,11 @@ class StepFunction(nn.Module):
     greedy). Writes the new layer states and the emitted features (``prev_feats``) in place.
     Returns (semantic probabilities [B, classes], codes [B, K, r], frames [B, r, F])."""
 
-    def __init__(self, model: NarrateModel, sampling: SamplingSettings, emit: str, kernel: bool | None = None):
+    def __init__(self, model: NarrateModel, sampling: SamplingSettings, emit: str, kernel: bool | None = None,
+                 mean_temperature: float = 1.0):
         super().__init__()
         self.model, self.sampling, self.emit = model, sampling, emit
+        self.mean_temperature = mean_temperature  # < 1: the expected frame leans to the likeliest codes (less blur)
         self.kernel = kernels.available() if kernel is None else kernel  # our rowwise_mm and band_attention
 
     def forward(self, band_kv, valid, input_bias, speaker_kv, prev_feats, convs: list[torch.Tensor],
@@ -62,7 +64,7 @@ class StepFunction(nn.Module):
             flat_books = books[s : s + k].reshape(k * C, -1)  # [k * C, F]
             part = flat_books[idx + torch.arange(k) * C].sum(-2)  # [B, r, F]
             sampled_feats = part if sampled_feats is None else sampled_feats + part
-            probs = logits.softmax(-1).flatten(-2)  # [B, r, k * C]
+            probs = (logits if self.mean_temperature == 1.0 else logits / self.mean_temperature).softmax(-1).flatten(-2)  # [B, r, k * C]
             mean_feats = mean_feats + self.mix(probs, flat_books)  # [B, r, F]
             chosen.append(idx)
         codes = torch.cat(chosen, dim=-1).transpose(1, 2)  # [B, K, r]

@@ -11,15 +11,27 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from narrate.engine.model import PromptEncoder
 from narrate.errors import NarrateError
-from narrate.train.prepare import VOICES, split
+from narrate.train.prepare import TRACKS, split
+
+PROMPT_SECONDS = (2.0, 8.0)  # a training prompt's length: what users give (see voices.MAX_PROMPT_SECONDS)
+FRAME_RATE = 22050 / 256
+NO_PROMPT = 0.1              # share of examples without a prompt (the embedding alone must also work)
 
 
 @dataclass
 class Utterance:
     ids: np.ndarray        # [N] token ids
-    durations: np.ndarray  # [N] frames per token (sum = T)
     rate: float            # log length scale the teacher used
+
+
+@dataclass(frozen=True)
+class Rendering:
+    """One reading of one sentence: utterance index, track, speaker index."""
+    utt: int
+    track: str
+    speaker: int
 
 
 @dataclass
@@ -29,44 +41,58 @@ class Example:
     semantic: np.ndarray      # [S] progress class per step (moves 0..3, STOP)
     codes: np.ndarray         # [S, r, K]
     feats: np.ndarray         # [S, r, F] true log-mel
-    speaker: np.ndarray       # [D]
+    speaker: np.ndarray       # [D] speaker embedding (of another rendering by the same speaker)
     rate: float
+    prompt: np.ndarray | None = None  # [T, F] log-mel of another rendering by the same speaker
 
 
 class Corpus:
     """One or more prepared corpus folders as one: every folder's training sentences train, the
-    first folder's held-out sentences evaluate. The folders must share one codec."""
+    first folder's held-out sentences evaluate. The folders must share one codec and one list
+    of speakers (both made by the same recipe)."""
 
-    def __init__(self, roots: Path | list[Path], voices: list[str] | None = None):
+    def __init__(self, roots: Path | list[Path], tracks: tuple[str, ...] = TRACKS):
         self.roots = [Path(r) for r in ([roots] if isinstance(roots, (str, Path)) else roots)]
-        self.voices = voices or list(VOICES)
+        self.tracks = tracks
         self.utts: list[Utterance] = []
-        self.codes: dict[str, list[np.ndarray]] = {v: [] for v in self.voices}
-        self.feats: dict[str, list[np.ndarray]] = {v: [] for v in self.voices}
-        speakers: dict[str, list[np.ndarray]] = {v: [] for v in self.voices}
+        self.codes: dict[str, list[np.ndarray]] = {t: [] for t in tracks}
+        self.feats: dict[str, list[np.ndarray]] = {t: [] for t in tracks}
+        self.durations: dict[str, list[np.ndarray]] = {t: [] for t in tracks}
+        self.reader: dict[str, list[int]] = {t: [] for t in tracks}  # speaker per utterance (-1: none)
         self._train: list[int] = []
         self._heldout: list[int] = []
+        embeddings: dict[int, list[np.ndarray]] = {}
         for n, root in enumerate(self.roots):
             if n and (root / "codec.safetensors").read_bytes() != (self.roots[0] / "codec.safetensors").read_bytes():
                 raise NarrateError(f"corpus {root} has another codec than {self.roots[0]} (build it with --extends)")
+            if n and (root / "speakers.json").read_text() != (self.roots[0] / "speakers.json").read_text():
+                raise NarrateError(f"corpus {root} has other speakers than {self.roots[0]}")
             texts = json.loads((root / "texts.json").read_text())
             n_train, n_heldout, base = len(texts["train"]), len(texts["heldout"]), len(self.utts)
             self._train += range(base, base + n_train)
             if n == 0:
                 self._heldout = list(range(base + n_train, base + n_train + n_heldout))
             t = np.load(root / "teacher.npz")
-            ids = split(t["ids"], t["ids_len"])
-            durs = split(t["durations"], t["ids_len"])
-            self.utts += [Utterance(i.astype(np.int64), d.astype(np.int64), float(np.log(ls)))
-                          for i, d, ls in zip(ids, durs, t["length_scale"])]
-            for v in self.voices:
-                c = np.load(root / f"codes_{v}.npz")
-                self.codes[v] += split(c["codes"].T, c["codes_len"])  # list of [T, K]
-                self.feats[v] += split(np.load(root / f"voice_{v}.npz")["mel"], c["codes_len"])
+            self.utts += [Utterance(i.astype(np.int64), float(np.log(ls)))
+                          for i, ls in zip(split(t["ids"], t["ids_len"]), t["length_scale"])]
+            for tr in tracks:
+                c = np.load(root / f"codes_{tr}.npz")
+                data = np.load(root / f"track_{tr}.npz")
+                self.codes[tr] += split(c["codes"].T, c["codes_len"])  # list of [T, K]
+                self.feats[tr] += split(data["mel"], data["mel_len"])
+                self.durations[tr] += [d.astype(np.int64) for d in split(data["durations"], t["ids_len"])]
+                self.reader[tr] += data["speaker"].tolist()
             spk = np.load(root / "speakers.npz")
-            for v in self.voices:
-                speakers[v].append(spk[v])
-        self.speakers = {v: np.concatenate(e) for v, e in speakers.items()}
+            for e, o in zip(spk["embeddings"], spk["owner"]):
+                embeddings.setdefault(int(o), []).append(e)
+        self.speakers = json.loads((self.roots[0] / "speakers.json").read_text())
+        self.embeddings = {s: np.stack(e) for s, e in embeddings.items()}
+        self.renderings_of: dict[int, list[Rendering]] = {}
+        for u in self._train:
+            for tr in tracks:
+                s = self.reader[tr][u]
+                if s >= 0:
+                    self.renderings_of.setdefault(s, []).append(Rendering(u, tr, s))
 
     def train_ids(self) -> list[int]:
         return list(self._train)
@@ -74,16 +100,32 @@ class Corpus:
     def heldout_ids(self) -> list[int]:
         return list(self._heldout)
 
-    def example(self, utts: list[int], voice: str, r: int, rng: random.Random, max_move: int = 3) -> Example:
-        """One training example: the utterances spoken back to back in one voice."""
+    def rendering(self, u: int, track: str) -> Rendering:
+        return Rendering(u, track, self.reader[track][u])
+
+    def prompt(self, rend: Rendering, rng: random.Random, avoid: set[int]) -> np.ndarray | None:
+        """Log-mel frames [T, F] of another sentence by the same speaker, 2-8 s of it (None: the
+        speaker has no other sentence)."""
+        others = [r for r in self.renderings_of.get(rend.speaker, []) if r.utt not in avoid]
+        if not others:
+            return None
+        o = rng.choice(others)
+        mel = self.feats[o.track][o.utt]
+        n = min(len(mel), int(rng.uniform(*PROMPT_SECONDS) * FRAME_RATE))
+        start = rng.randrange(len(mel) - n + 1)
+        return mel[start : start + n].astype(np.float32)
+
+    def example(self, rends: list[Rendering], r: int, rng: random.Random, max_move: int = 3) -> Example:
+        """One training example: the renderings (one speaker) spoken back to back."""
         chunks, pos, codes, feats, offset = [], [], [], [], 0
-        for u in utts:
-            utt = self.utts[u]
-            chunks.append(utt.ids)
-            pos.append(np.repeat(np.arange(len(utt.ids)), utt.durations) + offset)
-            codes.append(self.codes[voice][u])
-            feats.append(self.feats[voice][u])
-            offset += len(utt.ids)
+        for rend in rends:
+            u, tr = rend.utt, rend.track
+            ids = self.utts[u].ids
+            chunks.append(ids)
+            pos.append(np.repeat(np.arange(len(ids)), self.durations[tr][u]) + offset)
+            codes.append(self.codes[tr][u])
+            feats.append(self.feats[tr][u])
+            offset += len(ids)
         pos, codes, feats = np.concatenate(pos), np.concatenate(codes), np.concatenate(feats).astype(np.float32)
         T = len(pos)
         assert T == len(codes) == len(feats), (T, len(codes), len(feats))
@@ -96,9 +138,10 @@ class Corpus:
         steps = pos[::r]
         move = np.minimum(np.diff(steps), max_move)
         semantic = np.concatenate([move, [max_move + 1]])  # the last step says STOP
-        spk = self.speakers[voice]
-        return Example(chunks, steps, semantic, codes.reshape(S, r, -1).astype(np.int64),
-                       feats.reshape(S, r, -1), spk[rng.randrange(len(spk))], float(np.mean([self.utts[u].rate for u in utts])))
+        spk = self.embeddings[rends[0].speaker]
+        prompt = None if rng.random() < NO_PROMPT else self.prompt(rends[0], rng, {x.utt for x in rends})
+        return Example(chunks, steps, semantic, codes.reshape(S, r, -1).astype(np.int64), feats.reshape(S, r, -1),
+                       spk[rng.randrange(len(spk))], float(np.mean([self.utts[x.utt].rate for x in rends])), prompt)
 
 
 @dataclass
@@ -114,6 +157,8 @@ class Batch:
     step_mask: torch.Tensor   # [B, S]
     speaker: torch.Tensor     # [B, D]
     rate: torch.Tensor        # [B]
+    prompt: torch.Tensor | None = None       # [B, T, F] voice prompts' log-mel
+    prompt_mask: torch.Tensor | None = None  # [B, T]
 
     @property
     def frames(self) -> int:
@@ -148,20 +193,42 @@ def collate(examples: list[Example]) -> Batch:
         codes[b, :n] = torch.from_numpy(e.codes)
         feats[b, :n] = torch.from_numpy(e.feats)
         mask[b, :n] = True
+    # an example without a prompt gets one silent frame: what the model sees for "no prompt"
+    Tp = max(1 if e.prompt is None else len(e.prompt) for e in examples)
+    prompt = torch.full((B, Tp, Fd), PromptEncoder.SILENCE)
+    prompt_mask = torch.zeros(B, Tp, dtype=torch.bool)
+    for b, e in enumerate(examples):
+        n = 1 if e.prompt is None else len(e.prompt)
+        if e.prompt is not None:
+            prompt[b, :n] = torch.from_numpy(e.prompt)
+        prompt_mask[b, :n] = True
     return Batch(chunk_ids, chunk_mask, owner, torch.tensor(offsets), positions, semantic, codes, feats, mask,
-                 torch.from_numpy(np.stack([e.speaker for e in examples])).float(), torch.tensor([e.rate for e in examples]))
+                 torch.from_numpy(np.stack([e.speaker for e in examples])).float(), torch.tensor([e.rate for e in examples]),
+                 prompt, prompt_mask)
+
+
+# how often each track is read: joe (the natural reader) most, as the issue asks
+TRACK_WEIGHTS = {"joe": 0.3, "world1": 0.25, "world2": 0.25, "real": 0.2}
 
 
 def batches(corpus: Corpus, ids: list[int], r: int, max_steps: int, rng: random.Random, pair_prob: float = 0.4):
-    """Endless stream of batches of at most ``max_steps`` padded decoder steps."""
+    """Endless stream of batches of at most ``max_steps`` padded decoder steps: each sentence
+    once per round in one of its readings, now and then followed by another by the same speaker."""
+    weights = [TRACK_WEIGHTS.get(t, 0.0) for t in corpus.tracks]
     while True:
-        order = [(u, rng.choice(corpus.voices)) for u in ids]
+        order = []
+        for u in ids:
+            have = [(t, w) for t, w in zip(corpus.tracks, weights) if corpus.reader[t][u] >= 0]
+            order.append(corpus.rendering(u, rng.choices([t for t, _ in have], [w for _, w in have] if sum(w for _, w in have) else None)[0]))
         rng.shuffle(order)
         for g in range(0, len(order), 64):
             group = []
-            for u, v in order[g : g + 64]:
-                utts = [u, rng.choice(ids)] if rng.random() < pair_prob else [u]
-                group.append(corpus.example(utts, v, r, rng))
+            for rend in order[g : g + 64]:
+                rends = [rend]
+                same = corpus.renderings_of.get(rend.speaker, [])
+                if same and rng.random() < pair_prob:
+                    rends.append(rng.choice(same))
+                group.append(corpus.example(rends, r, rng))
             group.sort(key=lambda e: len(e.positions))
             cur: list[Example] = []
             for e in group:

@@ -45,6 +45,11 @@ def export(run: Path, out: Path, card_extra: str = "") -> Path:
     texts = [c / "texts.json" for c in (TrainConfig(**train_cfg).corpora if train_cfg else [])]
     n_sentences = sum(len(json.loads(t.read_text())["train"]) for t in texts if t.exists())
     start = f", starting from the weights of {train_cfg['init']}" if train_cfg.get("init") else ""
+    from narrate.train.speakers import training_speakers
+
+    n_speakers = len(training_speakers())
+    n_prompt = config["model"].get("prompt_tokens", 0)
+    prompt_note = f" and a prompt encoder ({n_prompt} tokens from the prompt's frames)" if n_prompt else ""
     card = f"""# {out.name}
 
 A narrate model trained on CPU from a corpus made offline (see `narrate prepare`).
@@ -54,10 +59,15 @@ A narrate model trained on CPU from a corpus made offline (see `narrate prepare`
 - Architecture: {json.dumps(config['model'])}
 - Training: {state['step']} steps{start}; settings {json.dumps(train_cfg)}
 - Held-out teacher-forced losses at the last evaluation: {json.dumps(last)}
-- Data: piper's joe voice (MIT; dataset CC0) reading {n_sentences or 'the'} training sentences of the
-  text pool (our own prose, Python standard-library docstrings, then Debian `fortunes`), with
-  exact per-phoneme timing, in four pitch variants (sox); speaker embeddings from resemblyzer.
-  The held-out sentences (narrate/train/data/heldout.txt) are never trained on.
+- Data: {n_sentences or 'the'} training sentences of the text pool (our own prose, Python
+  standard-library docstrings, then Debian `fortunes`), read by piper's joe voice (MIT; dataset
+  CC0) with exact per-phoneme timing; the first of them also by two WORLD pseudo-speakers of joe
+  each (pitch, vocal-tract length, tilt, breathiness; joe's timing) and by flite's awb or kal16 or
+  Festival's ked, themselves or WORLD pseudo-speakers of them (timing mapped from joe's by DTW):
+  {n_speakers} training speakers (`narrate/train/speakers.py`). Conditioning: resemblyzer's
+  speaker embedding{prompt_note}. Never trained on: the held-out sentences
+  (narrate/train/data/heldout.txt), the voices slt (flite, Festival), rms (flite) and the
+  pseudo-speaker family `f-breathy`.
 {vocoder_card(written.get("vocoder"))}{card_extra}
 """
     (out / "README.md").write_text(card, encoding="utf-8")

@@ -109,7 +109,8 @@ def prev_features(model: NarrateModel, codes: torch.Tensor) -> torch.Tensor:
 def compute_losses(model: NarrateModel, batch: Batch, cfg: TrainConfig) -> dict[str, torch.Tensor]:
     core = model.module if hasattr(model, "module") else model
     memory = memory_of(core, batch)
-    hidden, _ = model(memory, batch.mem_len, batch.positions, prev_features(core, batch.codes), batch.speaker, batch.rate)
+    hidden, _ = model(memory, batch.mem_len, batch.positions, prev_features(core, batch.codes), batch.speaker, batch.rate,
+                      prompt=batch.prompt if core.cfg.prompt_tokens else None, prompt_mask=batch.prompt_mask)
     logits = core.codebook_heads.teacher_forced(hidden, batch.codes, core.codebooks)
     code_l, code_acc = codebook_loss(logits, batch.codes, batch.step_mask, cfg.codebook_lambda)
     feat_l = feature_loss(core.expected_features(logits), batch.feats, batch.step_mask)
@@ -188,7 +189,9 @@ def train(cfg: TrainConfig) -> Path:
     if init_state is not None:
         if not torch.equal(init_state["codebooks"].float(), books.float()):
             raise NarrateError(f"--init {cfg.init} was trained with another codec than corpus {corpus_dirs[0]}")
-        model.load_state_dict({k: v.float() for k, v in init_state.items()})
+        missing, unexpected = model.load_state_dict({k: v.float() for k, v in init_state.items()}, strict=False)
+        if unexpected or any(not k.startswith(("prompt_encoder.", "prompt_in.")) for k in missing):
+            raise NarrateError(f"--init {cfg.init} does not fit this model (missing {missing[:3]}, unexpected {unexpected[:3]})")
         print(f"[train] starting from the weights of {cfg.init}", flush=True)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.98), weight_decay=cfg.weight_decay)
     step, rng_state = 0, None

