@@ -9,7 +9,7 @@ QUICK   ?=
 
 .PHONY: demo test bench setup system clean
 
-# Debian packages (ffmpeg for m4b/mp3, sox for voice variants, espeak-ng/flite/festival voices for the bench's prompts,
+# Debian packages (ffmpeg for m4b/mp3, sox for voice variants, espeak-ng/flite/festival voices for the corpus and the bench's prompts,
 # fortunes for corpus text, ninja for building our int8 kernel).
 system:
 	@missing=""; for p in $(APT); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

@@ -399,6 +399,13 @@ def prepare(
         "--extends", show_default=False,
         help="A corpus this one adds to (repeatable): only new sentences, the same codec; "
              "train on both with 'narrate train --corpus A --corpus B'.")] = None,
+    voiced: Annotated[Optional[int], typer.Option(
+        "--voiced", min=1, show_default=False,
+        help="Training sentences also read by the other voices (pseudo-speakers, flite, Festival); "
+             "the rest by joe only (default: all).")] = None,
+    codec_from: Annotated[Optional[str], typer.Option(
+        "--codec-from", show_default=False,
+        help="Take this model's codec (to fine-tune it with --init) instead of fitting one.")] = None,
 ) -> None:
     """Build a training corpus: teacher speech, voice variants, codec codes, speaker embeddings."""
     for other in extends or []:
@@ -408,7 +415,8 @@ def prepare(
         from narrate.train.prepare import PrepareConfig, prepare as build
 
         build(PrepareConfig(out, extends=tuple(extends or ()),
-                            **_given(n_train=sentences, n_heldout=heldout, workers=workers)))
+                            **_given(n_train=sentences, n_heldout=heldout, workers=workers, voiced=voiced,
+                                     codec_from=codec_from)))
         _err().print(f"narrate: corpus ready in {out}", markup=False)
 
 
@@ -434,6 +442,13 @@ def train(
     init: Annotated[Optional[str], typer.Option(
         "--init", show_default=False,
         help="Start a new run from these weights: a run's checkpoint.pt, a model folder or id.")] = None,
+    prompt_tokens: Annotated[Optional[int], typer.Option(
+        "--prompt-tokens", min=0, show_default=False,
+        help="Tokens of the voice prompt encoder of a new run (0: none; with --init, a model "
+             "without one gains it)" + RECIPE)] = None,
+    threads: Annotated[Optional[int], typer.Option(
+        "--threads", min=1, show_default=False,
+        help="Torch threads (default: 2, 1 while other processes take a core).")] = None,
 ) -> None:
     """Train a model on a prepared corpus, on CPU; under torchrun each process takes a share."""
     for folder in corpus:
@@ -445,7 +460,8 @@ def train(
         from narrate.train.loop import TrainConfig, train as fit
 
         checkpoint = fit(TrainConfig([str(c) for c in corpus], str(run), **_given(
-            steps=steps, max_minutes=minutes, max_steps_per_batch=batch_steps, lr=lr, init=init)))
+            steps=steps, max_minutes=minutes, max_steps_per_batch=batch_steps, lr=lr, init=init, threads=threads),
+            model={} if prompt_tokens is None else {"prompt_tokens": prompt_tokens}))
         _err().print(f"narrate: checkpoint {checkpoint}; export it with "
                      f"'narrate export --run {run} --out DIR'", markup=False)
 

@@ -183,6 +183,8 @@ def train(cfg: TrainConfig) -> Path:
     base, init_state = {}, None
     if cfg.init and not ckpt.exists():
         base, init_state = initial_weights(cfg.init)
+    elif ckpt.exists() and (run / "config.json").exists():  # a run continues with the architecture it has
+        base = json.loads((run / "config.json").read_text())["model"]
     mcfg = ModelConfig(**{**base, "n_codebooks": books.shape[0], "codebook_size": books.shape[1], **cfg.model})
     torch.manual_seed(cfg.seed)
     model = NarrateModel(mcfg, books)
