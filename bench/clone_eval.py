@@ -48,6 +48,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=4, help="everyday sentences each voice reads")
     ap.add_argument("--voices", default=None, help="comma-separated prompt names (default: held-out, then seen)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--mean-temperature", type=float, default=None, help="decode setting (default: the model's)")
     ap.add_argument("--save", default=None, help="folder for prompts and renderings")
     args = ap.parse_args()
 
@@ -66,7 +67,10 @@ def main() -> None:
         save.mkdir(parents=True, exist_ok=True)
     enc = SpeakerEncoder()
     t0 = time.time()
-    default = Narrator.load(args.model, None, NarrateSettings(seed=args.seed))
+    settings = NarrateSettings(seed=args.seed)
+    if args.mean_temperature is not None:
+        settings.mean_temperature = args.mean_temperature
+    default = Narrator.load(args.model, None, settings)
 
     def render(narrator) -> np.ndarray:
         return np.concatenate([c.samples for text in texts for c in narrator.narrate([text])])
