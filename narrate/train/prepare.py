@@ -310,40 +310,6 @@ def text_config() -> dict:
     return {"phonemizer": "espeak", "espeak_voice": cfg["espeak"]["voice"], "id_map": cfg["phoneme_id_map"]}
 
 
-# bundled name -> (training speaker, description); distinct voices, all seen in training
-BUNDLED = {
-    "joe": ("joe", "US English male narrator, warm and even (piper's joe, the teacher voice)"),
-    "alba": ("awb", "Scottish English male, brisk (flite's awb, CMU ARCTIC)"),
-    "maple": ("joe-f-mid-0", "US English female, mid pitch (a WORLD pseudo-speaker made from joe)"),
-    "wren": ("kal16-f-high-1", "US English female, high and light (a WORLD pseudo-speaker made from flite's kal16)"),
-}
-
-
-def make_bundled_voices(out: Path, names: dict[str, tuple[str, str]] | None = None) -> list[Path]:
-    """voices/<name>.wav (+ .npy embedding, .txt one-line description): each bundled voice's
-    training speaker reading three everyday sentences (never trained on)."""
-    from narrate.train.speakers import render, speaker_named
-    from narrate.train.texts import EVERYDAY
-    from narrate.voices import SpeakerEncoder
-
-    out.mkdir(parents=True, exist_ok=True)
-    texts = [EVERYDAY[i] for i in (0, 2, 3)]
-    joe = [_synth((i, t, 1.0, 0.667))[1] for i, t in enumerate(texts)]
-    gap = np.zeros(SAMPLE_RATE // 4, np.float32)
-    enc = SpeakerEncoder()
-    written = []
-    for name, (speaker, description) in (names or BUNDLED).items():
-        spk = speaker_named(speaker)
-        audio = np.concatenate([p for t, j in zip(texts, joe) for p in (render(spk, t, j), gap)])
-        path = out / f"{name}.wav"
-        sf.write(path, audio, SAMPLE_RATE, subtype="PCM_16")
-        wav16, _ = sf.read(path, dtype="float32")
-        np.save(out / f"{name}.npy", enc.embed(wav16, SAMPLE_RATE))
-        (out / f"{name}.txt").write_text(f"{description}; seen in training\n", encoding="utf-8")
-        written.append(path)
-    return written
-
-
 def speed_range() -> list[float]:
     """--speed values the model has heard (speed = 1 / length_scale)."""
     return [round(1 / LENGTH_SCALES[1], 2), round(1 / LENGTH_SCALES[0], 2)]
