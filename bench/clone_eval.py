@@ -17,18 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.analysis import median_f0
+
 SEEN = ("awb", "joe-f-mid-0", "kal16-f-high-1")  # training speakers (narrate.train.speakers.training_speakers)
-
-
-def median_f0(wav: np.ndarray, sr: int) -> float:
-    """Median F0 (Hz) of the voiced frames (WORLD dio + stonemask); 0 if none."""
-    import pyworld as pw
-
-    x = np.ascontiguousarray(wav, np.float64)
-    f0, t = pw.dio(x, sr, f0_floor=60.0, f0_ceil=500.0)
-    f0 = pw.stonemask(x, f0, t, sr)
-    voiced = f0[f0 > 0]
-    return float(np.median(voiced)) if len(voiced) else 0.0
 
 
 def prompt_audio(name: str, texts: list[str]) -> np.ndarray:

@@ -70,6 +70,23 @@ def _bundled(name: str) -> Callable[[Path, list[str]], None]:
     return write
 
 
+def _pseudo(name: str) -> Callable[[Path, list[str]], None]:
+    """A WORLD pseudo-speaker (narrate.train.speakers) reading the sentences from joe's renderings."""
+
+    def write(out: Path, sentences: list[str]) -> None:
+        import soundfile as sf
+
+        from narrate.train.prepare import _synth
+        from narrate.train.speakers import SAMPLE_RATE, render, speaker_named
+
+        spk = speaker_named(name)
+        gap = np.zeros(int(GAP_S * SAMPLE_RATE), np.float32)
+        parts = [render(spk, t, _synth((k, t, 1.0, 0.667))[1]) for k, t in enumerate(sentences)]
+        sf.write(str(out), np.concatenate([p for part in parts for p in (part, gap)]), SAMPLE_RATE)
+
+    return write
+
+
 def _festival_slt(txt: str, wav: Path) -> list[str]:
     return ["text2wave", "-eval", "(voice_cmu_us_slt_arctic_hts)", txt, "-o", str(wav)]
 
@@ -82,6 +99,8 @@ PROMPTS: dict[str, Prompt] = {
     "slt-hts": Prompt("held out", _per_sentence(_festival_slt),
                       "Festival cmu_us_slt_arctic_hts (US female, HTS; Debian festvox-us-slt-hts)"),
     "rms": Prompt("held out", _per_sentence(_flite_rms), "flite rms (US male, CMU ARCTIC; Debian flite)"),
+    "joe-f-breathy-0": Prompt("held out", _pseudo("joe-f-breathy-0"),
+                              "joe resynthesized by WORLD as a pseudo-speaker of the held-out family f-breathy"),
     "joe": Prompt("seen", _bundled("joe"), "bundled voices/joe.wav"),
     "joe-bright": Prompt("seen", _bundled("joe-bright"), "bundled voices/joe-bright.wav"),
     "joe-deep": Prompt("seen", _bundled("joe-deep"), "bundled voices/joe-deep.wav"),

@@ -25,6 +25,7 @@ def main() -> None:
     ap.add_argument("--corpus", default=None, help="corpus folder the model trained on (for --set train)")
     ap.add_argument("--n", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--mean-temperature", type=float, default=None, help="decode setting (default: the model's)")
     ap.add_argument("--save", default=None, help="folder for the rendered wavs")
     args = ap.parse_args()
     if args.which == "train" and not args.corpus:
@@ -42,7 +43,10 @@ def main() -> None:
         texts = json.loads((Path(args.corpus) / "texts.json").read_text())["train"][::-1]
     else:
         texts = EVERYDAY if args.which == "everyday" else heldout_texts()
-    n = Narrator.load(args.model, args.voice, NarrateSettings(seed=args.seed))
+    settings = NarrateSettings(seed=args.seed)
+    if args.mean_temperature is not None:
+        settings.mean_temperature = args.mean_temperature
+    n = Narrator.load(args.model, args.voice, settings)
     refs, hyps, audio_s, t0 = [], [], 0.0, time.time()
     for i, text in enumerate(texts[: args.n]):
         audio = np.concatenate([c.samples for c in n.narrate(list(sentences(text)))])
