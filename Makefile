@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml
 	$(MAKE) system
 	test -d $(VENV) || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade "pip>=23" 
-	$(BIN)/pip install -q "torch==2.13.0" "setuptools<81" -e ".[test,bench,train]"
+	$(BIN)/pip install -q "torch==2.13.0" "setuptools<81" -e ".[test,bench,train,ray]"
 	# EnCodec's model code without its torchaudio dependency (a CUDA build here; see narrate/codec/encodec_backend.py)
 	$(BIN)/pip install -q --no-deps "encodec==0.1.1" "einops>=0.6"
 	# HiFi-GAN V1 (the neural vocoder's teacher and the benchmark's reference; training and bench only):

@@ -22,7 +22,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from narrate import __version__
-from narrate.errors import NarrateError
+from narrate.errors import NarrateError, one_line
 from narrate.pauses import CHAPTER_PAUSE, PARAGRAPH_PAUSE, SENTENCE_PAUSE
 
 LOUDNESS = -20.0  # LUFS, the --loudness default (narrate.audio.loudness.TARGET; not imported: scipy is slow to load)
@@ -250,11 +250,23 @@ def batch(
     author: Author = None,
     cover: Cover = None,
     quiet: Quiet = False,
+    ray_address: Annotated[Optional[str], typer.Option(
+        "--ray", metavar="ADDRESS", show_default=False,
+        help="Narrate on a Ray cluster: auto (the running one), host:port or ray://host:10001. "
+             "Chapters are spread over its CPUs; OUT_DIR must be a folder every node sees.")] = None,
 ) -> None:
     """Read several documents with the model loaded once; a bad document does not stop the rest.
 
     Ends with a table of what happened to each; the exit status is 1 if any document failed.
     """
+    if ray_address is not None:
+        if normalize:
+            _fail("--ray does not level loudness yet (the cluster would not match a local run); "
+                  "add --no-normalize")
+        return _batch_on_cluster(ray_address, inputs, out_dir, fmt.value, voice, model, revision,
+                                 resume, force, speed, seed, temperature, lexicon, quiet,
+                                 (sentence_pause, paragraph_pause, chapter_pause), titles,
+                                 {"title": title, "author": author, "cover": _cover(cover)}, vocoder.value)
     from narrate.pipeline import Interrupted, Job, make_plan, run
     from narrate.progress import Progress
 
@@ -293,12 +305,7 @@ def batch(
                     raise
         finally:
             progress.end()
-            if quiet:  # no table; the failures still need saying
-                for document, status, _, detail in rows:
-                    if status == "failed":
-                        _err().print(f"narrate: error: {document}: {detail}", markup=False)
-            elif rows:  # shown even when interrupted, before the interruption line
-                _out().print(_batch_table(rows))
+            _batch_report(rows, quiet)
     if any(status == "failed" for _, status, _, _ in rows):
         raise typer.Exit(1)
 
@@ -336,6 +343,45 @@ WORDS_PER_SECOND = 2.6  # narrate-joe at --speed 1 with its pauses: 1,455 words 
 def _duration(seconds: float) -> str:
     minutes, secs = divmod(int(round(seconds)), 60)
     return f"{minutes // 60}:{minutes % 60:02d}:{secs:02d}" if minutes >= 60 else f"{minutes}:{secs:02d}"
+
+
+def _batch_on_cluster(address, inputs, out_dir, fmt, voice, model, revision, resume, force, speed,
+                      seed, temperature, lexicon, quiet, pauses, titles, tags, vocoder) -> None:
+    """narrate batch --ray: the same documents, rules and table, narrated by a Ray cluster."""
+    from narrate.cluster import ClusterBatch, ClusterProgress, run_batch
+    from narrate.narrator import NarrateSettings
+
+    progress = ClusterProgress(live=not quiet and _isatty(sys.stderr), quiet=quiet)
+    rows: list[list[str]] = []
+    with _reported(progress):
+        lex, lexicon_id = _lexicon(lexicon)
+        settings = {**_run_settings(model, revision, voice, speed, seed, temperature, lexicon_id, pauses, vocoder),
+                    "titles": titles, "loudness": None}  # as the local batch's with --no-normalize
+        batch = ClusterBatch(address, inputs, out_dir, fmt, settings,
+                             NarrateSettings(speed=speed, seed=seed, temperature=temperature,
+                                             sentence_pause=pauses[0], vocoder=vocoder),
+                             model, voice, revision, lex, resume=resume, force=force,
+                             job={"paragraph_pause": pauses[1], "chapter_pause": pauses[2],
+                                  "titles": titles, "loudness": None, **tags})
+        try:
+            run_batch(batch, progress, rows)
+        finally:
+            progress.end()
+            # Rows still pending: the run stopped before them (the error line says why).
+            _batch_report([tuple(r) for r in rows if r[1] != "pending"], quiet)
+    if any(r[1] == "failed" for r in rows):
+        raise typer.Exit(1)
+
+
+def _batch_report(rows, quiet: bool) -> None:
+    """The batch's table (with --quiet only its failures), shown even when interrupted, before
+    the interruption line."""
+    if quiet:
+        for document, status, _, detail in rows:
+            if status == "failed":
+                _err().print(f"narrate: error: {document}: {detail}", markup=False)
+    elif rows:
+        _out().print(_batch_table(rows))
 
 
 @app.command()
@@ -556,12 +602,7 @@ def _isatty(stream) -> bool:
 
 def _message(error: BaseException) -> str:
     """One line for the user."""
-    if isinstance(error, OSError) and error.strerror:
-        where = f": {error.filename}" if error.filename else ""
-        text = f"{error.strerror}{where}"
-    else:
-        text = str(error) or type(error).__name__
-    return " ".join(text.split())
+    return one_line(error)
 
 
 def _fail(message: str, code: int = 1) -> None:

@@ -22,3 +22,13 @@ class ModelError(NarrateError):
 
 class OutputError(NarrateError):
     """The output cannot be written (permissions, full disk, exists without --force)."""
+
+
+def one_line(error: BaseException) -> str:
+    """An error as the one line the user sees."""
+    if isinstance(error, OSError) and error.strerror:
+        where = f": {error.filename}" if error.filename else ""
+        text = f"{error.strerror}{where}"
+    else:
+        text = str(error) or type(error).__name__
+    return " ".join(text.split())

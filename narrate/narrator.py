@@ -213,17 +213,9 @@ class Narrator:
     @classmethod
     def load(cls, model: str | None = None, voice: str | None = None, settings: NarrateSettings | None = None,
              revision: str | None = None) -> "Narrator":
-        from narrate.hub import from_pretrained
-        from narrate.voices import load_voice
-
         settings = settings or NarrateSettings()
         torch.set_num_threads(max(1, settings.threads))  # before loading, too
-        loaded = from_pretrained(model, revision, settings.vocoder)
-        low, high = loaded.config.get("speed_range", [0.25, 4.0])
-        if not low <= settings.speed <= high:
-            raise NarrateError(f"--speed {settings.speed:g} is outside what model '{loaded.name}' was trained for "
-                               f"({low:g}-{high:g})")
-        return cls(loaded, load_voice(voice, loaded.config.get("default_voice", "joe")), settings)
+        return cls(*load_model_and_voice(model, voice, settings.speed, revision, settings.vocoder), settings)
 
     def narrate(self, sentences: Iterable[str], live: bool = False) -> Iterator[AudioChunk]:
         """Audio for the sentences, in order, as it is made. live=True speaks each sentence as
@@ -250,18 +242,20 @@ class Narrator:
         return self.decode_streams(pending, live, width)
 
     def decode_streams(self, pending: Iterator[tuple[int, Iterable[str]]], live: bool = False, width: int = 0,
-                       on_end: Callable[[int], None] | None = None) -> Iterator[tuple[int, AudioChunk]]:
+                       on_end: Callable[[int], None] | None = None,
+                       offset_seeds: bool = True) -> Iterator[tuple[int, AudioChunk]]:
         """``narrate_many`` in this process over (number, sentences) streams: a stream's number
-        is its index in the output and its seed's offset. on_end(number) is called as a stream
-        ends; with inline vocoding its audio has all been yielded by then (decoder processes
-        rely on this)."""
+        is its index in the output and its seed's offset (offset_seeds=False: every stream starts
+        from the seed, as each chapter of a one-file narration does). on_end(number) is called as
+        a stream ends; with inline vocoding its audio has all been yielded by then (decoder
+        processes and narrate.cluster rely on this)."""
         runs: list[_Run] = []
         owner = object()  # this call's jobs in the vocoder
         vocoding = self.vocoding
 
         def join() -> None:
             for i, s in itertools.islice(pending, max(0, width - len(runs)) if width else None):
-                runs.append(_Run(self, s, not live, self.settings.seed + i, next(self._keys), i))
+                runs.append(_Run(self, s, not live, self.settings.seed + (i if offset_seeds else 0), next(self._keys), i))
 
         try:
             join()
@@ -305,3 +299,18 @@ class Narrator:
         for (run, words), parts in results:
             for chunk in run.chunks(parts, words):
                 yield run.index, chunk
+
+
+def load_model_and_voice(model: str | None, voice: str | None, speed: float = 1.0,
+                         revision: str | None = None, vocoder: str = "auto"):
+    """(LoadedModel, Voice) for a Narrator: the model's weights and the voice's embedding, after
+    checking that the model was trained for ``speed``. NarrateError if anything is unusable."""
+    from narrate.hub import from_pretrained
+    from narrate.voices import load_voice
+
+    loaded = from_pretrained(model, revision, vocoder)
+    low, high = loaded.config.get("speed_range", [0.25, 4.0])
+    if not low <= speed <= high:
+        raise NarrateError(f"--speed {speed:g} is outside what model '{loaded.name}' was trained for "
+                           f"({low:g}-{high:g})")
+    return loaded, load_voice(voice, loaded.config.get("default_voice", "joe"))

@@ -153,18 +153,26 @@ def make_plan(job: Job, stdout_is_tty: bool) -> Plan:
             _check_parents(target.path)
         _refuse_existing(target, job.force)
         return Plan(job, target, None, [])
+    document, chapters, sha = read_chapters(job, one_file=target.kind != "folder")
+    result = Plan(job, target, document, chapters, sha)
+    result.record = _resume_point(result)
+    return result
+
+
+def read_chapters(job: Job, one_file: bool = True) -> tuple[Document, list[tuple[str, list[Sentence]]], str]:
+    """The input's chapters as (name, engine-ready sentences: the spoken title first, the chapter
+    pause after the last when the chapters share one file), chapters without words dropped, with
+    the document and the SHA-256 of its bytes (narrate.cluster cuts documents with this too)."""
     document = load_document(job.input, job.footnotes)
     chapters = book_chapters(document, job)
     if job.chapters:
         chapters = [chapters[i - 1] for i in chapter_selection(job.chapters, len(chapters))]
-    _chapter_ends(chapters, job.chapter_pause if target.kind != "folder" else None)
+    _chapter_ends(chapters, job.chapter_pause if one_file else None)
     try:
         sha = sha256_file(job.input)
     except OSError as e:
         raise InputError(f"cannot read '{job.input}': {e.strerror or e}") from None
-    result = Plan(job, target, document, chapters, sha)
-    result.record = _resume_point(result)
-    return result
+    return document, chapters, sha
 
 
 def book_chapters(document: Document, job: Job) -> list[tuple[str, list[Sentence]]]:

@@ -1,0 +1,649 @@
+"""``narrate batch --ray ADDRESS``: a batch of documents narrated on a Ray cluster, chapter by chapter.
+
+Who does what:
+- The driver (the ``narrate batch --ray`` process) reads the documents, decides for each one what
+  to do by the local batch's rules (skip, refuse, resume, start afresh), loads the model and the
+  voice once and puts them in Ray's object store, hands out chapters, shows the progress and
+  ends with the local batch's table. No audio passes through it.
+- Workers (``ChapterWorker`` actors, one per CPU) take the model from the object store once and
+  narrate the chapters handed to them as one batch, the next joining as one ends. A worker
+  writes each chapter's samples (float32, as narrated) into the document's chapter store in
+  OUT_DIR under a name of its own and renames the file into place when the chapter is complete.
+- A document whose chapters are all in its store is assembled by a Ray task (``assemble``) on
+  some node: the chapter files go through the sink and chapter layout of the local batch (one
+  file; m4b with chapter marks), then the store is removed. So OUT_DIR must be a path every
+  node sees (a shared filesystem).
+
+A worker or node that dies loses only its unfinished chapters: the driver hands them out again.
+A chapter file exists only complete, and a document's file only once all its chapters do, so
+nothing is lost or written twice. Every chapter starts from the seed, as in a one-file local
+run, and a stream's samples do not depend on the streams beside it: the documents equal the
+local batch's to the last bit.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shutil
+import time
+import uuid
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, Progress as RichProgress, TextColumn, TimeRemainingColumn
+
+from narrate.audio.resume import (ResumeRecord, check_compatible, clear_record, load_record,
+                                  save_record)
+from narrate.errors import NarrateError, OutputError, one_line as _message
+
+CHAPTERS_AT_ONCE = 8  # a worker's batch (as narrate.pipeline decodes chapter files)
+CALL_CHAPTERS = 16  # chapters handed to a worker at once: its batch refills from them as chapters end
+REPORT_EVERY = 0.5  # seconds between a worker's progress reports
+STARVED_AFTER = 300.0  # seconds with chapters to narrate, no worker alive, one starting: give up
+RECORD = "job"  # the chapter store's resume record: <store>/job.narrate.json
+_BLOCK = 1 << 16  # samples per read when assembling
+
+
+@dataclass(frozen=True)
+class ChapterTask:
+    """One chapter to narrate: where its file goes and its engine-ready sentences."""
+
+    document: int  # the document's place in the batch
+    chapter: int  # the chapter's place in the document
+    store: str  # the document's chapter store (an absolute path every node sees)
+    sentences: tuple  # of str or narrate.pauses.Sentence (its text and the pause after it)
+
+    @property
+    def key(self) -> tuple[int, int]:
+        return self.document, self.chapter
+
+
+def store_of(target: Path) -> Path:
+    """The chapter store of the output ``target``: a hidden folder beside it."""
+    return target.with_name(f".{target.name}.ray")
+
+
+def chapter_file(store: Path, chapter: int) -> Path:
+    """A finished chapter's samples: little-endian float32, mono, at the model's sample rate."""
+    return Path(store) / f"{chapter:05d}.f32"
+
+
+# --- worker side ------------------------------------------------------------------------------
+
+
+class _ChapterFile:
+    """A chapter's samples written as they come, under a name no other attempt uses, and
+    renamed into place only once complete (fsynced first)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.temp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.partial")
+        self._file = open(self.temp, "wb")
+        self.samples = 0
+
+    def write(self, samples: np.ndarray) -> None:
+        self._file.write(np.asarray(samples, "<f4").tobytes())
+        self.samples += len(samples)
+
+    def finish(self) -> None:
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        os.replace(self.temp, self.path)
+
+    def discard(self) -> None:
+        if not self._file.closed:
+            self._file.close()
+            self.temp.unlink(missing_ok=True)
+
+
+class ChapterWorker:
+    """A Ray actor holding one CPU: the model loaded once, chapters narrated as one batch."""
+
+    def __init__(self, loaded, voice, settings):
+        from narrate.narrator import Narrator
+
+        # Inline vocoding in this one process: the worker holds one CPU (more CPUs, more
+        # workers), and nothing is forked inside Ray's worker. Same samples as the vocoder process.
+        self.narrator = Narrator(loaded, voice, replace(settings, vocoder_process=False,
+                                                        decoder_processes=1))
+
+    def node(self) -> str:
+        """The Ray node this worker runs on (answered once the model is loaded)."""
+        import ray
+
+        return ray.get_runtime_context().get_node_id()
+
+    def narrate(self, tasks: list[ChapterTask]) -> Iterator[tuple]:
+        """Narrate the chapters into their files, yielding what happens:
+        ("audio", key, samples, sentences) since the last report, and ("done", key, samples)
+        once a chapter's file is in place."""
+        todo = []
+        for task in tasks:
+            path = chapter_file(Path(task.store), task.chapter)
+            if path.exists():  # completed by an attempt whose worker died before saying so
+                yield ("done", task.key, path.stat().st_size // 4)
+            else:
+                todo.append(task)
+        files: dict[int, _ChapterFile] = {}
+        ended: list[int] = []  # streams whose audio has all come (decode_streams' on_end)
+        unreported: dict[tuple[int, int], list[int]] = {}
+        last = time.monotonic()
+
+        def report() -> Iterator[tuple]:
+            for key, (samples, sentences) in unreported.items():
+                yield ("audio", key, samples, sentences)
+            unreported.clear()
+
+        def finish_ended() -> Iterator[tuple]:
+            while ended:
+                i = ended.pop(0)
+                yield from report()
+                chapter = files.pop(i, None) or _ChapterFile(chapter_file(Path(todo[i].store), todo[i].chapter))
+                chapter.finish()
+                yield ("done", todo[i].key, chapter.samples)
+
+        chunks = self.narrator.decode_streams(((i, task.sentences) for i, task in enumerate(todo)),
+                                              width=CHAPTERS_AT_ONCE, on_end=ended.append,
+                                              offset_seeds=False)
+        try:
+            for i, chunk in chunks:
+                if i not in files:
+                    files[i] = _ChapterFile(chapter_file(Path(todo[i].store), todo[i].chapter))
+                files[i].write(chunk.samples)
+                counts = unreported.setdefault(todo[i].key, [0, 0])
+                counts[0] += len(chunk.samples)
+                counts[1] += int(chunk.final)
+                yield from finish_ended()
+                if time.monotonic() - last >= REPORT_EVERY:
+                    yield from report()
+                    last = time.monotonic()
+            yield from finish_ended()
+        finally:
+            chunks.close()  # stopped early: the streams' text threads end now
+            for chapter in files.values():
+                chapter.discard()
+
+
+def assemble(store: str, target: str, fmt: str, sample_rate: int, titles: list[str], tags=None) -> int:
+    """Write a document from its chapter store (every chapter in it) as the local batch writes
+    it, then remove the store. Returns the samples written. Runs as a Ray task on any node."""
+    from narrate.audio.sinks import open_sink
+
+    store_path = Path(store)
+    # The driver applied the rules about existing outputs; a file here is this document's own,
+    # assembled by an attempt that died before removing the store.
+    with open_sink(Path(target), fmt, sample_rate, force=True) as sink:
+        for c, title in enumerate(titles):
+            sink.mark_chapter(title)  # the pauses are in the chapters' audio, as in a local run
+            with open(chapter_file(store_path, c), "rb") as f:
+                for block in iter(lambda: f.read(4 * _BLOCK), b""):
+                    sink.write(np.frombuffer(block, "<f4"))
+    if tags is not None:
+        from narrate.audio.tags import write_tags
+
+        write_tags(Path(target), fmt, tags)  # as the local run tags its output
+    remove_store(store_path)
+    return sink.samples_written
+
+
+def remove_store(store: Path) -> None:
+    """The record first: a store without one is leftovers, whatever else is still in it."""
+    clear_record(store / RECORD)
+    shutil.rmtree(store, ignore_errors=True)
+
+
+# --- the driver -------------------------------------------------------------------------------
+
+
+@dataclass
+class ClusterBatch:
+    """A batch as the user asked for it (``narrate batch DOCS --out-dir DIR --ray ADDRESS``)."""
+
+    address: str
+    inputs: list[Path]
+    out_dir: Path
+    fmt: str
+    settings: dict  # what a resumed run must share with the first (see narrate.cli._run_settings)
+    narrate: object  # narrate.narrator.NarrateSettings
+    model: str | None = None
+    voice: str | None = None
+    revision: str | None = None
+    lexicon: object | None = None
+    resume: bool = False
+    force: bool = False
+    job: dict = field(default_factory=dict)  # narrate.pipeline.Job's pauses and titles
+
+
+@dataclass
+class _Document:
+    row: int  # its row in the table
+    input: str
+    target: Path
+    store: Path
+    titles: list[str]
+    chapters: list[list[str]]
+    record: ResumeRecord | None  # to save in a new store (None: the store exists already)
+    tags: object  # narrate.audio.tags.Tags of the output, as the local run writes them
+    done: set[int] = field(default_factory=set)
+    narrated: int = 0  # samples narrated by this run
+    final: bool = False
+
+
+@dataclass
+class _Call:
+    """Chapters handed to one worker in one call, until each is done or handed out again."""
+
+    worker: object
+    tasks: dict[tuple[int, int], ChapterTask]
+    reported: dict[tuple[int, int], list[int]] = field(default_factory=dict)  # shown so far
+
+
+def plan_documents(batch: ClusterBatch, rows: list[list[str]]) -> list[_Document]:
+    """The documents to narrate, by the local batch's rules; a row per input is added to ``rows``
+    (the others' rows are filled in as they end)."""
+    documents = []
+    used: dict[Path, Path] = {}
+    for path in batch.inputs:
+        target = (batch.out_dir / f"{path.stem}.{batch.fmt}").absolute()
+        rows.append([str(path), "pending", "", str(batch.out_dir / target.name)])
+        if target in used:
+            rows[-1][1:] = ["failed", "", f"same output name as {used[target]}"]
+            continue
+        used[target] = path
+        try:
+            document = _plan_document(batch, path, target, len(rows) - 1)
+        except (NarrateError, OSError) as e:
+            rows[-1][1:] = ["failed", "", _message(e)]
+            continue
+        if document is None:
+            rows[-1][1] = "skipped"  # finished by an earlier run
+        else:
+            documents.append(document)
+    return documents
+
+
+def _plan_document(batch: ClusterBatch, path: Path, target: Path, row: int) -> _Document | None:
+    from narrate.pipeline import Job, Plan, Target, book_tags, read_chapters
+
+    job = Job(str(path), str(target), batch.fmt, "none", lexicon=batch.lexicon, **batch.job)
+    document, chapters, sha = read_chapters(job)
+    tags = book_tags(Plan(job, Target("file", target, batch.fmt), document, chapters, sha))
+    settings = {**batch.settings, "format": batch.fmt, "split": "file"}  # as narrate.pipeline's
+    store = store_of(target)
+    if load_record(target) is not None and not batch.force:
+        raise OutputError(f"{target.name} is an unfinished narration of a run without --ray; "
+                          f"continue it without --ray (--resume) or use --force to start over")
+    record = None if batch.force else load_record(store / RECORD)
+    if batch.force:
+        clear_record(target)
+    if record is None:
+        remove_store(store)  # leftovers of a finished or abandoned run, if anything
+        if target.exists() and not batch.force:
+            if batch.resume:
+                return None
+            raise OutputError(f"{target} exists; use --force to overwrite")
+    elif not batch.resume:
+        raise OutputError(f"{target} is an unfinished narration (its run was interrupted); use "
+                          f"--resume to continue it or --force to start over")
+    else:
+        check_compatible(record, sha, settings)
+    done = set()
+    if record is not None:
+        for file in store.iterdir():
+            if file.name.endswith(".partial"):
+                file.unlink(missing_ok=True)  # an attempt that never finished
+            elif file.suffix == ".f32":
+                done.add(int(file.stem))
+        if any(i >= len(chapters) for i in done):
+            raise OutputError(f"the chapter store {store} does not match the input; use --force "
+                              f"to start over")
+    return _Document(row, str(path), target, store, [t for t, _ in chapters],
+                     [s for _, s in chapters], ResumeRecord(sha, settings) if record is None else None,
+                     tags, done)
+
+
+def run_batch(batch: ClusterBatch, progress: "ClusterProgress", rows: list[list[str]]) -> None:
+    """Narrate the batch on the cluster; ``rows`` (document, status, audio s, output or error)
+    is filled in as documents end, also when interrupted (then Interrupted is raised)."""
+    ray = _import_ray()
+    documents = plan_documents(batch, rows)
+    if not documents:
+        return
+    from narrate.narrator import load_model_and_voice
+
+    loaded, voice = load_model_and_voice(batch.model, batch.voice, batch.narrate.speed,
+                                         batch.revision, batch.narrate.vocoder)
+    try:
+        ray.init(address=batch.address, logging_level=logging.WARNING, log_to_driver=False)
+    except (ConnectionError, ValueError, RuntimeError) as e:
+        raise NarrateError(f"cannot reach the Ray cluster at {batch.address}: {_message(e)}") from None
+    try:
+        for doc in documents:  # only now: a run that could not start leaves nothing to resume
+            if doc.record is not None:
+                doc.store.mkdir(parents=True)
+                save_record(doc.store / RECORD, doc.record)
+        _Driver(ray, batch, documents, progress, rows, loaded, voice).run()
+    finally:
+        progress.end()
+        ray.shutdown()
+
+
+class _Driver:
+    """Hands chapters to workers, follows their reports, replaces lost workers, assembles."""
+
+    def __init__(self, ray, batch: ClusterBatch, documents: list[_Document], progress, rows,
+                 loaded, voice):
+        self.ray, self.batch, self.rows, self.progress = ray, batch, rows, progress
+        self.documents = documents
+        self.rate = loaded.codec.sample_rate
+        self.queue: list[ChapterTask] = []
+        for d, doc in enumerate(documents):
+            self.queue += [ChapterTask(d, c, str(doc.store), tuple(sents))
+                           for c, sents in enumerate(doc.chapters) if c not in doc.done]
+        # Longest first, so the last chapters to finish are short ones.
+        self.queue.sort(key=lambda t: -sum(len(getattr(s, "text", s)) for s in t.sentences))
+        self.worker_class = ray.remote(num_cpus=1, max_restarts=0, max_task_retries=0)(ChapterWorker)
+        self.assembler = ray.remote(num_cpus=0, max_retries=3)(assemble)
+        self.model = ray.put(loaded)
+        self.voice = voice
+        self.starting: dict = {}  # node() answer -> worker not ready yet
+        self.idle: list = []
+        self.calls: dict = {}  # ObjectRefGenerator -> _Call
+        self.assembling: dict = {}  # ObjectRef -> _Document
+        self.workers = 0  # ready and alive
+        self.failure = ""  # why workers could not start, if they could not
+        self._starved = None
+
+    def run(self) -> None:
+        ray = self.ray
+        cpus = int(ray.cluster_resources().get("CPU", 0))
+        if cpus < 1:
+            raise NarrateError(f"the Ray cluster at {self.batch.address} has no CPUs for workers")
+        for _ in range(min(cpus, len(self.queue))):
+            self._start_worker()
+        for doc in self.documents:
+            if len(doc.done) == len(doc.chapters):
+                self._assemble(doc)  # all chapters narrated by an interrupted run
+        self.progress.begin(len(self.documents), sum(len(d.chapters) for d in self.documents),
+                            sum(len(d.done) for d in self.documents),
+                            sum(len(t.sentences) for t in self.queue), self.rate)
+        try:
+            while not all(doc.final for doc in self.documents):
+                self._dispatch()
+                waiting = [*self.starting, *self.calls, *self.assembling]
+                if not waiting or self._starving():
+                    self._give_up()
+                    break
+                ready, _ = ray.wait(waiting, num_returns=1, timeout=REPORT_EVERY)
+                for item in ready:
+                    if item in self.starting:
+                        self._started(item)
+                    elif item in self.calls:
+                        self._follow(item)
+                    else:
+                        self._assembled(item)
+        except KeyboardInterrupt as e:
+            self._interrupted(e)
+
+    # workers
+
+    def _start_worker(self) -> None:
+        worker = self.worker_class.remote(self.model, self.voice, self.batch.narrate)
+        self.starting[worker.node.remote()] = worker
+
+    def _started(self, ref) -> None:
+        worker = self.starting.pop(ref)
+        try:
+            self.ray.get(ref)
+        except self.ray.exceptions.RayError as e:
+            self.failure = _message(_cause(e))
+            return
+        self.workers += 1
+        self.idle.append(worker)
+        self.progress.workers(self.workers)
+
+    def _lost(self, call: _Call, error) -> None:
+        """A worker died (or its node did): its unfinished chapters go back in the queue."""
+        _kill(self.ray, call.worker)  # if only unreachable, it must not go on writing
+        self.workers -= 1
+        for key, (samples, sentences) in call.reported.items():
+            self.progress.audio(-samples, -sentences)  # they are narrated again
+        self.queue[:0] = call.tasks.values()
+        self.progress.workers(self.workers)
+        self.progress.say(f"narrate: a Ray worker was lost ({type(error).__name__}); "
+                          f"its {len(call.tasks)} unfinished chapter(s) go to the other workers")
+        if self.ray.available_resources().get("CPU", 0) >= 1:
+            self._start_worker()  # a replacement where a CPU is free
+
+    def _starving(self) -> bool:
+        """Chapters wait, and for STARVED_AFTER seconds no worker was alive (only starting ones,
+        which may never find a CPU)."""
+        if not self.queue or self.workers > 0:
+            self._starved = None
+            return False
+        self._starved = self._starved or time.monotonic()
+        return time.monotonic() - self._starved > STARVED_AFTER
+
+    def _give_up(self) -> None:
+        why = self.failure or "no Ray worker left (nodes lost)"
+        for doc in self.documents:
+            if not doc.final and doc not in self.assembling.values():
+                self._end(doc, "failed", f"{why}; run again with --resume to continue")
+
+    # chapters
+
+    def _dispatch(self) -> None:
+        """Deal the queue's next chapters to the idle workers, in snake order (the queue is
+        longest first), each a fair share of what is left, at most CALL_CHAPTERS."""
+        self.queue = [t for t in self.queue if not self.documents[t.document].final]
+        if not self.idle or not self.queue:
+            return
+        expected = self.workers + len(self.starting)  # those starting will want their share
+        share = max(1, min(CALL_CHAPTERS, math.ceil(len(self.queue) / max(1, expected))))
+        idle, self.idle = self.idle, []
+        hands: list[list[ChapterTask]] = [[] for _ in idle]
+        take, self.queue = self.queue[:share * len(idle)], self.queue[share * len(idle):]
+        for i, task in enumerate(take):
+            lap, place = divmod(i, len(idle))
+            hands[place if lap % 2 == 0 else len(idle) - 1 - place].append(task)
+        for worker, tasks in zip(idle, hands):
+            if not tasks:
+                self.idle.append(worker)
+                continue
+            generator = worker.narrate.remote(tasks)
+            self.calls[generator] = _Call(worker, {t.key: t for t in tasks})
+
+    def _follow(self, generator) -> None:
+        call = self.calls[generator]
+        try:
+            event = self.ray.get(next(generator))
+        except StopIteration:
+            del self.calls[generator]
+            self.queue[:0] = call.tasks.values()  # none normally
+            self.idle.append(call.worker)
+            return
+        except self.ray.exceptions.RayActorError as e:
+            del self.calls[generator]
+            self._lost(call, e)
+            return
+        except self.ray.exceptions.RayError as e:  # the narration itself failed
+            del self.calls[generator]
+            self.idle.append(call.worker)
+            for key in call.tasks:
+                doc = self.documents[key[0]]
+                if not doc.final:
+                    self._end(doc, "failed", _message(_cause(e)))
+            return
+        kind, key = event[0], event[1]
+        shown = call.reported.setdefault(key, [0, 0])
+        if kind == "audio":
+            shown[0] += event[2]
+            shown[1] += event[3]
+            self.progress.audio(event[2], event[3])
+            return
+        task = call.tasks.pop(key)
+        call.reported.pop(key)
+        doc = self.documents[key[0]]
+        # What the reports did not show (all of it for a chapter found already finished).
+        self.progress.audio(event[2] - shown[0], len(task.sentences) - shown[1])
+        self.progress.chapter_done()
+        doc.narrated += event[2]
+        doc.done.add(key[1])
+        if len(doc.done) == len(doc.chapters) and not doc.final:
+            self._assemble(doc)
+
+    # documents
+
+    def _assemble(self, doc: _Document) -> None:
+        ref = self.assembler.remote(str(doc.store), str(doc.target), self.batch.fmt, self.rate,
+                                    doc.titles, doc.tags)
+        self.assembling[ref] = doc
+
+    def _assembled(self, ref) -> None:
+        doc = self.assembling.pop(ref)
+        try:
+            self.ray.get(ref)
+        except self.ray.exceptions.RayError as e:
+            self._end(doc, "failed", _message(_cause(e)))
+            return
+        self._end(doc, "done", str(self.batch.out_dir / doc.target.name))
+
+    def _end(self, doc: _Document, status: str, detail: str) -> None:
+        doc.final = True
+        self.rows[doc.row][1:] = [status, f"{doc.narrated / self.rate:.1f}", detail]
+        self.progress.document_done()
+
+    def _interrupted(self, exc: KeyboardInterrupt) -> None:
+        from narrate.pipeline import Interrupted, Terminated
+
+        for worker in [*self.idle, *self.starting.values(), *(c.worker for c in self.calls.values())]:
+            _kill(self.ray, worker)
+        for doc in self.documents:
+            if not doc.final:
+                self._end(doc, "interrupted", str(self.batch.out_dir / doc.target.name))
+        code = 143 if isinstance(exc, Terminated) else 130
+        raise Interrupted(f"interrupted: finished chapters are kept in {self.batch.out_dir}; "
+                          f"run again with --resume to continue", code) from exc
+
+
+# --- progress ---------------------------------------------------------------------------------
+
+
+class ClusterProgress:
+    """The driver's one live display (on a terminal): documents, chapters, audio, speed, ETA."""
+
+    def __init__(self, live: bool, quiet: bool = False, console: Console | None = None):
+        self.console = console or Console(stderr=True, highlight=False, soft_wrap=True)
+        self.live = live
+        self.quiet = quiet
+        self._bar: RichProgress | None = None
+        self._task = None
+        self._counts = {"documents": 0, "chapters": 0, "samples": 0, "workers": 0}
+        self._totals = {"documents": 0, "chapters": 0}
+        self._rate = 1
+        self._started = 0.0
+
+    def begin(self, documents: int, chapters: int, chapters_done: int, sentences: int,
+              sample_rate: int) -> None:
+        self._totals = {"documents": documents, "chapters": chapters}
+        self._counts.update(chapters=chapters_done, samples=0)
+        self._rate = int(sample_rate)
+        self._started = time.monotonic()
+        if not self.live:
+            return
+        self._bar = RichProgress(
+            TextColumn("[bold]ray[/] {task.fields[workers]} workers"),
+            BarColumn(bar_width=12),
+            TextColumn("{task.fields[documents]} docs"),
+            TextColumn("{task.fields[chapters]} chapters"),
+            TextColumn("{task.fields[audio]} audio"),
+            TextColumn("{task.fields[speed]}"),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            console=self.console,
+            transient=True,  # the table replaces it
+        )
+        self._bar.start()
+        self._task = self._bar.add_task("", total=sentences, **self._fields())
+
+    def workers(self, n: int) -> None:
+        self._counts["workers"] = n
+        self._show()
+
+    def audio(self, samples: int, sentences: int) -> None:
+        self._counts["samples"] += samples
+        if self._bar is not None:
+            self._bar.advance(self._task, sentences)
+        self._show()
+
+    def chapter_done(self) -> None:
+        self._counts["chapters"] += 1
+        self._show()
+
+    def document_done(self) -> None:
+        self._counts["documents"] += 1
+        self._show()
+
+    def say(self, line: str) -> None:
+        """A line on stderr above the display (unless --quiet)."""
+        if not self.quiet:
+            self.console.print(line, markup=False)
+
+    def audio_seconds(self) -> float:
+        return self._counts["samples"] / self._rate
+
+    def end(self) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+
+    def _fields(self) -> dict:
+        elapsed = time.monotonic() - self._started
+        seconds = self.audio_seconds()
+        return {"workers": self._counts["workers"],
+                "documents": f"{self._counts['documents']}/{self._totals['documents']}",
+                "chapters": f"{self._counts['chapters']}/{self._totals['chapters']}",
+                "audio": _clock(seconds),
+                "speed": f"{seconds / elapsed:.1f}x" if elapsed > 1 else ""}
+
+    def _show(self) -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, **self._fields())
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(max(0.0, seconds)), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}"
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def _import_ray():
+    """Ray, imported only when --ray is given: narrate works without it."""
+    try:
+        import ray
+    except ModuleNotFoundError as e:
+        if e.name != "ray":
+            raise
+        raise NarrateError("--ray needs Ray: pip install 'narrate[ray]' (make setup installs it)") from None
+    return ray
+
+
+def _cause(error: BaseException) -> BaseException:
+    """The exception a Ray task raised, without Ray's wrapping."""
+    return getattr(error, "cause", None) or error
+
+
+def _kill(ray, worker) -> None:
+    try:
+        ray.kill(worker)
+    except Exception:  # already gone, or its node is: nothing left to stop
+        pass

@@ -1,0 +1,377 @@
+"""narrate batch --ray on a real Ray cluster of two nodes on this machine (one CPU each).
+
+The cluster is started once for the module (ray.cluster_utils.Cluster: a head node and a second
+node, each a raylet of its own) and always stopped at the end, with any process it left behind.
+The documents are compared sample by sample with the local batch's, which the tests also run.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import psutil
+import pytest
+import soundfile as sf
+
+from conftest import cli_env
+
+REPO = Path(__file__).resolve().parent.parent
+SEED = "3"
+
+
+def _sentences(word: str, n: int) -> str:
+    return " ".join(f"{word} {i} is here." for i in range(n))
+
+
+@pytest.fixture(scope="module")
+def docs(tmp_path_factory) -> list[Path]:
+    """Six chapters of different lengths in three documents (Markdown headings, CHAPTER lines,
+    a plain text without chapters)."""
+    folder = tmp_path_factory.mktemp("docs")
+    a, b, c = folder / "a.md", folder / "b.txt", folder / "c.txt"
+    a.write_text(f"# First\n\n{_sentences('Lamp', 24)}\n\n# Second\n\n{_sentences('Rope', 3)}\n\n"
+                 f"# Third\n\n{_sentences('Gull', 16)}\n", encoding="utf-8")
+    b.write_text(f"CHAPTER I\n\n{_sentences('Tide', 20)}\n\nCHAPTER II\n\n{_sentences('Reef', 2)}\n",
+                 encoding="utf-8")
+    c.write_text(_sentences("Stone", 10) + "\n", encoding="utf-8")
+    return [a, b, c]
+
+
+@pytest.fixture(scope="module")
+def local(tmp_path_factory, docs, narrate_cmd) -> Path:
+    """The local batch's output folder: the reference."""
+    out = tmp_path_factory.mktemp("local")
+    # A bundled voice: its embedding is stored (a recording's would be computed by every run).
+    proc = narrate_cmd("batch", *docs, "--out-dir", out, "--seed", SEED, "--voice", "joe", "--no-normalize",
+                       voice=False)
+    assert proc.returncode == 0, proc.stderr
+    return out
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    """(Cluster, its second node). Nodes and workers import narrate from this checkout."""
+    from ray.cluster_utils import Cluster
+
+    marker = f"narrate-test-{uuid.uuid4().hex}"  # in the environment of every process it starts
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+        mp.setenv("RAY_USAGE_STATS_ENABLED", "0")
+        mp.setenv("OMP_NUM_THREADS", "1")
+        mp.setenv("NARRATE_TEST_CLUSTER", marker)
+        # A raylet waits this long for its agents (Python processes) before giving up; the
+        # default (about 20 s) is too short on a busy machine.
+        mp.setenv("RAY_agent_register_timeout_ms", "180000")
+        started = None
+        try:
+            started, second = _start_cluster(Cluster, marker)
+            yield started, second
+        finally:
+            if started is not None:
+                started.shutdown()
+            _stop_marked(marker)
+
+
+def _start_cluster(Cluster, marker: str, attempts: int = 3):
+    """A head node and a second one, one CPU each. Ray gives a node 30 s to register, which a
+    busy machine can miss: then it tries again, after stopping what it started."""
+    for attempt in range(attempts):
+        started = None
+        try:
+            started = Cluster(initialize_head=True, head_node_args={
+                "num_cpus": 1, "include_dashboard": False,
+                # A node that is gone is declared dead within a few seconds.
+                "_system_config": {"health_check_period_ms": 1000, "health_check_failure_threshold": 4,
+                                   "health_check_initial_delay_ms": 0}})
+            second = started.add_node(num_cpus=1)
+            started.wait_for_nodes()
+            return started, second
+        except Exception as e:
+            if "timed out during startup" not in str(e) or attempt + 1 == attempts:
+                raise
+            if started is not None:
+                started.shutdown()
+            _stop_marked(marker)
+
+
+def _marked(marker: str) -> list[psutil.Process]:
+    """The processes the cluster started: they carry our marker in their environment."""
+    found = []
+    for p in psutil.process_iter():
+        try:
+            if p.pid != os.getpid() and p.environ().get("NARRATE_TEST_CLUSTER") == marker:
+                found.append(p)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            pass
+    return found
+
+
+def _stop_marked(marker: str) -> None:
+    """Kill whatever the cluster started and left running (never Ray processes by name, which
+    may be someone else's)."""
+    left = _marked(marker)
+    for p in left:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(left, timeout=10)
+
+
+def _command(tiny_model, voice_wav, docs, out, address, *extra) -> list[str]:
+    return [sys.executable, "-m", "narrate", "batch", *map(str, docs), "--out-dir", str(out),
+            "--ray", address, "--seed", SEED, "--no-normalize", "--model", str(tiny_model), "--voice", "joe",
+            *extra]
+
+
+def _run(command, timeout=600) -> subprocess.CompletedProcess:
+    proc = subprocess.run(command, capture_output=True, text=True, env=cli_env(), timeout=timeout)
+    return proc
+
+
+def _until_a_chapter_is_done(proc: subprocess.Popen, out: Path, begun: int = 1, timeout=600) -> None:
+    """Wait until some chapter file of the run is complete (in a chapter store under out) and
+    at least ``begun`` chapters have a file (complete, or being written)."""
+    deadline = time.monotonic() + timeout
+
+    def chapters(pattern: str) -> int:
+        return len(list(out.glob(f".*.ray/{pattern}")))
+
+    while not (chapters("*.f32") and chapters("*.f32") + chapters(".*.partial") >= begun):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "no chapter was finished in time"
+        time.sleep(0.02)
+
+
+def _same_as_local(out: Path, local: Path, docs) -> None:
+    for doc in docs:
+        name = f"{doc.stem}.wav"
+        ours, _ = sf.read(str(out / name), dtype="int16")
+        theirs, _ = sf.read(str(local / name), dtype="int16")
+        assert len(ours) == len(theirs), name
+        assert np.array_equal(ours, theirs), f"{name}: {np.count_nonzero(ours != theirs)} samples differ"
+        assert (out / name).read_bytes() == (local / name).read_bytes(), name
+
+
+def _audio_seconds(table: str) -> list[float]:
+    """The 'audio s' column of the batch table."""
+    return [float(m) for m in re.findall(r"│\s*(?:done|skipped|interrupted)\s*│\s*([\d.]+)\s*│", table)]
+
+
+def test_cluster_batch_equals_local_batch(tmp_path, cluster, local, docs, tiny_model, voice_wav):
+    """Three documents, six chapters over two nodes: each document equals the local batch's,
+    sample by sample and byte by byte, and no chapter store is left behind."""
+    out = tmp_path / "out"
+    proc = _run(_command(tiny_model, voice_wav, docs, out, cluster[0].address))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("done") == 3, proc.stdout
+    _same_as_local(out, local, docs)
+    assert sorted(p.name for p in out.iterdir()) == ["a.wav", "b.wav", "c.wav"]  # no store left
+
+
+def test_interrupted_run_resumes_its_chapters_and_skips_finished_documents(
+        tmp_path, cluster, local, docs, tiny_model, voice_wav):
+    """Ctrl-C mid-job keeps the finished chapters; a rerun refuses without --resume (as the local
+    batch does), narrates only the missing chapters with it, and the documents equal the local
+    batch's; run once more, every document is skipped."""
+    out = tmp_path / "out"
+    command = _command(tiny_model, voice_wav, docs, out, cluster[0].address)
+    # Ctrl-C's default action, whatever this process inherited (a shell's background job
+    # ignores SIGINT, and so would narrate).
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=cli_env(),
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    _until_a_chapter_is_done(proc, out)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 130, stderr
+    assert "interrupted" in stdout and "--resume" in stderr, (stdout, stderr)
+    assert list(out.glob(".*.ray/*.f32"))  # finished chapters, kept
+
+    again = _run(command)
+    assert again.returncode == 1
+    assert "--resume" in again.stdout and "unfinished" in again.stdout, again.stdout
+
+    resumed = _run(command + ["--resume"])
+    assert resumed.returncode == 0, resumed.stderr
+    _same_as_local(out, local, docs)
+    reference = _run_seconds(local)
+    assert sum(_audio_seconds(resumed.stdout)) < reference - 0.1  # the kept chapters were not narrated again
+
+    assert sorted(p.name for p in out.iterdir()) == ["a.wav", "b.wav", "c.wav"]  # nor any attempt's leftovers
+
+    finished = _run(command + ["--resume"])
+    assert finished.returncode == 0, finished.stderr
+    assert finished.stdout.count("skipped") == 3, finished.stdout
+    _same_as_local(out, local, docs)
+
+
+def _run_seconds(folder: Path) -> float:
+    """Seconds of audio in the documents of a folder (all of it narrated, pauses included)."""
+    return sum(sf.info(str(p)).duration for p in folder.glob("*.wav"))
+
+
+def test_a_node_killed_mid_job_loses_nothing(tmp_path, cluster, local, docs, tiny_model, voice_wav):
+    """The second node is removed (its raylet and worker killed) once the first chapter is done:
+    its unfinished chapters run on the head node, and every document equals the local batch's."""
+    started, second = cluster
+    out = tmp_path / "out"
+    proc = subprocess.Popen(_command(tiny_model, voice_wav, docs, out, started.address),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env())
+    # Each worker is handed three of the six chapters and starts them at once: four begun
+    # means both are narrating.
+    _until_a_chapter_is_done(proc, out, begun=4)
+    started.remove_node(second, allow_graceful=False)
+    stdout, stderr = proc.communicate(timeout=600)
+    assert proc.returncode == 0, stderr
+    lost = re.search(r"a Ray worker was lost .*its (\d+) unfinished chapter", stderr)
+    assert lost and int(lost.group(1)) >= 1, stderr
+    assert stdout.count("done") == 3, stdout
+    _same_as_local(out, local, docs)
+    assert sorted(p.name for p in out.iterdir()) == ["a.wav", "b.wav", "c.wav"]
+
+
+# --- without a cluster: the worker and the assembly in this process, the planning rules ---------
+
+
+@pytest.mark.parametrize("fmt", ["wav", "m4b"])
+def test_worker_chapters_assembled_equal_the_local_one_file_run(tmp_path, docs, tiny_model, fmt):
+    """ChapterWorker's code in this process narrates a document's chapters as one batch, in
+    scrambled order; assemble() writes them: the same bytes as the local run of the document
+    (wav: the samples; m4b: the encoded audio and its chapter marks)."""
+    from narrate.cluster import ChapterTask, ChapterWorker, assemble, store_of
+    from narrate.narrator import NarrateSettings, Narrator, load_model_and_voice
+    from dataclasses import replace
+
+    from narrate.pipeline import Job, Target, book_tags, make_plan, read_chapters, run
+    from narrate.progress import Progress
+
+    loaded, voice = load_model_and_voice(str(tiny_model), "joe")
+    local = tmp_path / "local" / f"a.{fmt}"  # the same name: an m4b carries it as its title
+    narrator = Narrator(loaded, voice, NarrateSettings(seed=int(SEED)))
+    try:
+        plan = make_plan(Job(str(docs[0]), str(local), fmt, "none", loudness=None), True)
+        run(narrator, plan, Progress(False))
+    finally:
+        narrator.close()
+    target = tmp_path / "ours" / f"a.{fmt}"
+    store = store_of(target)
+    store.mkdir(parents=True)
+    _, chapters, _ = read_chapters(Job(str(docs[0]), str(target), fmt, "none", loudness=None))
+    worker = ChapterWorker(loaded, voice, NarrateSettings(seed=int(SEED)))
+    tasks = [ChapterTask(0, c, str(store), tuple(chapters[c][1])) for c in (2, 0, 1)]
+    events = list(worker.narrate(tasks))
+    assert sorted(e[1] for e in events if e[0] == "done") == [(0, 0), (0, 1), (0, 2)]
+    assemble(str(store), str(target), fmt, loaded.codec.sample_rate, [t for t, _ in chapters],
+             book_tags(replace(plan, target=Target("file", target, fmt))))
+    assert target.read_bytes() == local.read_bytes()
+    assert not store.exists()
+
+
+def _batch(out: Path, docs, **kw):
+    from narrate.cluster import ClusterBatch
+    from narrate.narrator import NarrateSettings
+
+    settings = {"model": "tiny", "seed": 3}
+    return ClusterBatch("auto", list(docs), out, "wav", {**settings, **kw.pop("settings", {})},
+                        NarrateSettings(seed=3), **kw)
+
+
+def _claim(documents) -> None:
+    """What run_batch does once connected: each new document gets its store and record."""
+    from narrate.audio.resume import save_record
+    from narrate.cluster import RECORD
+
+    for doc in documents:
+        if doc.record is not None:
+            doc.store.mkdir(parents=True)
+            save_record(doc.store / RECORD, doc.record)
+
+
+def test_planning_follows_the_local_batch_rules(tmp_path, docs):
+    """Finished outputs are refused without --force and skipped with --resume; an unfinished
+    document (its chapter store) is refused without --resume, continued from its finished
+    chapters with it, and refused if the settings changed; --force starts over."""
+    from narrate.cluster import chapter_file, plan_documents, store_of
+
+    out = tmp_path / "out"
+    rows = []
+    documents = plan_documents(_batch(out, docs), rows)
+    assert [r[1] for r in rows] == ["pending"] * 3 and len(documents) == 3
+    assert not out.exists()  # nothing is written before the cluster is reached
+    _claim(documents)
+    (out / "c.wav").write_bytes(b"finished earlier")
+    chapter_file(store_of(out / "c.wav"), 0).unlink(missing_ok=True)
+    (store_of(out / "c.wav") / "job.narrate.json").unlink()  # c finished: only its file is left
+    chapter_file(store_of(out / "a.wav"), 1).write_bytes(np.zeros(5, "<f4").tobytes())
+    (store_of(out / "a.wav") / ".00002.f32.0123.partial").write_bytes(b"")
+
+    rows = []
+    assert plan_documents(_batch(out, docs), rows) == []
+    assert [r[1] for r in rows] == ["failed"] * 3
+    assert "--resume" in rows[0][3] and "use --force to overwrite" in rows[2][3]
+
+    rows = []
+    resumed = plan_documents(_batch(out, docs, resume=True), rows)
+    assert [r[1] for r in rows] == ["pending", "pending", "skipped"]
+    assert [sorted(d.done) for d in resumed] == [[1], []] and resumed[0].record is None
+    assert not list(store_of(out / "a.wav").glob(".*.partial"))  # an unfinished attempt's
+
+    rows = []
+    assert plan_documents(_batch(out, docs[:1], resume=True, settings={"seed": 4}), rows) == []
+    assert "settings differ" in rows[0][3] and "seed: 3 then, 4 now" in rows[0][3]
+
+    rows = []
+    fresh = plan_documents(_batch(out, docs, force=True), rows)
+    assert [sorted(d.done) for d in fresh] == [[], [], []]
+    assert not store_of(out / "a.wav").exists()
+
+
+def test_the_display_counts_documents_chapters_audio_and_lost_work():
+    """The driver's live line: workers, documents, chapters, audio, speed; a lost worker's
+    reports are taken back (negative audio)."""
+    import io
+
+    from rich.console import Console
+
+    from narrate import cluster
+
+    screen = io.StringIO()
+    progress = cluster.ClusterProgress(live=True, console=Console(file=screen, force_terminal=True,
+                                                                  width=120))
+    progress.begin(documents=3, chapters=6, chapters_done=1, sentences=40, sample_rate=100)
+    progress._started -= 60  # a minute ago
+    progress.workers(2)
+    progress.audio(9000, 10)
+    progress.audio(-3000, -4)  # a lost worker's chapter, narrated again elsewhere
+    progress.chapter_done()
+    progress.document_done()
+    fields = progress._fields()
+    progress.end()
+    assert fields["workers"] == 2 and fields["documents"] == "1/3" and fields["chapters"] == "2/6"
+    assert fields["audio"] == "0:01:00" and fields["speed"] == "1.0x"
+    assert progress.audio_seconds() == 60.0
+    assert "workers" in screen.getvalue() and "chapters" in screen.getvalue()
+
+
+def test_without_ray_installed_the_option_says_what_to_install(tmp_path, narrate_cmd):
+    """narrate imports Ray only for --ray: without it, batch --ray is a one-line error."""
+    hide = tmp_path / "hide"
+    (hide / "ray").mkdir(parents=True)
+    (hide / "ray" / "__init__.py").write_text("raise ModuleNotFoundError('no ray', name='ray')\n")
+    doc = tmp_path / "doc.txt"
+    doc.write_text("A short text.", encoding="utf-8")
+    env = cli_env(PYTHONPATH=os.pathsep.join([str(hide), str(REPO)]))
+    proc = narrate_cmd("batch", doc, "--out-dir", tmp_path / "out", "--ray", "auto", "--no-normalize",
+                       env=env)
+    assert proc.returncode == 1
+    assert "narrate: error: --ray needs Ray: pip install 'narrate[ray]'" in proc.stderr
+    assert "Traceback" not in proc.stderr
