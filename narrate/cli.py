@@ -70,8 +70,9 @@ class Split(str, Enum):
 
 Voice = Annotated[Optional[str], typer.Option(
     "--voice", "-v", show_default=False,
-    help="Voice to imitate: a bundled voice name (see 'narrate voices') or a recording (WAV, FLAC, "
-         "OGG) of 2-60 s of clear speech. Default: the model's own voice.")]
+    help="Voice to imitate: a voice name (see 'narrate voices'; keep your own with 'narrate voices "
+         "add') or a recording (WAV, FLAC, OGG) of 2-60 s of clear speech, which is checked for "
+         "noise, music, clipping, silence and several speakers. Default: the model's own voice.")]
 Model = Annotated[Optional[str], typer.Option(
     "--model", "-m", show_default=False,
     help="Model: a bundled model name, a model folder, or a Hugging Face repo id (owner/name). "
@@ -100,7 +101,7 @@ Lexicon = Annotated[Optional[Path], typer.Option(
     "--lexicon", show_default=False,
     help="Pronunciation file: one 'word = respelling' or 'word<TAB>[[ phonemes ]]' per line.")]
 Quiet = Annotated[bool, typer.Option(
-    "--quiet", "-q", help="No progress display and no summary line; only errors.")]
+    "--quiet", "-q", help="No progress display, no summary line and no warnings; only errors.")]
 SentencePause = Annotated[float, typer.Option(
     "--sentence-pause", min=0.05, max=5.0,
     help="Longest pause between sentences, in seconds (the model's own pause, shortened; at "
@@ -213,6 +214,7 @@ def speak(
                   settings={**_run_settings(model, revision, voice, speed, seed, temperature, lexicon_id, pauses,
                                             vocoder.value), **book})
         plan = make_plan(job, stdout_is_tty=_isatty(sys.stdout))
+        _check_voice(voice, quiet)
         narrator = _narrator(model, voice, revision, speed, seed, temperature, decoder_processes(plan),
                              sentence_pause, vocoder.value)
         where = run(narrator, plan, progress, stdin=sys.stdin)
@@ -280,6 +282,7 @@ def batch(
         tags = {"title": title, "author": author, "cover": _cover(cover)}
         settings = {**_run_settings(model, revision, voice, speed, seed, temperature, lexicon_id, pauses, vocoder.value),
                     **book}
+        _check_voice(voice, quiet)
         narrator = _narrator(model, voice, revision, speed, seed, temperature, sentence_pause=sentence_pause,
                              vocoder=vocoder.value)
         used: dict[Path, Path] = {}
@@ -384,21 +387,85 @@ def _batch_report(rows, quiet: bool) -> None:
         _out().print(_batch_table(rows))
 
 
-@app.command()
-def voices() -> None:
-    """List the bundled voices (give a name to --voice; any recording works too)."""
-    from narrate.voices import VOICES_DIR, bundled_voices, voice_description
+voices_app = typer.Typer(no_args_is_help=False, add_completion=False)
+app.add_typer(voices_app, name="voices")
 
-    found = bundled_voices()
-    if not found:
-        _out().print(f"No bundled voices in {VOICES_DIR}; --voice also takes any WAV recording.",
-                     markup=False)
+
+@voices_app.callback(invoke_without_command=True)
+def voices(
+    ctx: typer.Context,
+    sample: Annotated[Optional[Path], typer.Option(
+        "--sample", show_default=False,
+        help="Write a short sample of each voice into this folder, as NAME.wav (made with --model).")] = None,
+    model: Model = None,
+    force: Annotated[bool, typer.Option("--force", help="With --sample: overwrite existing samples.")] = False,
+) -> None:
+    """List the voices, bundled and yours, with a description and where each lives.
+
+    Give a name to --voice (any recording works too). Keep a recording under a name with
+    narrate voices add NAME prompt.wav; narrate voices remove NAME deletes it.
+    """
+    if ctx.invoked_subcommand is not None:
         return
-    table = Table("name", "description", title="Bundled voices")
+    from narrate.voice_store import user_voices_dir
+    from narrate.voices import VOICES_DIR
+
+    rows = _voice_rows()
+    if sample is not None:
+        with _reported():
+            _write_samples(sample, [name for name, kind, _ in rows if "replaced" not in kind], model, force)
+        return
+    if not rows:
+        _out().print(f"No bundled voices in {VOICES_DIR} and none of yours in {user_voices_dir()}; "
+                     "--voice also takes any WAV recording, and 'narrate voices add NAME prompt.wav' "
+                     "keeps one.", markup=False)
+        return
+    from narrate.voices import voice_description
+
+    table = Table("name", "description", "kind", title="Voices")
     table.add_column("path", overflow="fold")  # a path is only useful whole
-    for name, path in found.items():
-        table.add_row(escape(name), escape(voice_description(path)), escape(str(path)))
+    for name, kind, path in rows:
+        table.add_row(escape(name), escape(voice_description(path)), kind, escape(str(path)))
     _out().print(table)
+
+
+@voices_app.command("add")
+def voices_add(
+    name: Annotated[str, typer.Argument(show_default=False, help="Name to give the voice (for --voice NAME).")],
+    prompt: Annotated[Path, typer.Argument(
+        show_default=False, help="Recording of 2-60 s of one person speaking (WAV, FLAC, OGG).")],
+    description: Annotated[Optional[str], typer.Option(
+        "--description", "-d", show_default=False,
+        help="One line shown by 'narrate voices'. Default: the recording's name, length and today's date.")] = None,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Replace a voice of yours with that name, or use the name of a bundled voice "
+                        "(yours is then the one --voice NAME takes).")] = False,
+) -> None:
+    """Keep a recording as voice NAME: afterwards --voice NAME takes it from any folder."""
+    with _reported():
+        from narrate.prompt_check import check_prompt, warning_line
+        from narrate.voice_store import add_voice, check_name
+
+        check_name(name, force)
+        measures, embedding, wav, rate = check_prompt(prompt)
+        problems = measures.problems()
+        if problems:
+            _err().print(f"narrate: warning: {warning_line(str(prompt), problems)}", markup=False)
+        path = add_voice(name, wav, rate, embedding, prompt, description)
+        _err().print(f"narrate: voice '{name}' kept in {path.parent}; use it with --voice {name}",
+                     markup=False)
+
+
+@voices_app.command("remove")
+def voices_remove(
+    name: Annotated[str, typer.Argument(show_default=False, help="A voice added with 'narrate voices add'.")],
+) -> None:
+    """Delete voice NAME, one of yours (bundled voices stay)."""
+    with _reported():
+        from narrate.voice_store import remove_voice
+
+        path = remove_voice(name)
+        _err().print(f"narrate: voice '{name}' removed from {path.parent}", markup=False)
 
 
 @app.command()
@@ -549,6 +616,82 @@ def _cover(path: Path | None) -> bytes | None:
     from narrate.document import read_cover
 
     return read_cover(path, f"cover image '{path}'")
+
+
+def _voice_rows() -> list[tuple[str, str, Path]]:
+    """(name, kind, wav path) of every voice: yours first, then the bundled ones."""
+    from narrate.voice_store import user_voices
+    from narrate.voices import bundled_voices
+
+    mine = user_voices()
+    rows = [(name, "yours", path) for name, path in mine.items()]
+    rows += [(name, "bundled, replaced by yours" if name in mine else "bundled", path)
+             for name, path in bundled_voices().items()]
+    return rows
+
+
+def _write_samples(folder: Path, voices: list[str], model: str | None, force: bool) -> None:
+    """FOLDER/NAME.wav for each voice: the same everyday sentence, the same seed, one model."""
+    import numpy as np
+    import soundfile as sf
+
+    from narrate.errors import OutputError
+    from narrate.hub import from_pretrained
+    from narrate.narrator import NarrateSettings, Narrator
+    from narrate.text.normalize import normalize
+    from narrate.train.texts import EVERYDAY
+    from narrate.voices import load_voice
+
+    if not voices:
+        raise OutputError("no voices to sample (see 'narrate voices')")
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(f"'{folder}' is not a folder")
+    existing = [folder / f"{name}.wav" for name in voices if (folder / f"{name}.wav").exists()]
+    if existing and not force:
+        raise OutputError(f"{existing[0]} exists (add --force to overwrite the samples)")
+    folder.mkdir(parents=True, exist_ok=True)
+    loaded = from_pretrained(model)
+    settings = NarrateSettings(vocoder_process=False)  # one short sentence per voice: no child
+    failed = 0
+    for name in voices:
+        target, partial = folder / f"{name}.wav", folder / f".{name}.wav.partial"
+        try:
+            narrator = Narrator(loaded, load_voice(name, name), settings)
+            try:
+                audio = np.concatenate([c.samples for c in narrator.narrate([normalize(EVERYDAY[0])])])
+            finally:
+                narrator.close()
+            sf.write(str(partial), np.clip(audio, -1.0, 1.0), narrator.sample_rate, subtype="PCM_16",
+                     format="WAV")
+            partial.replace(target)
+        except (NarrateError, OSError) as e:  # this voice only; the others still get theirs
+            partial.unlink(missing_ok=True)
+            failed += 1
+            _err().print(f"narrate: error: voice '{name}': {_message(e)}", markup=False)
+            continue
+        _err().print(f"narrate: {target} ({len(audio) / narrator.sample_rate:.1f} s, voice {name})",
+                     markup=False)
+    if failed:
+        raise typer.Exit(1)
+
+
+def _check_voice(voice: str | None, quiet: bool) -> None:
+    """A recording given to --voice is checked before the model loads: its problems make one
+    warning line (unless quiet), a prompt that cannot be used an error (VoiceError)."""
+    if voice is None:
+        return  # the model's default voice
+    from narrate.prompt_check import check_prompt, warning_line
+    from narrate.voice_store import user_voices
+    from narrate.voices import bundled_voices
+
+    if not voice.strip() or voice in user_voices() or voice in bundled_voices():
+        return  # load_voice refuses an empty name; named voices were checked when they were made
+    path = Path(voice)
+    if path.suffix == "" and not path.exists():
+        return  # load_voice says it is an unknown name
+    problems = check_prompt(path)[0].problems()
+    if problems and not quiet:
+        _err().print(f"narrate: warning: {warning_line(voice, problems)}", markup=False)
 
 
 def _lexicon(path: Path | None):

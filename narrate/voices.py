@@ -91,6 +91,11 @@ class SpeakerEncoder:
         self.encoder = SpeakerEncoder._encoder
 
     def embed(self, wav: np.ndarray, sample_rate: int) -> np.ndarray:
+        return self.embed_parts(wav, sample_rate)[0]
+
+    def embed_parts(self, wav: np.ndarray, sample_rate: int) -> tuple[np.ndarray, np.ndarray, float]:
+        """(embedding [256], the embeddings of its 1.6-s parts [P, 256], seconds of speech kept
+        by resemblyzer's voice activity detection)."""
         import librosa
         from resemblyzer import preprocess_wav
 
@@ -99,19 +104,31 @@ class SpeakerEncoder:
         processed = preprocess_wav(wav, source_sr=16000)
         if len(processed) < 1600:  # trimmed to (almost) nothing: no speech found
             raise VoiceError("voice prompt has no speech in it")
-        return self.encoder.embed_utterance(processed).astype(np.float32)
+        embedding, parts, _ = self.encoder.embed_utterance(processed, return_partials=True)
+        return embedding.astype(np.float32), parts.astype(np.float32), len(processed) / 16000
 
 
 def load_voice(voice: str | None, default: str) -> Voice:
-    """--voice NAME|WAV (None -> the model's default voice) -> Voice with its embedding."""
-    name = voice or default
+    """--voice NAME|WAV (None -> the model's default voice) -> Voice with its embedding.
+
+    A name is looked up among the user's own voices (narrate.voice_store) first, so that one
+    kept with --force under a bundled name is the one used."""
+    from narrate.voice_store import load_user_voice, user_voices
+
+    if voice is not None and not voice.strip():
+        raise VoiceError("empty voice name (give a voice name or a recording, or leave --voice out "
+                         "for the model's default voice)")
+    name = default if voice is None else voice
+    if name in user_voices():
+        return load_user_voice(name)
     bundled = bundled_voices()
     if name in bundled:
         path = bundled[name]
     else:
         path = Path(name)
         if path.suffix == "" and not path.exists():
-            raise VoiceError(f"unknown voice '{name}' (bundled voices: {', '.join(bundled) or 'none'}; or give a .wav file)")
+            raise VoiceError(f"unknown voice '{name}' (bundled voices: {', '.join(bundled) or 'none'}; yours: "
+                             f"{', '.join(user_voices()) or 'none'}; or give a .wav file)")
     cache = path.with_suffix(".npy")
     wav, sr = read_prompt(path)
     if path.parent == VOICES_DIR and cache.exists():

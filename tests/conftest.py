@@ -37,6 +37,22 @@ def prompt_audio(seconds: float, amplitude: float = 0.3) -> np.ndarray:
     return (amplitude * voiced * syllables / 2).astype(np.float32)
 
 
+def error_line(stderr: str) -> str:
+    """The single line the CLI printed on stderr; fails if there is anything else."""
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert "Traceback" not in stderr, stderr
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("narrate: error: "), stderr
+    return lines[0]
+
+
+@pytest.fixture(autouse=True)
+def _user_data(tmp_path_factory, monkeypatch):
+    """The user's data folder (kept voices) is a fresh temporary one in every test, also for the
+    narrate subprocesses (cli_env copies the environment): tests never see or touch the real one."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path_factory.mktemp("data")))
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> Path:
     return make_tiny_model(tmp_path_factory.mktemp("model") / "tiny")

@@ -13,7 +13,7 @@ import pytest
 import soundfile as sf
 from typer.testing import CliRunner
 
-from conftest import PROMPT_RATE, cli_env, prompt_audio
+from conftest import PROMPT_RATE, cli_env, error_line, prompt_audio
 from narrate import hub, voices
 from narrate.cli import app, route
 
@@ -24,15 +24,6 @@ TEXT = ("It was a bright cold day in April. The clocks were striking thirteen.\n
         "Winston slipped through the doors.\n")
 SPEAK_OPTIONS = ["--voice", "--output", "--model", "--revision", "--split", "--format", "--resume",
                  "--force", "--speed", "--seed", "--temperature", "--lexicon", "--quiet-time", "--quiet"]
-
-
-def error_line(stderr: str) -> str:
-    """The single line the CLI printed on stderr; fails if there is anything else."""
-    lines = [line for line in stderr.splitlines() if line.strip()]
-    assert "Traceback" not in stderr, stderr
-    assert len(lines) == 1, stderr
-    assert lines[0].startswith("narrate: error: "), stderr
-    return lines[0]
 
 
 # --- help and routing -------------------------------------------------------------------------
