@@ -51,7 +51,9 @@ def bundled_voices() -> dict[str, Path]:
 
 def voice_description(path: Path) -> str:
     txt = path.with_suffix(".txt")
-    return txt.read_text(encoding="utf-8").strip().splitlines()[0] if txt.exists() else ""
+    # Users edit their own voices' files: an empty or mis-encoded one is no reason to fail.
+    lines = txt.read_text(encoding="utf-8", errors="replace").strip().splitlines() if txt.exists() else []
+    return lines[0] if lines else ""
 
 
 def read_prompt(path: Path) -> tuple[np.ndarray, int]:

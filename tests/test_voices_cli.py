@@ -129,6 +129,13 @@ def test_too_little_speech_is_an_error(speech, encoder):
 # --- keeping a voice: add, use, list, remove ---------------------------------------------------
 
 
+def test_voices_help_shows_its_commands():
+    result = runner.invoke(app, ["voices", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    for word in ("add", "remove", "--sample", "--model", "--force"):
+        assert word in result.output
+
+
 def test_user_voices_dir_follows_xdg(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
     assert user_voices_dir() == tmp_path / "xdg" / "narrate" / "voices"
@@ -163,6 +170,8 @@ def test_add_keeps_the_voice_and_its_name_works_from_any_folder(speech, encoder,
     assert listing.exit_code == 0
     row = next(line for line in listing.output.splitlines() if " anna " in line)
     assert "yours" in row and description[0] in row and str(folder / "anna.wav") in row
+    (folder / "anna.txt").write_bytes(b"")  # a description file emptied by hand: listed without one
+    assert runner.invoke(app, ["voices"], env={"COLUMNS": "250"}).exit_code == 0
 
     # A real narration, in another folder, with --voice anna (a subprocess, so XDG_DATA_HOME
     # reaches it through the environment as it would from a shell).
