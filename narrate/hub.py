@@ -9,6 +9,7 @@ also hold vocoder.safetensors, the neural vocoder's weights, described by the co
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 from dataclasses import dataclass
@@ -63,6 +64,8 @@ def resolve(id_or_path: str | None, revision: str | None = None) -> Path:
     local = Path(name).expanduser()
     if local.is_dir():
         return local
+    if os.path.lexists(local):  # a file, a broken link or a link loop: a local path was meant
+        raise ModelError(f"model '{name}' is not a model folder ({_not_a_folder(local)})")
     bundled = bundled_models()
     if name in bundled:
         return bundled[name]
@@ -76,6 +79,18 @@ def resolve(id_or_path: str | None, revision: str | None = None) -> Path:
         offline = os.environ.get("HF_HUB_OFFLINE") in ("1", "true", "True")
         why = "not in the local Hugging Face cache and HF_HUB_OFFLINE is set" if offline else type(e).__name__
         raise ModelError(f"unknown model '{name}' (Hub repo id): {why}") from None
+
+
+def _not_a_folder(path: Path) -> str:
+    try:
+        path.stat()
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return "a symbolic link loop"
+        if e.errno == errno.ENOENT:
+            return "a symbolic link to nothing"
+        return e.strerror or type(e).__name__
+    return "a file"
 
 
 def from_pretrained(id_or_path: str | None = None, revision: str | None = None, vocoder: str = "auto") -> LoadedModel:

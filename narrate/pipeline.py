@@ -20,7 +20,7 @@ from typing import TextIO
 
 import numpy as np
 
-
+from narrate.audio.lock import OutputLock
 from narrate.audio.loudness import TARGET, LoudnessSettings, Normalizer
 from narrate.audio.resume import (ResumeRecord, check_compatible, clear_record, load_record,
                                   record_path, save_record, sha256_file)
@@ -99,6 +99,7 @@ class Plan:
     chapters: list[tuple[str, list[Sentence]]]
     input_sha256: str = ""
     record: ResumeRecord | None = None  # the interrupted run to continue
+    lock: OutputLock | None = None  # held on the output from make_plan to the end of run
 
 
 def plan_output(input: str, output: str | None, fmt: str | None, split: str | None,
@@ -139,12 +140,28 @@ def plan_output(input: str, output: str | None, fmt: str | None, split: str | No
         path = path / f"{stem}.{fmt or 'wav'}"
     if not live and path.resolve() == Path(input).resolve():
         raise OutputError(f"the output {path} is the input file; give another output name")
+    _refuse_special(path)
     return Target("file", path, format_for(str(path), fmt))
 
 
 def make_plan(job: Job, stdout_is_tty: bool) -> Plan:
-    """Read and cut the input, choose the output, decide about resuming. Raises NarrateError."""
+    """Read and cut the input, choose the output, decide about resuming. Raises NarrateError.
+
+    The output is locked from here to the end of run(): a second run on it fails at once.
+    """
     target = plan_output(job.input, job.output, job.fmt, job.split, stdout_is_tty)
+    lock = OutputLock(target.path).acquire() if target.path is not None else None
+    try:
+        plan = _make_plan(job, target)
+    except BaseException:
+        if lock:
+            lock.release()
+        raise
+    plan.lock = lock
+    return plan
+
+
+def _make_plan(job: Job, target: Target) -> Plan:
     job.settings = {**job.settings, "format": target.fmt, "split": target.kind}
     if job.input == "-":
         if job.resume:
@@ -245,11 +262,15 @@ def decoder_processes(plan: Plan) -> int:
 
 def run(narrator, plan: Plan, progress: Progress, stdin: TextIO | None = None) -> str:
     """Narrate the plan; returns where the audio went. Interrupted on Ctrl-C / SIGTERM."""
-    if plan.document is None:
-        return _run_live(narrator, plan, progress, stdin)
-    if plan.target.kind == "folder":
-        return _run_folder(narrator, plan, progress)
-    return _run_file(narrator, plan, progress)
+    try:
+        if plan.document is None:
+            return _run_live(narrator, plan, progress, stdin)
+        if plan.target.kind == "folder":
+            return _run_folder(narrator, plan, progress)
+        return _run_file(narrator, plan, progress)
+    finally:
+        if plan.lock:
+            plan.lock.release()
 
 
 # --- resuming ---------------------------------------------------------------------------------
@@ -264,6 +285,13 @@ def _refuse_existing(target: Target, force: bool) -> None:
     # The sinks refuse too, but only once the model is loaded; this says it at once.
     if target.kind == "file" and target.path.exists() and not force:
         raise OutputError(f"{target.path} exists; use --force to overwrite")
+
+
+def _refuse_special(path: Path) -> None:
+    # A device, pipe or socket is never replaced by a file, whatever --force says.
+    if path.exists() and not path.is_file():
+        raise OutputError(f"{path} is not a regular file (a device, pipe or socket); give "
+                          f"the name of a file to write")
 
 
 def _check_parents(path: Path) -> None:
@@ -430,6 +458,13 @@ def _run_file(narrator, plan: Plan, progress: Progress) -> str:
         if checkpoint:
             checkpoint.save()
         raise _interrupted(e, sink.samples_written / rate, target.where, checkpoint is not None) from e
+    except Exception:
+        if checkpoint and record is None and sink.samples_written == 0:
+            # A fresh run that failed before its first audio leaves nothing to resume: no record
+            # (it would make the next plain run refuse) and no empty file under the name.
+            clear_record(target.path)
+            target.path.unlink(missing_ok=True)
+        raise
     if checkpoint:
         clear_record(target.path)
     if target.path is not None:

@@ -570,6 +570,9 @@ def _prepare_target(target: Path, overwrite_ok: bool) -> None:
     """Refuse to replace an existing file (unless allowed) and make sure the folder is writable."""
     if target.is_dir():
         raise OutputError(f"{target} is a folder, not a file")
+    if target.exists() and not target.is_file():  # never replaced, even with --force
+        raise OutputError(f"{target} is not a regular file (a device, pipe or socket); give "
+                          f"the name of a file to write")
     if target.exists() and not overwrite_ok:
         raise OutputError(f"{target} exists; use --force to overwrite")
     _ensure_folder(target.parent)

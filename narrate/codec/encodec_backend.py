@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from narrate.codec.base import Codec, StreamDecoder
+from narrate.errors import ModelError
 
 BANDWIDTH_CODEBOOKS = {1.5: 2, 3.0: 4, 6.0: 8, 12.0: 16, 24.0: 32}
 
@@ -45,6 +46,22 @@ def import_encodec():
     return encodec
 
 
+def _load_checkpoint(path) -> dict:
+    """The state dict in an EnCodec checkpoint, unpickled with torch's weights-only loader.
+
+    weights_only=True is passed explicitly, which TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD cannot
+    override: a pickled payload in a file a model config names is refused, never run.
+    """
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - UnpicklingError, zip/EOF/OS errors: all the file's fault
+        reason = " ".join(str(e).split())[:100] or type(e).__name__
+        raise ModelError(f"EnCodec checkpoint '{path}' is not a plain weights file ({reason})") from None
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ModelError(f"EnCodec checkpoint '{path}' does not hold a state dict of tensors")
+    return state
+
+
 class EncodecCodec(Codec):
     name = "encodec"
 
@@ -57,7 +74,7 @@ class EncodecCodec(Codec):
             if not checkpoint or not Path(checkpoint).exists():
                 raise ValueError("EnCodec weights need a local checkpoint file (config 'checkpoint'); "
                                  "they cannot be downloaded here")
-            self.model.load_state_dict(torch.load(checkpoint, map_location="cpu"))
+            self.model.load_state_dict(_load_checkpoint(checkpoint))
         self.model.set_target_bandwidth(bandwidth)
         self.model.eval()
         self.bandwidth = bandwidth
