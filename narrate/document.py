@@ -156,6 +156,9 @@ def _decode(raw: bytes, shown: str) -> str:
             f"'{shown}' is not UTF-8 text (byte 0x{raw[e.start]:02x} at offset {e.start}); "
             "convert it to UTF-8, e.g. iconv -f latin1 -t UTF-8"
         ) from None
+    nul = text.find("\x00")
+    if nul >= 0:  # past the sample above: a damaged file, and no phonemizer takes a NUL
+        raise InputError(f"'{shown}' holds a NUL byte (character {nul}); it is not plain text")
     sample = text[:65536]
     controls = sum(1 for c in sample if (ord(c) < 32 and c not in "\t\n\r\f\v") or ord(c) == 127)
     if controls > 0.05 * len(sample):
@@ -532,9 +535,58 @@ def _html_items(html: str, footnotes: bool = False) -> list[_Item]:
 # --- EPUB -------------------------------------------------------------------------------------
 
 
+# Bounds on what an EPUB (a zip) may inflate to: a real book is a few MB of text and images;
+# a "zip bomb" member inflates a small file to gigabytes.
+_ZIP_MEMBERS = 10_000
+_ZIP_MEMBER_BYTES = 64 << 20
+_ZIP_TOTAL_BYTES = 512 << 20
+_ZIP_RATIO = 100  # inflated / compressed, for members over 1 MB (text deflates about 3-10x)
+
+
+def _check_zip(raw: bytes, shown: str) -> None:
+    """InputError unless every member of the zip inflates within the bounds above, checked both
+    from the sizes its directory declares and by inflating each member through a bounded read."""
+    import zipfile
+
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(raw))
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return  # not a zip: the EPUB reader says so in its own words
+    with archive:
+        members = archive.infolist()
+        if len(members) > _ZIP_MEMBERS:
+            raise InputError(f"'{shown}' holds {len(members)} files, more than an EPUB may ({_ZIP_MEMBERS})")
+        total = 0
+        for info in members:
+            size = info.file_size
+            bomb = size > 1 << 20 and size > _ZIP_RATIO * max(info.compress_size, 1)
+            if size > _ZIP_MEMBER_BYTES or bomb:
+                raise InputError(f"'{shown}': '{info.filename}' inflates to {size / 1e6:.0f} MB "
+                                 f"from {info.compress_size / 1e6:.1f} MB, beyond what an EPUB "
+                                 f"may hold ({_ZIP_MEMBER_BYTES >> 20} MB, {_ZIP_RATIO}x)")
+            total += size
+            if total > _ZIP_TOTAL_BYTES:
+                raise InputError(f"'{shown}' inflates to more than {_ZIP_TOTAL_BYTES >> 20} MB")
+            if info.is_dir():
+                continue
+            try:
+                with archive.open(info) as member:
+                    read = 0
+                    while block := member.read(1 << 16):
+                        read += len(block)
+                        if read > size:  # more than declared: a forged directory entry
+                            raise InputError(f"'{shown}': '{info.filename}' inflates to more "
+                                             f"than the {size} bytes it declares")
+            except InputError:
+                raise
+            except Exception:  # noqa: BLE001 - a damaged member: the EPUB reader reports it
+                return
+
+
 def _load_epub(raw: bytes, shown: str, stem: str, footnotes: bool = False) -> Document:
     from ebooklib import ITEM_DOCUMENT, epub
 
+    _check_zip(raw, shown)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -552,7 +604,9 @@ def _load_epub(raw: bytes, shown: str, stem: str, footnotes: bool = False) -> Do
             continue
         if isinstance(item, epub.EpubNav):
             continue
-        content = item.get_content()
+        # The file as stored: ebooklib's get_content() re-parses it with lxml, whose depth limit
+        # (256) silently drops everything after a deeply nested block.
+        content = item.content
         html = content if isinstance(content, str) else content.decode("utf-8", errors="replace")
         spine.append((item.get_name(), html))
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 from itertools import islice
@@ -27,7 +28,7 @@ from narrate.audio.resume import (ResumeRecord, check_compatible, clear_record, 
 from narrate.audio.sinks import ChapterFiles, Sink, format_for, open_sink
 from narrate.audio.tags import Tags, write_tags
 from narrate.document import Document, load_document
-from narrate.errors import InputError, OutputError
+from narrate.errors import InputError, ModelError, OutputError
 from narrate.pauses import CHAPTER_PAUSE, PARAGRAPH_PAUSE, Sentence
 from narrate.progress import Progress
 from narrate.text.live import live_sentences
@@ -38,6 +39,7 @@ OPENING = "Opening"  # the name of text before a document's first chapter headin
 MAX_CHARS = 200  # longest piece of text handed to the engine at once
 CHAPTERS_AT_ONCE = 8  # chapter files decoded together (batched steps; the next joins as one ends)
 RECORD_EVERY = 1.0  # seconds between resume record saves (each one is an fsync)
+SILENT_PEAK = 1e-4  # a narration whose loudest sample is below this (-80 dBFS) is silence
 
 
 class Terminated(KeyboardInterrupt):
@@ -432,6 +434,7 @@ def _run_file(narrator, plan: Plan, progress: Progress) -> str:
                                  normalizer.state() if normalizer else None)
         checkpoint.save()  # from now on an unfinished output always has its record
     total = sum(len(s) for _, s in plan.chapters[first_chapter:]) - skip
+    health = _Health()
     progress.begin(_label(plan), total, rate)
     try:
         with sink:
@@ -441,7 +444,7 @@ def _run_file(narrator, plan: Plan, progress: Progress) -> str:
                 if offset == 0:
                     sink.mark_chapter(title)
                 progress.chapter(_chapter_label(c, len(plan.chapters), title))
-                for chunk in narrator.narrate(islice(sents, offset, None)):
+                for chunk in health.watch(narrator.narrate(islice(sents, offset, None))):
                     sink.write(_leveled(normalizer, chunk))
                     progress.audio(len(chunk.samples))
                     if chunk.final:
@@ -469,6 +472,7 @@ def _run_file(narrator, plan: Plan, progress: Progress) -> str:
         clear_record(target.path)
     if target.path is not None:
         write_tags(target.path, target.fmt, book_tags(plan))
+    health.check(target.where)
     return target.where
 
 
@@ -491,6 +495,7 @@ def _run_folder(narrator, plan: Plan, progress: Progress) -> str:
 
     save()
     pending = [i for i in range(n) if i not in done]
+    health = _Health()
     progress.begin(_label(plan), sum(len(plan.chapters[i][1]) for i in pending), rate)
     written = 0
     try:
@@ -499,7 +504,7 @@ def _run_folder(narrator, plan: Plan, progress: Progress) -> str:
             normalizers: dict[int, Normalizer | None] = {}  # each chapter file's own
             try:
                 streams = (iter(plan.chapters[i][1]) for i in pending)
-                for s, chunk in narrator.narrate_many(streams, width=CHAPTERS_AT_ONCE):
+                for s, chunk in health.watch(narrator.narrate_many(streams, width=CHAPTERS_AT_ONCE)):
                     i = pending[s]
                     if s not in sinks:
                         progress.chapter(f"chapter {i + 1}/{n}")
@@ -530,6 +535,7 @@ def _run_folder(narrator, plan: Plan, progress: Progress) -> str:
     clear_record(target.path)
     if files.m4b_path.is_file():
         write_tags(files.m4b_path, "m4b", book_tags(plan))
+    health.check(target.where)
     return target.where
 
 
@@ -541,8 +547,9 @@ def _run_live(narrator, plan: Plan, progress: Progress, stdin: TextIO) -> str:
     progress.begin("reading standard input", None, rate)
     sink: Sink | None = None
     normalizer = _normalizer(plan, rate)
+    health = _Health()
     try:
-        for chunk in narrator.narrate(feed, live=True):
+        for chunk in health.watch(narrator.narrate(feed, live=True)):
             if sink is None:
                 # Opened on the first audio, so that input without any text leaves no empty file.
                 sink = open_sink(target.path or "-", target.fmt, rate, force=plan.job.force)
@@ -562,7 +569,43 @@ def _run_live(narrator, plan: Plan, progress: Progress, stdin: TextIO) -> str:
     if normalizer:
         sink.write(normalizer.flush())
     sink.close()
+    health.check(target.where)
     return target.where
+
+
+class _Health:
+    """What the narrator made, to catch a damaged model: samples that are NaN or infinite (the
+    sinks write them as silence) and the loudest sample (a narration of silence is no use)."""
+
+    def __init__(self):
+        self.samples = 0
+        self.bad = 0
+        self.peak = 0.0
+
+    def watch(self, chunks):
+        """``chunks`` (AudioChunk, or (stream, AudioChunk)) passed on unchanged, each looked at."""
+        for item in chunks:
+            x = np.asarray((item[1] if isinstance(item, tuple) else item).samples, np.float32)
+            if x.size:
+                finite = np.isfinite(x)
+                bad = x.size - int(np.count_nonzero(finite))
+                if bad:
+                    self.bad += bad
+                    x = x[finite]
+                if x.size:
+                    self.peak = max(self.peak, float(np.abs(x).max()))
+                self.samples += finite.size
+            yield item
+
+    def check(self, where: str) -> None:
+        """A warning for non-finite samples; ModelError when the whole narration is silence."""
+        if self.bad:
+            sys.stderr.write(f"narrate: warning: {self.bad} of {self.samples} samples in {where} "
+                             f"were NaN or infinite (written as silence); the model's weights "
+                             f"may be damaged\n")
+        if self.samples and self.peak < SILENT_PEAK:
+            raise ModelError(f"the narration in {where} is silent (no sample above -80 dBFS); "
+                             f"the model's weights may be damaged")
 
 
 def _label(plan: Plan) -> str:

@@ -4,6 +4,7 @@ traceback, a payload run, a network lookup, or memory and time out of bounds."""
 from __future__ import annotations
 
 import os
+import re
 import stat
 import subprocess
 import sys
@@ -180,3 +181,247 @@ def test_a_run_that_fails_before_any_audio_leaves_no_resume_record(tmp_path, boo
         run(_FailingNarrator(), plan, Progress.for_terminal(True))
     assert not record_path(out).exists() and not out.exists() and not lock_path(out).exists()
     make_plan(Job(str(book), str(out)), stdout_is_tty=True).lock.release()  # a plain rerun is fine
+
+
+# --- resource blowups -------------------------------------------------------------------------
+
+
+def _rewrite_zip(source: Path, target: Path, replace: dict[str, bytes] | None = None,
+                 add: dict[str, bytes] | None = None) -> None:
+    import zipfile
+
+    with zipfile.ZipFile(source) as zin, zipfile.ZipFile(target, "w", zipfile.ZIP_DEFLATED) as zout:
+        for info in zin.infolist():
+            data = (replace or {}).get(info.filename.rsplit("/", 1)[-1], zin.read(info))
+            zout.writestr(info, data, compress_type=zipfile.ZIP_DEFLATED)
+        for name, data in (add or {}).items():
+            zout.writestr(name, data)
+
+
+def test_epub_member_that_inflates_beyond_the_caps_is_refused(tmp_path, monkeypatch):
+    from test_document import write_epub
+
+    from narrate import document
+    from narrate.document import load_document
+    from narrate.errors import InputError
+
+    good = tmp_path / "good.epub"
+    write_epub(good)
+    bomb = tmp_path / "bomb.epub"
+    _rewrite_zip(good, bomb, add={"EPUB/bomb.bin": bytes(8 << 20)})  # 8 MB of zeros -> ~8 kB
+    assert bomb.stat().st_size < 100_000
+    with pytest.raises(InputError, match="bomb.bin' inflates to 8 MB"):
+        load_document(bomb)
+    # The per-member and total caps hold for members that compress like text, too.
+    monkeypatch.setattr(document, "_ZIP_MEMBER_BYTES", 1000)
+    with pytest.raises(InputError, match="inflates to"):
+        load_document(good)
+    monkeypatch.setattr(document, "_ZIP_MEMBER_BYTES", 64 << 20)
+    monkeypatch.setattr(document, "_ZIP_TOTAL_BYTES", 2000)
+    with pytest.raises(InputError, match="inflates to more than"):
+        load_document(good)
+
+
+def test_epub_deeply_nested_markup_keeps_all_its_text(tmp_path):
+    from test_document import write_epub
+
+    from narrate.document import load_document
+
+    good = tmp_path / "good.epub"
+    write_epub(good)
+    deep = ("<html><body><h1>Chapter 1</h1><p>Before the deep block.</p>" + "<div>" * 300
+            + "<p>Deep inside.</p>" + "</div>" * 300 + "<p>After the deep block.</p></body></html>")
+    nested = tmp_path / "nested.epub"
+    _rewrite_zip(good, nested, replace={"ch1.xhtml": deep.encode()})
+    text = load_document(nested).chapters[0].text
+    assert text.split("\n\n") == ["Before the deep block.", "Deep inside.", "After the deep block."]
+
+
+def test_long_phoneme_blocks_are_split_to_fit_a_piece():
+    from narrate.text.segment import sentences
+
+    phonemes = " ".join(["hɛloʊ"] * 3000)  # 18k characters in one block
+    pieces = list(sentences(f"Say [[ {phonemes} ]] now.", max_chars=200))
+    assert max(map(len, pieces)) <= 200
+    inner = " ".join(p for piece in pieces for p in re.findall(r"\[\[ (.*?) \]\]", piece))
+    assert inner == phonemes  # every phoneme kept, in order
+    whole = " ".join(pieces)
+    assert whole.startswith("Say [[") and whole.endswith("]] now.")
+
+
+@pytest.mark.parametrize("line, why", [
+    ("word = [[ " + "a " * 300 + "]]", "at most 400"),
+    ("word = wo\x00rd", "control character"),
+])
+def test_lexicon_entry_too_long_or_with_nul_is_one_line(tmp_path, line, why):
+    from narrate.errors import InputError
+    from narrate.text.lexicon import Lexicon
+
+    path = tmp_path / "lex.txt"
+    path.write_text(line + "\n", encoding="utf-8")
+    with pytest.raises(InputError, match=why) as e:
+        Lexicon.load(path)
+    assert "line 1" in str(e.value) and "\n" not in str(e.value)
+
+
+def _best_time(f, arg, repeat=2) -> float:
+    times = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        f(arg)
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def _front_end(text: str) -> None:
+    from narrate.text.segment import sentences
+
+    for _ in sentences(text, 200):
+        pass
+
+
+# Inputs on which the front end's time grew as the square (or cube) of their length.
+_GROWING = {
+    "no punctuation": lambda n: "word " * (n // 5),
+    "unclosed [[": lambda n: "[[ a " * (n // 5),
+    "U+FEFF run": lambda n: "a" + "\ufeff" * n + " b.",
+    "! run": lambda n: "Hi" + "!" * n,
+    "digit run": lambda n: "7" * n,
+    "digits then %": lambda n: "7" * n + " x",
+    "digits then °": lambda n: "-" + "7" * n + " y",
+}
+
+
+@pytest.mark.parametrize("case", list(_GROWING))
+def test_front_end_time_is_linear_in_the_input(case):
+    make = _GROWING[case]
+    _front_end(make(500))  # warm up (imports, compiled patterns)
+    small, large = make(2000), make(8000)
+    base = _best_time(_front_end, small)
+    grown = _best_time(_front_end, large)
+    # 4x the input: linear is ~4x the time, quadratic ~16x. The margin absorbs a busy machine.
+    assert grown < 9 * base + 0.05, (case, base, grown)
+
+
+def test_a_line_of_digits_is_read_digit_by_digit_in_bounded_time():
+    from narrate.text.segment import sentences
+
+    start = time.perf_counter()
+    pieces = list(sentences("1" * 8_000, 200))
+    spent = time.perf_counter() - start
+    words = " ".join(pieces).split()
+    assert words.count("one") == 8_000 and max(map(len, pieces)) <= 200
+    baseline = time.perf_counter()
+    list(sentences("one " * 8_000, 200))  # the same words written out: the reference
+    assert spent < 3 * (time.perf_counter() - baseline) + 0.5
+
+
+# --- model folders ----------------------------------------------------------------------------
+
+
+def _model_copy(tiny_model: Path, tmp_path: Path, edit=None) -> Path:
+    import json
+    import shutil
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model, folder)
+    if edit:
+        config = json.loads((folder / "config.json").read_text())
+        edit(config)
+        (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+def _set(section, key, value):
+    def edit(config):
+        target = config
+        for part in section:
+            target = target[part]
+        target[key] = value
+    return edit
+
+
+def _nested(config):
+    config["extra"] = json_deep = []
+    for _ in range(100_000):
+        json_deep.append([])
+        json_deep = json_deep[0]
+
+
+@pytest.mark.parametrize("edit, why", [
+    (_set(["codec", "mel"], "n_fft", 10 ** 9), "n_fft"),
+    (_set(["model"], "d_model", 4096), "more than model.safetensors holds"),
+    (_set(["model"], "d_model", 10 ** 7), "d_model"),
+    (_set(["codec", "mel"], "hop", 0), "hop"),
+    (_set(["model"], "d_model", 32.0), "d_model"),
+    (_set(["model"], "n_heads", 0), "n_heads"),
+    (_set([], "speed_range", "fast"), "speed_range"),
+    (_set(["text"], "espeak_voice", "en; rm -rf /"), "espeak_voice"),
+    (lambda c: c.pop("text"), "'text'"),
+    (_set(["text"], "id_map", {"a": "b"}), "id_map"),
+    (_nested, "invalid"),
+])
+def test_bad_model_config_is_one_model_error(tiny_model, tmp_path, edit, why):
+    folder = _model_copy(tiny_model, tmp_path, edit if edit is not _nested else None)
+    if edit is _nested:  # json.dumps cannot write it either: the text by hand
+        (folder / "config.json").write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(ModelError, match=why) as e:
+        hub.from_pretrained(str(folder))
+    assert "\n" not in str(e.value)
+
+
+def test_weights_holding_nan_are_refused_at_load(tiny_model, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    folder = _model_copy(tiny_model, tmp_path)
+    tensors = load_file(str(folder / "model.safetensors"))
+    name = next(k for k in tensors if not k.startswith("codec.") and tensors[k].dim() == 2)
+    tensors[name][0, 0] = float("nan")
+    save_file(tensors, str(folder / "model.safetensors"))
+    with pytest.raises(ModelError, match=f"'{re.escape(name)}' holds NaN"):
+        hub.from_pretrained(str(folder))
+
+
+def test_nul_bytes_in_text_are_one_line_or_dropped(tmp_path):
+    from narrate.document import load_document
+    from narrate.errors import InputError
+    from narrate.text.normalize import normalize
+
+    path = tmp_path / "late-nul.txt"
+    path.write_bytes(b"Plain text. " * 7000 + b"\x00 and more.")  # past the 64 kB sample
+    with pytest.raises(InputError, match="NUL byte"):
+        load_document(path)
+    assert normalize("a\x00b\x07c") == "a b c"  # standard input carries whatever it is given
+
+
+class _MadeUpNarrator:
+    """Says every sentence as ``samples``."""
+
+    sample_rate = 16000
+
+    def __init__(self, samples):
+        self.samples = np.asarray(samples, np.float32)
+
+    def narrate(self, sentences, live=False):
+        from narrate.narrator import AudioChunk
+
+        for i, _ in enumerate(sentences):
+            yield AudioChunk(self.samples.copy(), i, True)
+
+
+def test_a_silent_narration_is_an_error(tmp_path, book):
+    out = tmp_path / "out.wav"
+    plan = make_plan(Job(str(book), str(out)), stdout_is_tty=True)
+    with pytest.raises(ModelError, match="is silent"):
+        run(_MadeUpNarrator(np.zeros(800)), plan, Progress.for_terminal(True))
+    assert not lock_path(out).exists()
+
+
+def test_nan_samples_are_reported(tmp_path, book, capsys):
+    out = tmp_path / "out.wav"
+    samples = np.sin(np.arange(800) / 5.0) * 0.3
+    samples[::4] = np.nan
+    plan = make_plan(Job(str(book), str(out)), stdout_is_tty=True)
+    assert run(_MadeUpNarrator(samples), plan, Progress.for_terminal(True)) == str(out)
+    warning = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert len(warning) == 1 and "400 of 1600 samples" in warning[0] and "NaN" in warning[0]

@@ -19,6 +19,9 @@ from pathlib import Path
 from narrate.errors import InputError
 
 
+MAX_REPLACEMENT = 400  # characters: a few words' respelling or phonemes, never a chapter
+
+
 class Lexicon:
     """Word -> spoken replacement (respelling or ``[[ phonemes ]]``)."""
 
@@ -77,6 +80,11 @@ def _parse_line(line: str, path: Path, number: int) -> tuple[str, str]:
         raise InputError(f"{where}: the word before '{sep.strip() or 'TAB'}' is empty")
     if not value:
         raise InputError(f"{where}: no replacement for '{key}'")
+    if any(ord(c) < 32 and c != "\t" or ord(c) == 127 for c in line):
+        raise InputError(f"{where}: holds a control character (such as NUL)")
+    if len(value) > MAX_REPLACEMENT:
+        raise InputError(f"{where}: the replacement is {len(value)} characters long; at most "
+                         f"{MAX_REPLACEMENT} are allowed")
     if "[[" in key or "]]" in key:
         raise InputError(f"{where}: the word '{key}' cannot contain [[ or ]]")
     if value.startswith("[[") or value.endswith("]]"):

@@ -13,7 +13,10 @@ import unicodedata
 
 from num2words import num2words
 
-_PHONEMES = re.compile(r"(\[\[.*?\]\])")
+# A raw phoneme block: "[[", anything but a newline or another "[[", then "]]". Excluding "[["
+# keeps the search linear: with ".*?" every unclosed "[[" scanned to the end of the text.
+PHONEME_BLOCK = r"\[\[(?:(?!\[\[)[^\n])*?\]\]"
+_PHONEMES = re.compile("(" + PHONEME_BLOCK + ")")
 
 
 def normalize(text: str) -> str:
@@ -124,6 +127,9 @@ _FOLD = str.maketrans(
 _DASH = re.compile(r"\s*[\u2014\u2015]\s*|\s*--+\s*|\s+[\u2013-]\s+")
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
+
+
 def _ascii_digit(m: re.Match) -> str:
     value = unicodedata.decimal(m.group(0), None)
     return m.group(0) if value is None else str(value)
@@ -132,6 +138,7 @@ def _ascii_digit(m: re.Match) -> str:
 def _typography(text: str) -> str:
     # NFKC folds ligatures, full-width forms and exotic spaces; the ellipsis becomes "...".
     text = unicodedata.normalize("NFKC", text).translate(_FOLD)
+    text = _CONTROL.sub(" ", text)  # NUL and the like (standard input may carry any byte)
     # Every rule below reads ASCII digits; other scripts' digits (which \d also matches) are mapped.
     text = re.sub(r"[^\x00-\x7f]", _ascii_digit, text) if not text.isascii() else text
 
@@ -405,7 +412,7 @@ def _money(text: str) -> str:
 
 def _percent(text: str) -> str:
     return re.sub(
-        r"(" + _INT + r")(?:\.(\d+))?\s?%",
+        r"(?<!\d)(" + _INT + r")(?:\.(\d+))?\s?%",  # from a run's first digit only: linear
         lambda m: f"{_decimal(m.group(1), m.group(2))} percent",
         text,
     )
@@ -518,7 +525,7 @@ def _degrees(text: str) -> str:
         scale = {"C": " Celsius", "F": " Fahrenheit"}.get(m.group(2) or "", "")
         return f"{m.group(1)} degrees{scale}"
 
-    return re.sub(r"(-?\d+(?:\.\d+)?)\s?°\s?([CF]\b)?", sub, text)
+    return re.sub(r"(?<!\d)(-?\d+(?:\.\d+)?)\s?°\s?([CF]\b)?", sub, text)
 
 
 # --- tidy -----------------------------------------------------------------------------------

@@ -42,13 +42,16 @@ class Phonemizer:
 
     def phonemes(self, text: str) -> list[str]:
         """All phonemes of ``text`` as one sequence (piper's sentences joined by a space)."""
-        from piper.phonemize_espeak import ESPEAK_DATA_DIR, EspeakPhonemizer
         import re
+
+        from piper.phonemize_espeak import ESPEAK_DATA_DIR, EspeakPhonemizer
+
+        from narrate.text.normalize import PHONEME_BLOCK
 
         out: list[str] = []
         with _LOCK:
             phonemizer = EspeakPhonemizer(ESPEAK_DATA_DIR)
-            for i, part in enumerate(re.split(r"(\[\[.*?\]\])", text)):
+            for i, part in enumerate(re.split("(" + PHONEME_BLOCK + ")", text)):
                 if part.startswith("[["):
                     if out and out[-1] != " ":
                         out.append(" ")

@@ -5,13 +5,14 @@ gets an unbounded input."""
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 from typing import TYPE_CHECKING, Iterator
 
 import nupunkt
 
 from narrate.errors import InputError
 from narrate.pauses import PARAGRAPH_PAUSE, Sentence
-from narrate.text.normalize import normalize
+from narrate.text.normalize import PHONEME_BLOCK, normalize
 
 if TYPE_CHECKING:
     from narrate.text.lexicon import Lexicon
@@ -54,13 +55,19 @@ def split_sentences(text: str) -> list[str]:
     return list(_iter_sentences(text))
 
 
+# A symbol repeated more than three times ("!!!!!!", "........", a run of U+FEFF) says no more
+# than three, and the sentence splitter's time grows with the square of such a run.
+_REPEATED_SYMBOL = re.compile(r"([^\w\s])\1{3,}")
+
+
 def _iter_sentences(text: str) -> Iterator[str]:
     text = text.replace("\r\n", "\n").replace("\r", "\n")
+    text = _REPEATED_SYMBOL.sub(r"\1\1\1", text)
     for s, e in _iter_spans(text):
         yield " ".join(text[s:e].split())
 
 
-_PHONEMES = re.compile(r"\[\[.*?\]\]")
+_PHONEMES = re.compile(PHONEME_BLOCK)
 _CONJUNCTION = (
     r"and|but|or|nor|so|yet|because|while|although|though|whereas|which|who|whom|whose|when|"
     r"where|if|unless|until|since|then|as|that"
@@ -78,43 +85,80 @@ def split_long(sentence: str, max_chars: int = 200) -> list[str]:
     """``sentence`` in pieces of at most ``max_chars`` characters, cut at the strongest clause
     boundary available (; : then , and dashes, then before a conjunction, then any space).
 
-    Raw phonemes ``[[ ... ]]`` are never cut, so one block longer than ``max_chars`` stays a
-    longer piece; a word longer than ``max_chars`` is cut hard at the limit.
+    Raw phonemes ``[[ ... ]]`` are never cut (split_phoneme_blocks makes each fit), so one block
+    longer than ``max_chars`` stays a longer piece; a word longer than ``max_chars`` is cut hard
+    at the limit. Time is linear in the length: each cut looks at ``max_chars`` characters.
     """
     if len(sentence) <= max_chars:
         return [sentence]
     max_chars = max(max_chars, 2)
+    text = sentence.strip()
+    protected = [m.span() for m in _PHONEMES.finditer(text)]  # sorted, disjoint
     pieces = []
-    rest = sentence.strip()
-    while len(rest) > max_chars:
-        cut = _cut_point(rest, max_chars)
-        pieces.append(rest[:cut].strip())
-        rest = rest[cut:].strip()
-    pieces.append(rest)
+    pos = 0
+    while len(text) - pos > max_chars:
+        cut = pos + _cut_point(text, pos, max_chars, protected)
+        pieces.append(text[pos:cut].strip())
+        pos = cut
+        while pos < len(text) and text[pos].isspace():
+            pos += 1
+    pieces.append(text[pos:])
     return [p for p in pieces if p]
 
 
-def _cut_point(text: str, max_chars: int) -> int:
-    protected = [m.span() for m in _PHONEMES.finditer(text)]
+def _cut_point(text: str, pos: int, max_chars: int, protected: list[tuple[int, int]]) -> int:
+    """Where the piece starting at ``pos`` ends, counted from ``pos``."""
+    window = text[pos:pos + max_chars + 1]
+    # The phoneme blocks that reach into the window, relative to it.
+    first = max(0, bisect_left(protected, (pos, pos)) - 1)
+    near = []
+    for s, e in protected[first:]:
+        if s > pos + max_chars:
+            break
+        if e > pos:
+            near.append((s - pos, e - pos))
 
     def allowed(i: int) -> bool:
-        return 0 < i <= max_chars and not any(s < i < e for s, e in protected)
+        return 0 < i <= max_chars and not any(s < i < e for s, e in near)
 
     # A clause cut that leaves a tiny first piece is worse than a later, weaker cut.
     shortest = max_chars // 3
     for pattern in _CUTS:
-        ends = [m.end() for m in pattern.finditer(text, 0, max_chars + 1) if allowed(m.end())]
+        ends = [m.end() for m in pattern.finditer(window) if allowed(m.end())]
         ends = [i for i in ends if i >= shortest]
         if ends:
             return ends[-1]
-    ends = [m.end() for m in _SPACE.finditer(text, 0, max_chars + 1) if allowed(m.end())]
+    ends = [m.end() for m in _SPACE.finditer(window) if allowed(m.end())]
     if ends:
         return ends[-1]
     # No space before the limit: keep a phoneme block whole, else cut the word at the limit.
-    for s, e in protected:
+    for s, e in near:
         if s < max_chars < e:
-            return e if s == 0 else s
+            return e if s <= 0 else s
     return max_chars
+
+
+def split_phoneme_blocks(text: str, max_chars: int = 200) -> str:
+    """Each ``[[ ... ]]`` block longer than ``max_chars`` rewritten as several shorter blocks,
+    cut between phoneme words (or within an overlong one), so that no piece outgrows the limit."""
+    room = max(max_chars - 6, 1)  # "[[ " + phonemes + " ]]"
+
+    def split(m: re.Match) -> str:
+        if len(m.group(0)) <= max_chars:
+            return m.group(0)
+        parts, current = [], ""
+        for word in m.group(0)[2:-2].split():
+            for start in range(0, len(word), room):
+                piece = word[start:start + room]
+                if current and len(current) + 1 + len(piece) > room:
+                    parts.append(current)
+                    current = ""
+                current = f"{current} {piece}" if current else piece
+        if current:
+            parts.append(current)
+        return " ".join(f"[[ {p} ]]" for p in parts)
+
+    return _PHONEMES.sub(split, text)
 
 
 def prepare_sentence(sentence: str, max_chars: int = 200, lexicon: "Lexicon | None" = None) -> list[str]:
@@ -125,7 +169,8 @@ def prepare_sentence(sentence: str, max_chars: int = 200, lexicon: "Lexicon | No
     sentence = PAUSE_MARK.sub(" ", sentence)  # where a pause is not made (live input), it is not read either
     if lexicon is not None:
         sentence = lexicon.apply(sentence)
-    pieces = (p.strip() for p in split_long(normalize(sentence), max_chars))
+    text = split_phoneme_blocks(normalize(sentence), max_chars)
+    pieces = (p.strip() for p in split_long(text, max_chars))
     return [p for p in pieces if any(ch.isalnum() for ch in p)]
 
 
