@@ -192,13 +192,6 @@ def from_pretrained(id_or_path: str | None = None, revision: str | None = None, 
         config = json.loads((path / "config.json").read_text(encoding="utf-8"))
         check_config(config)
         mcfg = ModelConfig.from_dict(config["model"])
-        # Each Mamba layer holds at least 3 * expand * d_model**2 weights (its in and out
-        # projections), all of which the weights file must carry: a config claiming more than
-        # the file can hold is refused before the model is allocated for it.
-        least = mcfg.n_layers * 3 * mcfg.expand * mcfg.d_model ** 2
-        if least > (path / "model.safetensors").stat().st_size:
-            raise ValueError(f"its model needs at least {least / 1e6:.0f}M weights, more than "
-                             f"model.safetensors holds")
     except (ValueError, KeyError, TypeError, RecursionError, OSError) as e:
         why = f"no '{e.args[0]}'" if isinstance(e, KeyError) else " ".join(str(e).split())[:160]
         raise ModelError(f"model config '{path / 'config.json'}' is invalid ({why})") from None
@@ -210,6 +203,13 @@ def from_pretrained(id_or_path: str | None = None, revision: str | None = None, 
         if value.is_floating_point() and not bool(torch.isfinite(value).all()):
             raise ModelError(f"model weights '{path / 'model.safetensors'}' are corrupt: '{key}' "
                              f"holds NaN or infinite values")
+    # Each Mamba layer holds at least 3 * expand * d_model**2 weights (its in and out
+    # projections), all of which must be in the file: a config claiming more is refused before
+    # the model is allocated for it.
+    least = mcfg.n_layers * 3 * mcfg.expand * mcfg.d_model ** 2
+    if least > sum(v.numel() for k, v in tensors.items() if not k.startswith("codec.")):
+        raise ModelError(f"model config '{path / 'config.json'}' is invalid (its model needs at "
+                         f"least {least:,} weights, more than model.safetensors holds)")
     codec_tensors = {k[len("codec."):]: v.float() for k, v in tensors.items() if k.startswith("codec.")}
     weights = {k: v.float() for k, v in tensors.items() if not k.startswith("codec.")}
     try:

@@ -3,7 +3,8 @@
 Numbers, years, times, money, percentages, ranges, ordinals, common abbreviations and regnal or
 heading roman numerals become words; typographic punctuation is folded to ASCII and whitespace is
 collapsed. Raw phonemes written as ``[[ ... ]]`` (from a lexicon) pass through untouched.
-The output contains no digits, so normalizing twice gives the same text.
+The output contains no digits, and the rules run until the text stops changing, so normalizing
+twice gives the same text.
 """
 
 from __future__ import annotations
@@ -19,8 +20,25 @@ PHONEME_BLOCK = r"\[\[(?:(?!\[\[)[^\n])*?\]\]"
 _PHONEMES = re.compile("(" + PHONEME_BLOCK + ")")
 
 
+_PASSES = 4  # rewriting until nothing changes; real text settles in two
+
+
 def normalize(text: str) -> str:
-    """The spoken form of ``text`` (one line, single spaces). Never raises for any ``str``."""
+    """The spoken form of ``text`` (one line, single spaces). Never raises for any ``str``.
+
+    One pass of the rules can make text another pass would rewrite ("e.g.1990" -> "e.g. one
+    thousand...", where "e.g." now stands alone), so the rules run until the text stops
+    changing: normalize(normalize(x)) == normalize(x).
+    """
+    for _ in range(_PASSES):
+        spoken = _normalize_once(text)
+        if spoken == text:
+            break
+        text = spoken
+    return text
+
+
+def _normalize_once(text: str) -> str:
     # Phoneme blocks stand in as a capitalized word while the rules run, so their context still
     # counts ("Mr. [[ ... ]]" is a title before a name) and no rule can touch what is inside.
     blocks: list[str] = []
