@@ -58,7 +58,7 @@ class Progress:
         count = "{task.completed}/{task.total}" if total_sentences is not None else "{task.completed}"
         # Compact columns: the whole line fits an 80-column terminal.
         self._bar = RichProgress(
-            TextColumn("[bold]{task.description}"),
+            TextColumn("{task.description}", style="bold", markup=False),  # titles are not markup
             BarColumn(bar_width=12),
             TextColumn(count + " sentences"),
             TextColumn("{task.fields[audio]} audio"),

@@ -472,3 +472,47 @@ def test_normalize_property_idempotent_and_front_end_never_fails(text):
     _assert_idempotent(text)
     for piece in sentences(text, 200):
         assert 0 < len(piece) <= 200
+
+
+# --- processes and display --------------------------------------------------------------------
+
+def test_a_chapter_title_that_looks_like_markup_is_shown_as_it_is():
+    import io
+
+    from rich.console import Console
+
+    out = io.StringIO()
+    progress = Progress(live=True, console=Console(file=out, force_terminal=True, width=100))
+    progress.begin("book.md", 2, 16000)
+    progress.chapter("1/2 [/][/]")
+    progress._bar.refresh()  # what the display thread does; a markup error ended that thread
+    progress.end()
+    assert "[/][/]" in out.getvalue()
+
+
+def test_epub_entities_never_bring_in_a_local_file_or_blow_up(tmp_path):
+    from test_document import write_epub
+
+    from narrate.document import load_document
+
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOPSECRETWORDS")
+    doctype = (f'<!DOCTYPE html [<!ENTITY xxe SYSTEM "file://{secret}">'
+               '<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">'
+               '<!ENTITY c "&b;&b;&b;&b;&b;&b;&b;&b;&b;&b;"><!ENTITY d "&c;&c;&c;&c;&c;&c;&c;&c;&c;&c;">'
+               '<!ENTITY e "&d;&d;&d;&d;&d;&d;&d;&d;&d;&d;"><!ENTITY f "&e;&e;&e;&e;&e;&e;&e;&e;&e;&e;">]>')
+    chapter = (doctype + '<html xmlns="http://www.w3.org/1999/xhtml"><body><h1>Chapter 1 &xxe;</h1>'
+               "<p>Plain words. &xxe; &f;</p></body></html>").encode()
+    good = tmp_path / "good.epub"
+    write_epub(good)
+    hostile = tmp_path / "hostile.epub"
+    with __import__("zipfile").ZipFile(good) as z:
+        opf_name = next(n for n in z.namelist() if n.endswith(".opf"))
+        opf = z.read(opf_name).decode()
+    opf = opf.replace("<?xml version='1.0' encoding='utf-8'?>", "")
+    opf = doctype.replace("html", "package", 1) + opf.replace("Tiny Book", "Tiny &xxe; Book")
+    _rewrite_zip(good, hostile, replace={"ch1.xhtml": chapter, opf_name.rsplit("/", 1)[-1]: opf.encode()})
+    doc = load_document(hostile)
+    everything = doc.title + "".join(c.title + c.text for c in doc.chapters)
+    assert "TOPSECRET" not in everything
+    assert "Plain words." in everything and len(everything) < 10_000
