@@ -516,3 +516,23 @@ def test_epub_entities_never_bring_in_a_local_file_or_blow_up(tmp_path):
     everything = doc.title + "".join(c.title + c.text for c in doc.chapters)
     assert "TOPSECRET" not in everything
     assert "Plain words." in everything and len(everything) < 10_000
+
+
+def test_wav_to_stdout_redirected_to_a_file_gets_its_real_length(tmp_path):
+    import soundfile as sf
+
+    from narrate.audio.sinks import _StreamSink
+
+    path = tmp_path / "y.wav"
+    with open(path, "wb") as stream:
+        with _StreamSink(stream, 16000, wav_header=True) as sink:
+            sink.write(np.full(16000, 0.1, np.float32))
+            sink.write(np.full(8000, -0.1, np.float32))
+    assert sf.info(str(path)).frames == 24000
+    header = path.read_bytes()[:44]
+    assert int.from_bytes(header[4:8], "little") == 36 + 48000
+    assert int.from_bytes(header[40:44], "little") == 48000
+    with open(path, "ab") as stream:  # appending: the header cannot be rewritten in place
+        with _StreamSink(stream, 16000, wav_header=True) as sink:
+            sink.write(np.zeros(10, np.float32))
+    assert path.stat().st_size == 44 + 48000 + 44 + 20

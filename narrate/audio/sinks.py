@@ -10,9 +10,11 @@ a temporary Wave64 file once the audio is complete, with the chapter marks as it
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -188,6 +190,7 @@ class _StreamSink(Sink):
     def __init__(self, stream: BinaryIO, sample_rate: int, wav_header: bool, name: str = "stdout"):
         super().__init__(sample_rate, name)
         self._stream = stream
+        self._header_at = _rewritable_offset(stream) if wav_header else None
         if wav_header:
             self._send(streaming_wav_header(sample_rate))
 
@@ -214,14 +217,29 @@ class _StreamSink(Sink):
     def _close(self) -> None:
         try:
             self._stream.flush()
+            self._fix_header()
         except BrokenPipeError:
             _silence_stdout(self._stream)
         except OSError as exc:
             raise OutputError(f"cannot write audio to {self.name}: {_reason(exc)}") from exc
 
+    def _fix_header(self) -> None:
+        """stdout redirected to a file: write the real sizes into the WAV header (players read
+        0xFFFFFFFF as 27 hours). A pipe cannot be rewound; there the header stays open-ended."""
+        data = 2 * self.samples_written
+        if self._header_at is None or 36 + data > 0xFFFFFFFF:
+            return
+        end = self._stream.tell()
+        for offset, value in ((4, 36 + data), (40, data)):
+            self._stream.seek(self._header_at + offset)
+            self._stream.write(value.to_bytes(4, "little"))
+        self._stream.seek(end)
+        self._stream.flush()
+
     def _abort(self) -> None:
         try:
             self._stream.flush()
+            self._fix_header()
         except OSError:
             # Interrupted anyway: the reader may be gone, and there is nothing left to save.
             _silence_stdout(self._stream)
@@ -547,6 +565,20 @@ def _stdout_binary() -> BinaryIO:
         raise OutputError("refusing to write binary audio to a terminal; pipe it to a player "
                           "(| ffplay -nodisp -) or give an output file")
     return stream
+
+
+def _rewritable_offset(stream: BinaryIO) -> int | None:
+    """Where the stream's next byte goes, if it can be rewound there to rewrite it later (a
+    regular file not opened for appending); None for pipes, terminals and appending files."""
+    try:
+        if not stream.seekable():
+            return None
+        fd = stream.fileno()
+        if fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_APPEND or not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None
+        return stream.tell()
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def _silence_stdout(stream: BinaryIO) -> None:
