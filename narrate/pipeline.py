@@ -31,6 +31,7 @@ from narrate.document import Document, load_document
 from narrate.errors import InputError, ModelError, OutputError
 from narrate.pauses import CHAPTER_PAUSE, PARAGRAPH_PAUSE, Sentence
 from narrate.progress import Progress
+from narrate.text.language import not_english
 from narrate.text.live import live_sentences
 from narrate.text.segment import prepare_sentence, spoken
 
@@ -183,6 +184,10 @@ def read_chapters(job: Job, one_file: bool = True) -> tuple[Document, list[tuple
     pause after the last when the chapters share one file), chapters without words dropped, with
     the document and the SHA-256 of its bytes (narrate.cluster cuts documents with this too)."""
     document = load_document(job.input, job.footnotes)
+    why = not_english("\n".join(c.text for c in islice(document.chapters, 20)))
+    if why:
+        sys.stderr.write(f"narrate: warning: '{job.input}' does not look like English ({why}); "
+                         f"the model reads every text as English\n")
     chapters = book_chapters(document, job)
     if job.chapters:
         chapters = [chapters[i - 1] for i in chapter_selection(job.chapters, len(chapters))]

@@ -536,3 +536,23 @@ def test_wav_to_stdout_redirected_to_a_file_gets_its_real_length(tmp_path):
         with _StreamSink(stream, 16000, wav_header=True) as sink:
             sink.write(np.zeros(10, np.float32))
     assert path.stat().st_size == 44 + 48000 + 44 + 20
+
+
+def test_a_document_that_is_not_english_is_warned_about(tmp_path, capsys):
+    french = ("Il était une fois une petite fille qui vivait dans un village près de la forêt. "
+              "Elle portait toujours un petit chaperon rouge que sa grand-mère lui avait donné. "
+              "Un jour, sa mère lui dit: va porter cette galette et ce petit pot de beurre.\n")
+    russian = "Жила-была девочка, которую все звали Красной Шапочкой. Однажды мать сказала ей.\n"
+    english = ("It was a dark night when the keeper climbed the stairs of the old lighthouse, "
+               "and he could hear the sea below him as he lit the lamp for the ships that "
+               "would pass in the storm. There was no one else on the island with him.\n")
+    for name, text, warned in (("fr", french, "common English words"),
+                               ("ru", russian, "not Latin"), ("en", english, None)):
+        path = tmp_path / f"{name}.txt"
+        path.write_text(text, encoding="utf-8")
+        make_plan(Job(str(path), str(tmp_path / f"{name}.wav")), stdout_is_tty=True).lock.release()
+        err = capsys.readouterr().err
+        if warned:
+            assert err.count("\n") == 1 and "does not look like English" in err and warned in err
+        else:
+            assert err == ""
