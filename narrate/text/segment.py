@@ -33,6 +33,16 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
     return list(_iter_spans(text))
 
 
+# A symbol repeated more than three times ("!!!!!!", "........", a run of U+FEFF): the sentence
+# splitter's time grows with the square of such a run, so it sees three and spaces for the rest
+# (the same length: its spans still index the text).
+_REPEATED_SYMBOL = re.compile(r"([^\w\s])\1{3,}")
+
+
+def _fold_runs(m: re.Match) -> str:
+    return m.group(1) * 3 + " " * (len(m.group(0)) - 3)
+
+
 def _iter_spans(text: str) -> Iterator[tuple[int, int]]:
     # One paragraph at a time, so a long chapter is not tokenized before its first sentence.
     start = 0
@@ -40,7 +50,7 @@ def _iter_spans(text: str) -> Iterator[tuple[int, int]]:
         end = brk.start() if brk else len(text)
         paragraph = text[start:end]
         if paragraph.strip():
-            for s, e in nupunkt.sent_spans(paragraph):
+            for s, e in nupunkt.sent_spans(_REPEATED_SYMBOL.sub(_fold_runs, paragraph)):
                 chunk = paragraph[s:e]
                 lead = len(chunk) - len(chunk.lstrip())
                 trail = len(chunk.rstrip())
@@ -55,14 +65,8 @@ def split_sentences(text: str) -> list[str]:
     return list(_iter_sentences(text))
 
 
-# A symbol repeated more than three times ("!!!!!!", "........", a run of U+FEFF) says no more
-# than three, and the sentence splitter's time grows with the square of such a run.
-_REPEATED_SYMBOL = re.compile(r"([^\w\s])\1{3,}")
-
-
 def _iter_sentences(text: str) -> Iterator[str]:
     text = text.replace("\r\n", "\n").replace("\r", "\n")
-    text = _REPEATED_SYMBOL.sub(r"\1\1\1", text)
     for s, e in _iter_spans(text):
         yield " ".join(text[s:e].split())
 
@@ -167,6 +171,7 @@ def prepare_sentence(sentence: str, max_chars: int = 200, lexicon: "Lexicon | No
     Pieces with nothing to say (scene breaks such as "* * *") are dropped.
     """
     sentence = PAUSE_MARK.sub(" ", sentence)  # where a pause is not made (live input), it is not read either
+    sentence = _REPEATED_SYMBOL.sub(r"\1\1\1", sentence)  # "!!!!!!!!" says no more than "!!!"
     if lexicon is not None:
         sentence = lexicon.apply(sentence)
     text = split_phoneme_blocks(normalize(sentence), max_chars)
