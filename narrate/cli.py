@@ -836,4 +836,18 @@ def main(argv: list[str] | None = None) -> None:
     warnings.filterwarnings("ignore", message="pkg_resources is deprecated")
     # SIGTERM (kill, a service manager) finishes the output like Ctrl-C does.
     signal.signal(signal.SIGTERM, _terminate)
-    app(args=route(list(sys.argv[1:] if argv is None else argv)), prog_name="narrate")
+    args = route(list(sys.argv[1:] if argv is None else argv))
+    try:
+        code = app(args=args, prog_name="narrate", standalone_mode=False)
+    except Exception as e:  # noqa: BLE001 - click's errors, matched by shape (typer ships its own click)
+        if type(e).__name__ == "Abort":  # Ctrl-C outside a command's own handling
+            _err().print("narrate: interrupted", markup=False)
+            sys.exit(130)
+        if not (hasattr(e, "format_message") and isinstance(getattr(e, "exit_code", None), int)):
+            raise
+        # A usage error in the one-line style of every other error (not click's boxed panel).
+        command = getattr(getattr(e, "ctx", None), "command_path", "narrate")
+        message = " ".join(e.format_message().split())
+        _err().print(f"narrate: error: {message} (see '{command} --help')", markup=False)
+        sys.exit(e.exit_code)
+    sys.exit(code or 0)

@@ -556,3 +556,16 @@ def test_a_document_that_is_not_english_is_warned_about(tmp_path, capsys):
             assert err.count("\n") == 1 and "does not look like English" in err and warned in err
         else:
             assert err == ""
+
+
+@pytest.mark.parametrize("args, says", [
+    (["book.txt", "--no-such-option"], "No such option: --no-such-option"),
+    (["book.txt", "--speed", "fast"], "Invalid value for '--speed'"),
+    (["--quiet"], "Missing argument"),
+])
+def test_usage_errors_are_one_line_like_every_other_error(args, says):
+    proc = subprocess.run([sys.executable, "-m", "narrate", *args], capture_output=True, text=True,
+                          env=cli_env(COLUMNS="200"), timeout=120)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr
+    assert lines[0].startswith("narrate: error: ") and says in lines[0] and "--help" in lines[0]
