@@ -264,7 +264,7 @@ def test_lexicon_entry_too_long_or_with_nul_is_one_line(tmp_path, line, why):
     assert "line 1" in str(e.value) and "\n" not in str(e.value)
 
 
-def _best_time(f, arg, repeat=2) -> float:
+def _best_time(f, arg, repeat=3) -> float:
     times = []
     for _ in range(repeat):
         start = time.perf_counter()
@@ -300,7 +300,7 @@ def test_front_end_time_is_linear_in_the_input(case):
     base = _best_time(_front_end, small)
     grown = _best_time(_front_end, large)
     # 4x the input: linear is ~4x the time, quadratic ~16x. The margin absorbs a busy machine.
-    assert grown < 9 * base + 0.05, (case, base, grown)
+    assert grown < 12 * base + 0.1, (case, base, grown)
 
 
 def test_a_line_of_digits_is_read_digit_by_digit_in_bounded_time():
