@@ -153,6 +153,8 @@ def make_plan(job: Job, stdout_is_tty: bool) -> Plan:
     The output is locked from here to the end of run(): a second run on it fails at once.
     """
     target = plan_output(job.input, job.output, job.fmt, job.split, stdout_is_tty)
+    if target.path is not None:
+        _check_parents(target.path)  # before the lock file beside it is made: a file in the way is named
     lock = OutputLock(target.path).acquire() if target.path is not None else None
     try:
         plan = _make_plan(job, target)
