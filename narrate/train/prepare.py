@@ -176,15 +176,9 @@ def _render_job(job):
         if spk is None:
             continue
         durs = None
-        if spk.base == "joe":
-            wav = joe
-            if spk.transformed:
-                joe_world = joe_world or S.analyze(joe)
-                wav = S.match_level(S.transform(joe_world, spk), joe)
-        else:
-            wav = S.match_level(S.render_real(spk.base, text), joe)
-            if spk.transformed:
-                wav = S.match_level(S.transform(S.analyze(wav), spk), joe)
+        if spk.base == "joe" and spk.transformed and joe_world is None:  # one analysis for its pseudo-speakers
+            joe_world = S.analyze(joe)
+        wav = S.render(spk, text, joe, joe_world)
         mel = joe_mel if wav is joe else spec.features(wav).numpy()
         if spk.base != "joe":
             durs = S.align_durations(joe_mel, mel, durations.astype(np.int64)).astype(np.int16)

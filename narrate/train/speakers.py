@@ -208,11 +208,14 @@ def speaker_named(name: str) -> Speaker:
     raise ValueError(f"unknown speaker {name!r}")
 
 
-def render(spk: Speaker, text: str, joe_audio: np.ndarray) -> np.ndarray:
+def render(spk: Speaker, text: str, joe_audio: np.ndarray, joe_world: WorldAnalysis | None = None) -> np.ndarray:
     """``spk`` reading ``text`` at 22,050 Hz (float32), made from joe's rendering of it where
-    the speaker is joe's, else by its synthesizer; at joe's level."""
-    joe = joe_audio.astype(np.float32) / (32768.0 if joe_audio.dtype == np.int16 else 1.0)
-    wav = joe if spk.base == "joe" else match_level(render_real(spk.base, text), joe)
+    the speaker is joe's, else by its synthesizer; at joe's level. joe_world: the analysis of
+    joe's rendering, when the caller has it (several pseudo-speakers of one sentence)."""
+    joe = joe_audio.astype(np.float32) / 32768.0 if joe_audio.dtype == np.int16 else np.asarray(joe_audio, np.float32)
+    if spk.base == "joe":
+        return match_level(transform(joe_world or analyze(joe), spk), joe) if spk.transformed else joe
+    wav = match_level(render_real(spk.base, text), joe)
     return match_level(transform(analyze(wav), spk), joe) if spk.transformed else wav
 
 
