@@ -88,3 +88,19 @@ def test_the_cli_default_is_the_target():
     from narrate import cli
 
     assert cli.LOUDNESS == TARGET
+
+
+def test_a_damaged_models_loud_output_is_measured_and_turned_down():
+    # far over full scale (a random or broken model's vocoder): the meter stays in its histogram
+    # and reads it as loud, and the gain goes all the way down instead of failing
+    x = speechlike(10, -20.0, seed=5) * np.float32(10 ** (60 / 20))
+    meter = LoudnessMeter(RATE)
+    meter.feed(x)
+    assert meter.integrated() > 29.0
+    huge = np.full(RATE, 1e30, np.float32)
+    meter.feed(huge)
+    assert np.isfinite(meter.integrated())
+    normalizer = Normalizer(RATE)
+    y = stream(normalizer, x, [4096])
+    assert len(y) == len(x) and normalizer.gain == pytest.approx(-24.0)
+    assert 20 * np.log10(true_peaks(y).max()) <= CEILING

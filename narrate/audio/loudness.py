@@ -27,6 +27,8 @@ PRIOR_BLOCKS = 50     # the prior weighs as much as this many measured blocks (5
 MAX_GAIN = 24.0       # dB either way
 _LOW, _STEP, _BINS = -70.0, 0.1, 1000  # histogram of block loudness: -70 to +30 LUFS
 _CONTEXT = 16         # samples either side when oversampling a block
+_LIMIT = 1e4          # |sample| taken as at most this (+80 dBFS): a damaged model's output is
+                      # still measured (and turned down), never overflows the meter
 
 
 def _interpolators(taps: int = 8) -> np.ndarray:
@@ -89,7 +91,7 @@ class LoudnessMeter:
 
     def weight(self, x: np.ndarray) -> np.ndarray:
         """``x`` K-weighted (the filters' state carried on)."""
-        y = x.astype(np.float64)
+        y = np.clip(np.nan_to_num(x.astype(np.float64), nan=0.0, posinf=_LIMIT, neginf=-_LIMIT), -_LIMIT, _LIMIT)
         for i, (b, a) in enumerate(self.filters):
             y, self.states[i] = lfilter(b, a, y, zi=self.states[i])
         return y
@@ -129,6 +131,8 @@ class LoudnessMeter:
         if n == 0:
             return -math.inf
         relative = -0.691 + 10 * math.log10(self.energy.sum() / n) - 10
+        # blocks louder than the histogram's top sit in its last bin: the gate goes no higher
+        relative = min(relative, _LOW + _STEP * (_BINS - 1))
         first = max(0, int(math.ceil((relative - _LOW) / _STEP - 1e-9)))
         # bins wholly above the relative gate; the bin it falls in counts when its mean is above
         keep = np.zeros(_BINS, bool)
