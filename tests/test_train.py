@@ -158,17 +158,41 @@ def test_new_run_starts_from_given_weights(corpus, tmp_path):
     train(TrainConfig(run=str(tmp_path / "fresh"), steps=1, lr=0.0, lr_min=0.0, **base))
     fresh = torch.load(tmp_path / "fresh" / "checkpoint.pt", weights_only=False)["model"]
     assert not all(torch.equal(start[k], fresh[k]) for k in start)
-    # weights made with another codec are refused with a one-line error (no traceback in the CLI)
+    # weights made with another codec (here: the corpus's codebooks in another order) start the
+    # run with each code's head rows carried to the code that now has its vector
+    from narrate.engine.config import ModelConfig
+    from narrate.engine.model import NarrateModel
     from narrate.errors import NarrateError
+    from narrate.train.loop import transfer_codec
 
+    books = start["codebooks"]
+    g = torch.Generator().manual_seed(0)
+    perm = torch.stack([torch.randperm(books.shape[1], generator=g) for _ in range(books.shape[0])])
     other = torch.load(first / "checkpoint.pt", weights_only=False)
-    other["model"]["codebooks"] = other["model"]["codebooks"] + 1.0
+    other["model"]["codebooks"] = torch.stack([books[k][perm[k].argsort()] for k in range(len(books))])
     (tmp_path / "other").mkdir()
     torch.save(other, tmp_path / "other" / "checkpoint.pt")
     (tmp_path / "other" / "config.json").write_text((first / "config.json").read_text())
-    with pytest.raises(NarrateError, match="another codec"):
-        train(TrainConfig(run=str(tmp_path / "third"), steps=1, init=str(tmp_path / "other" / "checkpoint.pt"),
-                          **{**base, "model": {}}))
+    train(TrainConfig(run=str(tmp_path / "third"), steps=1, lr=0.0, lr_min=0.0,
+                      init=str(tmp_path / "other" / "checkpoint.pt"), **{**base, "model": {}}))
+    third = torch.load(tmp_path / "third" / "checkpoint.pt", weights_only=False)["model"]
+    assert torch.equal(third["codebooks"], books)
+    mcfg = ModelConfig(**json.loads((first / "config.json").read_text())["model"])
+    was, now = NarrateModel(mcfg), NarrateModel(mcfg)
+    was.load_state_dict(other["model"])
+    now.load_state_dict(third)
+    h = torch.randn(3, mcfg.d_model, generator=g)
+    heads_was, heads_now = was.codebook_heads, now.codebook_heads
+    for group, k in enumerate(mcfg.codebook_groups):
+        s = heads_now.starts[group]
+        a = heads_was.heads[group](h).unflatten(-1, (mcfg.reduction, k, mcfg.codebook_size))
+        b = heads_now.heads[group](h).unflatten(-1, (mcfg.reduction, k, mcfg.codebook_size))
+        for j in range(k):  # old code of vector v: perm.argsort()[v]'s position; new code c has vector c
+            old_code = perm[s + j]
+            assert torch.allclose(b[:, :, j], a[:, :, j][..., old_code], atol=1e-6)
+    # a codec of another shape cannot be carried over: a one-line error
+    with pytest.raises(NarrateError, match="another shape"):
+        transfer_codec(other["model"], books[:, :-1], mcfg)
 
 
 def test_ctrl_c_saves_a_checkpoint_to_continue_from(corpus, tmp_path, monkeypatch):

@@ -165,6 +165,29 @@ def initial_weights(init: str) -> tuple[dict, dict]:
     return loaded.config["model"], loaded.model.state_dict()
 
 
+def transfer_codec(state: dict, books: torch.Tensor, mcfg: ModelConfig) -> dict:
+    """``state`` (a model trained with other codebooks) made to start training with ``books``:
+    each new code's logit row in the code heads is the row of the old code nearest to it (same
+    codebook, L2 between code vectors), so a new code starts as likely as the old one that sounds
+    most like it. Everything else reads code vectors, not code ids, and carries over as it is."""
+    old = state["codebooks"].float()
+    if old.shape != books.shape:
+        raise NarrateError(f"--init has codebooks {tuple(old.shape)}, the corpus {tuple(books.shape)}: "
+                           f"a codec of another shape cannot be carried over")
+    nearest = torch.stack([torch.cdist(books[k].float(), old[k]).argmin(dim=1) for k in range(len(books))])  # [K, C]
+    out = dict(state)
+    out["codebooks"] = books.float().clone()
+    r, C = mcfg.reduction, mcfg.codebook_size
+    for g, k in enumerate(mcfg.codebook_groups):
+        s = sum(mcfg.codebook_groups[:g])
+        index = nearest[s:s + k]  # [k, C]: old code of each new code, per codebook of the group
+        for name in (f"codebook_heads.heads.{g}.weight", f"codebook_heads.heads.{g}.bias"):
+            rows = state[name].unflatten(0, (r, k, C))  # [r, k, C, ...]
+            picked = torch.stack([rows[:, j, index[j]] for j in range(k)], dim=1)
+            out[name] = picked.flatten(0, 2).clone()
+    return out
+
+
 def train(cfg: TrainConfig) -> Path:
     """Train (or continue training) into cfg.run; returns the checkpoint path."""
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
@@ -190,7 +213,9 @@ def train(cfg: TrainConfig) -> Path:
     model = NarrateModel(mcfg, books)
     if init_state is not None:
         if not torch.equal(init_state["codebooks"].float(), books.float()):
-            raise NarrateError(f"--init {cfg.init} was trained with another codec than corpus {corpus_dirs[0]}")
+            init_state = transfer_codec(init_state, books, mcfg)
+            print(f"[train] {cfg.init} was trained with another codec: its code heads are carried over "
+                  f"by nearest code vector", flush=True)
         missing, unexpected = model.load_state_dict({k: v.float() for k, v in init_state.items()}, strict=False)
         if unexpected or any(not k.startswith(("prompt_encoder.", "prompt_in.")) for k in missing):
             raise NarrateError(f"--init {cfg.init} does not fit this model (missing {missing[:3]}, unexpected {unexpected[:3]})")

@@ -57,6 +57,20 @@ def _flite(voice: str, text: str) -> np.ndarray:
     return y
 
 
+def pitch_shift(audio: np.ndarray, cents: int, rate: int = 22050) -> np.ndarray:
+    """int16/float audio -> float32 of exactly the same length, shifted by sox's ``pitch``."""
+    x = audio.astype(np.float32) / (32768.0 if audio.dtype == np.int16 else 1.0)
+    if cents == 0:
+        return x
+    with tempfile.TemporaryDirectory() as d:
+        src, dst = os.path.join(d, "a.wav"), os.path.join(d, "b.wav")
+        sf.write(src, x, rate, subtype="FLOAT")
+        subprocess.run(["sox", src, dst, "pitch", str(cents)], check=True, capture_output=True)
+        y, _ = sf.read(dst, dtype="float32")
+    y = y[: len(x)]
+    return np.pad(y, (0, len(x) - len(y))).astype(np.float32)
+
+
 class Sources:
     """Audio or frames of one sentence from each source."""
 
@@ -70,7 +84,7 @@ class Sources:
 
     def frames(self, source: str, text: str, rng: random.Random) -> torch.Tensor:
         """[T, 80] log-mel frames of ``text`` from ``source``."""
-        from narrate.train.prepare import _synth, pitch_shift
+        from narrate.train.prepare import _synth
 
         if source in ("joe", "shifted"):
             _, audio, _, _, _ = _synth((0, text, rng.uniform(0.8, 1.25), rng.uniform(0.4, 0.8)))
