@@ -61,6 +61,11 @@ class VocoderChoice(str, Enum):
     griffin_lim = "griffin-lim"
 
 
+class SubtitleFormat(str, Enum):
+    srt = "srt"
+    vtt = "vtt"
+
+
 class Split(str, Enum):
     none = "none"
     chapters = "chapters"
@@ -130,6 +135,10 @@ Chapters = Annotated[Optional[str], typer.Option(
     help="Read only these chapters, numbered as 'narrate chapters' lists them: e.g. 3-5,8 or 7-.")]
 Footnotes = Annotated[bool, typer.Option(
     "--footnotes", help="Read the footnotes of an EPUB or HTML file where they stand (default: left out).")]
+Subtitles = Annotated[Optional[SubtitleFormat], typer.Option(
+    "--subtitles", show_default=False,
+    help="Also write subtitles timed to the audio: srt or vtt, a file beside the output (beside "
+         "each chapter file in a folder), one cue per sentence or two-line phrase.")]
 Normalize = Annotated[bool, typer.Option(
     "--normalize/--no-normalize", help="Bring the output to --loudness (else: as the model makes it).")]
 
@@ -190,6 +199,7 @@ def speak(
     cover: Cover = None,
     chapters: Chapters = None,
     footnotes: Footnotes = False,
+    subtitles: Subtitles = None,
     quiet_time: Annotated[float, typer.Option(
         "--quiet-time", min=0.05,
         help="Standard input: seconds without new text after which a sentence without final "
@@ -205,12 +215,14 @@ def speak(
         lex, lexicon_id = _lexicon(lexicon)
         pauses = (sentence_pause, paragraph_pause, chapter_pause)
         level = loudness if normalize else None
-        book = {"titles": titles, "loudness": level, "chapters": chapters, "footnotes": footnotes}
+        subs = subtitles.value if subtitles else None
+        book = {"titles": titles, "loudness": level, "chapters": chapters, "footnotes": footnotes,
+                **({"subtitles": subs} if subs else {})}  # (records of runs without them still match)
         tags = {"title": title, "author": author, "cover": _cover(cover)}
         job = Job(input, output, fmt.value if fmt else None, split.value if split else None,
                   resume=resume, force=force, quiet_time=quiet_time, lexicon=lex,
                   paragraph_pause=paragraph_pause, chapter_pause=chapter_pause, titles=titles, loudness=level, **tags,
-                  chapters=chapters, footnotes=footnotes,
+                  chapters=chapters, footnotes=footnotes, subtitles=subs,
                   settings={**_run_settings(model, revision, voice, speed, seed, temperature, lexicon_id, pauses,
                                             vocoder.value), **book})
         plan = make_plan(job, stdout_is_tty=_isatty(sys.stdout))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import itertools
 import queue
+from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import Callable, Iterable, Iterator
 
@@ -65,6 +66,8 @@ class AudioChunk:
     samples: np.ndarray            # float32 mono at the narrator's sample rate
     sentence: int                  # index of the sentence these samples belong to
     final: bool = False            # the last samples of that sentence
+    # words whose place in the audio is now known: seconds from the stream's first sample, after
+    # pause shaping; numbered within their sentence (narrate.subtitles makes cues of them)
     words: list[WordTiming] = field(default_factory=list)
 
 
@@ -87,6 +90,9 @@ class _Run:
         s = narrator.settings
         self.pauses = PauseShaper(narrator.codec.frame_rate, s.sentence_pause) if s.shape_pauses else None
         self.vocoded = 0                # sentence whose audio is coming out of the vocoder
+        self.first_words: deque = deque()  # (sentence, its first word number), from the oldest a word may still be in
+        self.words: list[WordTiming] = []  # ended words whose place in the shaped frames is not decided yet
+        self.seconds_per_frame = round(narrator.sample_rate / narrator.codec.frame_rate) / narrator.sample_rate
         self.appended = 0
         self.finished = False
         self.error: BaseException | None = None
@@ -127,6 +133,7 @@ class _Run:
             self.n.engine.close(self.state)
             return False
         ph, kv, pause = item
+        self.first_words.append((self.appended, self.state.n_words))
         self.n.engine.append(self.state, ph.ids, ph.words, ph.text_words, kv)
         self.cuts.ends.append(self.state.n_tokens)
         if self.pauses is not None:
@@ -166,17 +173,45 @@ class _Run:
                                             held, flush)
         if not mean:
             frames = np.ascontiguousarray(frames.T)  # [K, r]
-        return VocodeJob(self.key, frames, "features" if mean else "codes", ends, flush), out.words
+        return VocodeJob(self.key, frames, "features" if mean else "codes", ends, flush), self._timed(out.words)
+
+    def _timed(self, ended: list[WordTiming]) -> list[WordTiming]:
+        """The words (ended now or before) whose place in the output is decided, timed in the
+        stream's audio and numbered within their sentence, in order."""
+        self.words.extend(ended)
+        timed = []
+        while self.words:
+            w = self.words[0]
+            end = self._out_frame(w.end, sound=True)  # (the position leaves a word in the pause after it)
+            if end is None:  # held by the pause shaper: later
+                break
+            start = self._out_frame(w.start)
+            end = max(end, start)
+            while len(self.first_words) > 1 and self.first_words[1][1] <= w.index:
+                self.first_words.popleft()  # (words only move forward)
+            sentence, first = self.first_words[0]
+            timed.append(WordTiming(w.index - first, w.text, start * self.seconds_per_frame,
+                                    end * self.seconds_per_frame, sentence))
+            self.words.pop(0)
+        return timed
+
+    def _out_frame(self, seconds: float, sound: bool = False) -> int | None:
+        frame = round(seconds * self.n.codec.frame_rate)
+        return frame if self.pauses is None else self.pauses.position(frame, sound)
 
     def chunks(self, parts: list[np.ndarray], words: list[WordTiming]) -> list[AudioChunk]:
-        """A job's audio (see ``run_job``) as AudioChunks, in order; the words go with the first."""
+        """A job's audio (see ``run_job``) as AudioChunks, in order; each word goes with the
+        chunk of its sentence in the job (the first or the last when its sentence is not in it)."""
         chunks = []
-        for samples in parts[:-1]:
-            chunks.append(AudioChunk(samples, self.vocoded, True, words))
-            self.vocoded += 1
-            words = []
-        if len(parts[-1]) or words:
-            chunks.append(AudioChunk(parts[-1], self.vocoded, False, words))
+        last = len(parts) - 1
+        for i, samples in enumerate(parts):
+            sentence = self.vocoded + i
+            mine = [w for w in words if min(max(w.sentence - self.vocoded, 0), last) == i]
+            if i < last:
+                chunks.append(AudioChunk(samples, sentence, True, mine))
+            elif len(samples) or mine:
+                chunks.append(AudioChunk(samples, sentence, False, mine))
+        self.vocoded += len(parts) - 1
         return chunks
 
 

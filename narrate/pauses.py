@@ -18,6 +18,9 @@ repeated there. To know a run's length and which sentence end falls in it, frame
 while a silent run goes on and while a sentence's tail waits for its end to be decided
 (``SentenceCuts.tail``): a few hundred frames at most, so memory stays flat, and the decisions
 depend only on the stream's own frames, so a stream's samples are the same however it is run.
+
+Word timings are made in the decoder's frames; ``PauseShaper.position`` says where a frame
+boundary went in the shaped output, so that they can be moved with the pauses.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ INNER = 0.25     # seconds: the longest pause inside a sentence
 KEEP_LEAD = 6    # frames at the end of a shortened run kept: the lead into the next sound
 MAX_LEAD = 12    # a sentence end this close to its run's end keeps all the frames after it
 MAX_HEAD = 256   # frames of a run held for its output (~3 s) besides its last MAX_LEAD; the others are dropped
+HISTORY = 8192   # input frames whose output position is remembered (~90 s), for word timings
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,12 @@ class PauseShaper:
         self.quietest: np.ndarray | None = None
         self.quietest_loud = np.inf
         self.loudest = -np.inf            # loudness of the stream's loudest frame shaped so far
+        # (output position, output position after the last sounding frame before it) of each of
+        # the last HISTORY frames placed
+        self.where: deque = deque()
+        self.sound_end = 0                # output frames up to the end of the last sounding one
+        self.placed = 0                   # input frames whose output position is known
+        self.flushed = False              # the last push gave out everything it had
 
     def _frames(self, seconds: float) -> int:
         return max(0, int(round(seconds * self.frame_rate)))
@@ -107,14 +117,28 @@ class PauseShaper:
                 self._hold(f, loud)
             else:
                 self._close_run(out, out_ends)
+                self._place([(self.out, self.sound_end)])
                 self._emit(out, f)
+                self.sound_end = self.out
             if loud < self.quietest_loud:
                 self.quietest, self.quietest_loud = f, loud
         if flush:
             self._ends_at(self.shaped, out, out_ends, next_loud=None)
             self._close_run(out, out_ends)
+        self.flushed = flush
         width = frames.shape[1] if frames.ndim == 2 else 0
         return (np.stack(out) if out else np.zeros((0, width), frames.dtype)), out_ends
+
+    def position(self, frame: int, sound: bool = False) -> int | None:
+        """Where the boundary before input frame ``frame`` (a frame count) is in the output, in
+        frames (sound: where the last sound before it ends, which a word ending in a pause
+        needs); None while that is not decided (the frame is held). Boundaries older than the
+        last HISTORY frames placed answer the oldest remembered position."""
+        if frame < self.placed:
+            return self.where[max(0, frame - (self.placed - len(self.where)))][sound]
+        if frame >= self.shaped and self.flushed:  # nothing held: the next frame goes out here
+            return self.sound_end if sound else self.out
+        return None
 
     # --- shaping -------------------------------------------------------------------------------
 
@@ -138,6 +162,12 @@ class PauseShaper:
             if shortest and self.quietest is not None:
                 self._emit(out, self.quietest, shortest)
             out_ends.append(self.out)
+
+    def _place(self, positions) -> None:
+        self.where.extend(positions)
+        self.placed += len(positions)
+        for _ in range(len(self.where) - HISTORY):
+            self.where.popleft()
 
     def _hold(self, frame: np.ndarray, loud: float) -> None:
         if len(self.run) >= MAX_HEAD + MAX_LEAD:  # drop the oldest of the last MAX_LEAD
@@ -178,11 +208,13 @@ class PauseShaper:
         if lead:
             for f in self.run[len(self.run) - lead:]:
                 self._emit(out, f)
-        for c, _ in self.run_ends:  # where each end's frame went
+        def moved(c: int) -> int:  # where the boundary c frames into the run went
             if c < head:
-                out_ends.append(start + c)
-            elif c >= n - lead:
-                out_ends.append(start + head + pad + c - (n - lead))
-            else:
-                out_ends.append(start + head + pad)
+                return start + c
+            if c >= n - lead:
+                return start + head + pad + c - (n - lead)
+            return start + head + pad
+
+        out_ends.extend(moved(c) for c, _ in self.run_ends)
+        self._place([(moved(c), self.sound_end) for c in range(n)])
         self.run, self.run_loud, self.run_n, self.run_ends = [], [], 0, []

@@ -31,6 +31,7 @@ from narrate.document import Document, load_document
 from narrate.errors import InputError, ModelError, OutputError
 from narrate.pauses import CHAPTER_PAUSE, PARAGRAPH_PAUSE, Sentence
 from narrate.progress import Progress
+from narrate.subtitles import SentenceTimes, SubtitleFile, subtitle_path
 from narrate.text.language import not_english
 from narrate.text.live import live_sentences
 from narrate.text.segment import prepare_sentence, spoken
@@ -87,6 +88,7 @@ class Job:
     cover: bytes | None = None
     footnotes: bool = False  # read EPUB/HTML footnotes (marked as such) where they stand
     chapters: str | None = None  # which chapters to read, e.g. "3-5,8" (numbers as narrate chapters lists them)
+    subtitles: str | None = None  # "srt" or "vtt": cues in a file beside each audio file (narrate.subtitles)
     settings: dict = field(default_factory=dict)  # what a resumed run must share with the first
 
 
@@ -168,7 +170,11 @@ def make_plan(job: Job, stdout_is_tty: bool) -> Plan:
 
 def _make_plan(job: Job, target: Target) -> Plan:
     job.settings = {**job.settings, "format": target.fmt, "split": target.kind}
+    if job.subtitles and target.kind == "stdout":
+        raise OutputError("--subtitles needs an output file or folder, not stdout")
     if job.input == "-":
+        if job.subtitles:
+            raise OutputError("--subtitles needs an input file, not standard input")
         if job.resume:
             raise OutputError("--resume needs an input file: standard input cannot be read again")
         if target.path is not None:
@@ -178,6 +184,10 @@ def _make_plan(job: Job, target: Target) -> Plan:
     document, chapters, sha = read_chapters(job, one_file=target.kind != "folder")
     result = Plan(job, target, document, chapters, sha)
     result.record = _resume_point(result)
+    if job.subtitles and target.kind == "file" and result.record is None and not job.force:
+        path = subtitle_path(target.path, job.subtitles)
+        if path.exists():
+            raise OutputError(f"{path} exists; use --force to overwrite")
     return result
 
 
@@ -363,14 +373,17 @@ class _Checkpoint:
     """
 
     def __init__(self, path: Path, plan: Plan, chapter: int, sentences_done: int, samples: int,
-                 loudness: dict | None):
+                 loudness: dict | None, subtitles: SubtitleFile | None = None):
         self.path = path
         self.plan = plan
+        self.subtitles = subtitles  # its cues reach the disk before the record that counts on them
         self.at = (chapter, sentences_done, samples, loudness)
         self._saved = 0.0
 
     def save(self) -> None:
         chapter, done, samples, loudness = self.at
+        if self.subtitles:
+            self.subtitles.sync()
         save_record(self.path, ResumeRecord(
             self.plan.input_sha256, self.plan.job.settings, chapters_done=list(range(chapter)),
             chapter=chapter, sentences_done=done, samples_written=samples, loudness=loudness))
@@ -434,11 +447,15 @@ def _run_file(narrator, plan: Plan, progress: Progress) -> str:
     sink = open_sink(target.path or "-", target.fmt, rate, force=plan.job.force,
                      resume=record is not None)
     checkpoint = None
+    if target.kind == "file" and target.fmt == "wav" and record is not None:
+        sink.truncate_to(record.samples_written)
+    subtitles = None
+    if plan.job.subtitles:
+        subtitles = SubtitleFile(subtitle_path(target.path, plan.job.subtitles), plan.job.subtitles,
+                                 sink.samples_written / rate if record else None, force=plan.job.force)
     if target.kind == "file" and target.fmt == "wav":
-        if record is not None:
-            sink.truncate_to(record.samples_written)
         checkpoint = _Checkpoint(target.path, plan, first_chapter, skip, sink.samples_written,
-                                 normalizer.state() if normalizer else None)
+                                 normalizer.state() if normalizer else None, subtitles)
         checkpoint.save()  # from now on an unfinished output always has its record
     total = sum(len(s) for _, s in plan.chapters[first_chapter:]) - skip
     health = _Health()
@@ -451,8 +468,12 @@ def _run_file(narrator, plan: Plan, progress: Progress) -> str:
                 if offset == 0:
                     sink.mark_chapter(title)
                 progress.chapter(_chapter_label(c, len(plan.chapters), title))
+                times = subtitles and SentenceTimes(subtitles, rate, lambda s, sents=sents, offset=offset:
+                                                    sents[offset + s].text, sink.samples_written)
                 for chunk in health.watch(narrator.narrate(islice(sents, offset, None))):
                     sink.write(_leveled(normalizer, chunk))
+                    if times:
+                        times.chunk(chunk, sink.samples_written)
                     progress.audio(len(chunk.samples))
                     if chunk.final:
                         progress.sentence()
@@ -474,7 +495,12 @@ def _run_file(narrator, plan: Plan, progress: Progress) -> str:
             # (it would make the next plain run refuse) and no empty file under the name.
             clear_record(target.path)
             target.path.unlink(missing_ok=True)
+            if subtitles:
+                subtitles.path.unlink(missing_ok=True)
         raise
+    finally:
+        if subtitles:
+            subtitles.close()
     if checkpoint:
         clear_record(target.path)
     if target.path is not None:
@@ -509,6 +535,8 @@ def _run_folder(narrator, plan: Plan, progress: Progress) -> str:
         with files:
             sinks: dict[int, Sink] = {}  # by place in pending, opened at a chapter's first audio
             normalizers: dict[int, Normalizer | None] = {}  # each chapter file's own
+            subtitles: dict[int, SubtitleFile] = {}  # and its subtitles (--subtitles)
+            times: dict[int, SentenceTimes] = {}
             try:
                 streams = (iter(plan.chapters[i][1]) for i in pending)
                 for s, chunk in health.watch(narrator.narrate_many(streams, width=CHAPTERS_AT_ONCE)):
@@ -517,7 +545,13 @@ def _run_folder(narrator, plan: Plan, progress: Progress) -> str:
                         progress.chapter(f"chapter {i + 1}/{n}")
                         sinks[s] = files.start_chapter(i + 1, plan.chapters[i][0])
                         normalizers[s] = _normalizer(plan, rate)
+                        if plan.job.subtitles:  # (a chapter begun again is timed afresh)
+                            path = subtitle_path(files.chapter_path(i + 1, plan.chapters[i][0]), plan.job.subtitles)
+                            subtitles[s] = SubtitleFile(path, plan.job.subtitles, force=True)
+                            times[s] = SentenceTimes(subtitles[s], rate, lambda k, i=i: plan.chapters[i][1][k].text, 0)
                     sinks[s].write(_leveled(normalizers[s], chunk))
+                    if s in times:
+                        times[s].chunk(chunk, sinks[s].samples_written)
                     written += len(chunk.samples)
                     progress.audio(len(chunk.samples))
                     if chunk.final:
@@ -526,6 +560,8 @@ def _run_folder(narrator, plan: Plan, progress: Progress) -> str:
                             if normalizers[s]:
                                 sinks[s].write(normalizers[s].flush())
                             sinks[s].close()
+                            if s in subtitles:
+                                subtitles[s].sync()
                             name = plan.chapters[i][0]
                             write_tags(files.chapter_path(i + 1, name), target.fmt,
                                        book_tags(plan, name, (i + 1, n)))
@@ -537,6 +573,9 @@ def _run_folder(narrator, plan: Plan, progress: Progress) -> str:
                 for sink in sinks.values():  # keep what each chapter file got, playable
                     sink.abort()
                 raise
+            finally:
+                for file in subtitles.values():
+                    file.close()
     except KeyboardInterrupt as e:
         raise _interrupted(e, written / rate, target.where, True) from e
     clear_record(target.path)

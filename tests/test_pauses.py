@@ -135,3 +135,31 @@ def test_silence_is_measured_against_the_stream_s_loudest_frame():
     # a voice that is never SILENT under its loudest has no pause to shorten
     flat = shape([None], [(LOUD, 10), (LOUD - SILENT + 0.5, 150), (LOUD, 10)], [])
     assert len(flat[0]) == 170
+
+
+def test_every_frame_s_place_in_the_shaped_output_is_known_once_it_is_decided():
+    """position(k) says where input frame k went: a sounding frame is found there, a dropped
+    silent one at the cut; undecided while held; monotone, as word timings need."""
+    runs = [(LOUD, 7), (QUIET, 90), (LOUD, 12), (QUIET, 40), (LOUD, 3), (QUIET, 300), (LOUD, 9), (QUIET, 12)]
+    ends = [(94, 0), (145, 1), (409, 2), (465, 3)]
+    shaper = PauseShaper(RATE, 0.4)
+    for p in [None, 0.9, 3.0, None]:
+        shaper.add_sentence(p)
+    frames, loud = stream(*runs)
+    out = [shaper.push(frames[:60], loud[:60], [], 60, flush=False)[0]]
+    assert shaper.position(3) == 3 and shaper.position(30) is None  # (frame 30 is in a run still going)
+    out.append(shaper.push(frames[60:], loud[60:], [x for x in ends if x[0] > 0], len(loud), flush=True)[0])
+    out = np.concatenate(out)
+    places = [shaper.position(k) for k in range(len(loud) + 1)]
+    assert places == sorted(places) and places[-1] == len(out)
+    sounding = [k for k, level in enumerate(loud) if level == LOUD]
+    assert all(out[places[k], 0] == k for k in sounding)
+    # The pauses asked for: the sound after the silent run (frames 109-148) in which the second
+    # sentence ends comes 0.9 s after the sound before it, and after the third's (152-451) 3 s,
+    # however long the model's own pauses were (0.4 s, 3 s).
+    assert places[149] - places[109] == round(0.9 * RATE)
+    assert places[452] - places[152] == round(3.0 * RATE)
+    # where the sound before a boundary ends (a word's end, when the position leaves it in a pause)
+    assert shaper.position(452, sound=True) == places[152] and shaper.position(300, sound=True) == places[152]
+    assert shaper.position(len(loud), sound=True) == places[461] < len(out)
+    assert places[97] - places[7] == round(0.4 * RATE)  # the first sentence's 0.9 s, shortened to 0.4 s

@@ -54,10 +54,11 @@ class TextChunk:
 
 @dataclass
 class WordTiming:
-    index: int     # global word number in the stream
+    index: int     # global word number in the stream (the narrator's: number in its sentence)
     text: str
-    start: float   # seconds from the start of the stream
+    start: float   # seconds from the start of the stream (the narrator's: of its audio)
     end: float
+    sentence: int = -1  # its sentence in the stream (set by the narrator)
 
 
 @dataclass
