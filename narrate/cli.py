@@ -162,7 +162,7 @@ def _root(
 def speak(
     input: Annotated[str, typer.Argument(
         show_default=False,
-        help="Text to read: a .txt, .md, .html or .epub file, or - for standard input (each "
+        help="Text to read: a .txt, .md, .html, .epub or .pdf file, or - for standard input (each "
              "sentence is spoken as soon as it is complete).")],
     voice: Voice = None,
     output: Annotated[Optional[str], typer.Option(
@@ -238,7 +238,7 @@ def speak(
 @app.command()
 def batch(
     inputs: Annotated[list[Path], typer.Argument(
-        show_default=False, help="Documents to read (.txt, .md, .html, .epub).")],
+        show_default=False, help="Documents to read (.txt, .md, .html, .epub, .pdf).")],
     out_dir: Annotated[Path, typer.Option(
         "--out-dir", "-d", show_default=False,
         help="Folder for the audio: each document becomes OUT_DIR/<name>.<format>.")],

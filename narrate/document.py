@@ -1,4 +1,4 @@
-"""Load an input file (plain text, Markdown or EPUB) as a titled list of chapters of plain text.
+"""Load an input file (plain text, Markdown, HTML, EPUB; PDF in narrate.pdf) as a titled list of chapters of plain text.
 
 Everything a user can get wrong about the input file (missing, unreadable, binary, not UTF-8,
 corrupt, unsupported) is reported as one ``InputError`` naming the file.
@@ -49,7 +49,7 @@ class Document:
 _MARKDOWN = {".md", ".markdown", ".mdown", ".mkd"}
 _HTML = {".html", ".htm", ".xhtml"}
 _UNSUPPORTED = {
-    ".pdf", ".doc", ".docx", ".odt", ".rtf", ".mobi", ".azw", ".azw3", ".kfx", ".fb2", ".djvu",
+    ".doc", ".docx", ".odt", ".rtf", ".mobi", ".azw", ".azw3", ".kfx", ".fb2", ".djvu",
     ".pages", ".ps", ".xls", ".xlsx", ".ppt", ".pptx", ".cbz", ".cbr",
 }
 
@@ -61,12 +61,16 @@ def load_document(path: str | Path, footnotes: bool = False) -> Document:
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix in _UNSUPPORTED:
-        raise InputError(f"'{shown}': unsupported input format '{suffix}' (use .txt, .md or .epub)")
+        raise InputError(f"'{shown}': unsupported input format '{suffix}' (use .txt, .md, .html, .epub or .pdf)")
     raw = _read_bytes(path, shown)
     if not raw.strip():
         raise InputError(f"'{shown}' is empty (no text to read)")
     if suffix == ".epub":
         return _load_epub(raw, shown, path.stem, footnotes)
+    if suffix == ".pdf":
+        from narrate.pdf import load_pdf  # (pypdf is imported only for a PDF)
+
+        return load_pdf(raw, shown, path.stem)
     text = _decode(raw, shown)
     if not text.strip():
         raise InputError(f"'{shown}' is empty (no text to read)")

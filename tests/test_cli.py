@@ -311,7 +311,7 @@ BAD_INPUTS = [  # (file name, content or None for no file, words the message mus
     ("empty.txt", b"", "empty"),
     ("data.txt", bytes(range(256)) * 8, "binary"),
     ("latin.txt", "Un caf\u00e9 cr\u00e8me.".encode("latin-1"), "UTF-8"),
-    ("paper.pdf", b"%PDF-1.4\n", ".pdf"),
+    ("paper.pdf", b"%PDF-1.4\n", "not a valid PDF file"),
 ]
 
 
