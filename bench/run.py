@@ -98,7 +98,7 @@ class Bench:
 
     @property
     def default_voice(self) -> str:
-        return self.loaded.config.get("default_voice", "joe")
+        return self.loaded.config.default_voice
 
     def render_once(self, voice: str, texts: list[str]):
         """A rendering with a narrator made for it and closed after it (not kept between sections)."""

@@ -1,8 +1,9 @@
-"""Finding and loading model weights: a local folder, a model bundled under models/, or a
-Hugging Face Hub repo id (through huggingface_hub: its cache, HF_HUB_OFFLINE, revisions).
+"""Finding and loading model weights: a local folder, a model bundled with narrate
+(``narrate.assets.MODELS``), or a Hugging Face Hub repo id (through huggingface_hub: its cache,
+HF_HUB_OFFLINE, revisions).
 
-A model folder holds config.json ({"model", "codec", "text", "default_voice"}) and
-model.safetensors (the model's tensors; the codec's under the prefix "codec."). A folder may
+A model folder holds config.json (``narrate.model_folder.ModelFolderConfig``: model, codec,
+text, default voice, speed range; checked once, here) and model.safetensors (the model's tensors; the codec's under the prefix "codec."). A folder may
 also hold vocoder.safetensors, the neural vocoder's weights, described by the config's
 "vocoder" section (``narrate.codec.vocos.VocoderConfig``); without it, Griffin-Lim vocodes.
 """
@@ -11,17 +12,17 @@ from __future__ import annotations
 
 import errno
 import json
-import math
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from narrate import assets
 from narrate.errors import ModelError
+from narrate.model_folder import ModelFolderConfig
 
-MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+MODELS_DIR = assets.MODELS
 DEFAULT_MODEL = "narrate-joe"
 FILES = ("config.json", "model.safetensors")
 VOCODER_FILE = "vocoder.safetensors"  # optional
@@ -32,7 +33,7 @@ VOCODERS = ("auto", "neural", "griffin-lim")  # auto: neural when the model has 
 class LoadedModel:
     name: str
     path: Path
-    config: dict
+    config: ModelFolderConfig  # its config.json, checked
     model: "torch.nn.Module"
     codec: "object"
 
@@ -84,80 +85,6 @@ def resolve(id_or_path: str | None, revision: str | None = None) -> Path:
 
 
 _CONFIG_BYTES = 16 << 20
-# Sane bounds of the numbers in config.json: a model or codec outside them would allocate
-# without limit (a d_model or n_fft of 10**9) or divide by zero (a hop of 0).
-_MODEL_LIMITS = {
-    "vocab_size": (1, 1 << 16), "d_model": (1, 4096), "n_layers": (1, 64), "d_state": (1, 256),
-    "d_conv": (1, 16), "expand": (1, 8), "cross_every": (1, 64), "n_heads": (1, 64),
-    "enc_convs": (0, 16), "enc_layers": (0, 32), "reduction": (1, 16), "n_codebooks": (1, 64),
-    "codebook_size": (2, 1 << 16), "feature_dim": (1, 1024), "speaker_dim": (1, 4096),
-    "speaker_tokens": (1, 64), "band_back": (0, 256), "band_ahead": (0, 256),
-    "semantic_classes": (2, 64), "rope_base": (1.0, 1e9), "prenet_dropout": (0.0, 1.0),
-}
-_MEL_LIMITS = {
-    "sample_rate": (8000, 192000), "n_fft": (16, 16384), "hop": (1, 16384), "n_mels": (1, 512),
-    "fmin": (0.0, 96000.0), "fmax": (1.0, 96000.0), "gl_iters": (0, 1000),
-}
-_ESPEAK_VOICE = re.compile(r"[A-Za-z0-9_+-]{1,40}")
-
-
-def check_config(config) -> None:
-    """ValueError naming the first field of a model's config.json that is missing, of the wrong
-    type or outside its sane range (fields not listed here are left to their readers)."""
-    if not isinstance(config, dict):
-        raise ValueError("not a JSON object")
-    for key in ("model", "codec", "text"):
-        if not isinstance(config.get(key), dict):
-            raise ValueError(f"'{key}' is missing or not an object")
-    _check_numbers("model", config["model"], _MODEL_LIMITS)
-    groups = config["model"].get("codebook_groups", [])
-    if not (isinstance(groups, list) and all(_is_int(g) and 0 < g <= 64 for g in groups)):
-        raise ValueError("model.codebook_groups is not a list of small positive integers")
-    codec = config["codec"]
-    if not isinstance(codec.get("name"), str):
-        raise ValueError("codec.name is missing or not a string")
-    _check_numbers("codec", codec, {"n_codebooks": (1, 64), "codebook_size": (2, 1 << 16)})
-    if codec.get("mel") is not None:
-        if not isinstance(codec["mel"], dict):
-            raise ValueError("codec.mel is not an object")
-        mel = codec["mel"]
-        _check_numbers("codec.mel", mel, _MEL_LIMITS)
-        if mel.get("hop", 0) > mel.get("n_fft", 1024):
-            raise ValueError("codec.mel.hop is larger than its n_fft")
-    text = config["text"]
-    id_map = text.get("id_map")
-    if not (isinstance(id_map, dict) and id_map and len(id_map) <= 1 << 16 and all(
-            isinstance(k, str) and isinstance(v, list) and v and all(_is_int(i) and 0 <= i < 1 << 16 for i in v)
-            for k, v in id_map.items())):
-        raise ValueError("text.id_map is not a map of phonemes to lists of ids")
-    voice = text.get("espeak_voice", "en-us")
-    if not (isinstance(voice, str) and _ESPEAK_VOICE.fullmatch(voice)):
-        raise ValueError(f"text.espeak_voice {str(voice)[:40]!r} is not an espeak-ng voice name")
-    speeds = config.get("speed_range", [0.25, 4.0])
-    if not (isinstance(speeds, list) and len(speeds) == 2 and all(_is_number(x) for x in speeds)
-            and 0 < speeds[0] <= 1 <= speeds[1] <= 10):
-        raise ValueError("speed_range is not [low, high] around 1")
-    if not isinstance(config.get("default_voice", ""), str):
-        raise ValueError("default_voice is not a string")
-
-
-def _check_numbers(where: str, values: dict, limits: dict) -> None:
-    for key, (low, high) in limits.items():
-        if key not in values or (key == "fmax" and values[key] is None):
-            continue
-        value = values[key]
-        whole = isinstance(low, int)
-        if not (_is_int(value) if whole else _is_number(value)) or not low <= value <= high:
-            kind = "an integer" if whole else "a number"
-            raise ValueError(f"{where}.{key} = {str(value)[:20]} is not {kind} from {low:g} to {high:g}")
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value) -> bool:
-    return (_is_int(value) or isinstance(value, float)) and math.isfinite(value)
 
 
 def _not_a_folder(path: Path) -> str:
@@ -179,7 +106,6 @@ def from_pretrained(id_or_path: str | None = None, revision: str | None = None, 
     from safetensors.torch import load_file
 
     from narrate.codec import codec_from_config
-    from narrate.engine.config import ModelConfig
     from narrate.engine.model import NarrateModel
 
     path = resolve(id_or_path, revision)
@@ -189,12 +115,11 @@ def from_pretrained(id_or_path: str | None = None, revision: str | None = None, 
     try:
         if (path / "config.json").stat().st_size > _CONFIG_BYTES:
             raise ValueError(f"larger than {_CONFIG_BYTES >> 20} MB")
-        config = json.loads((path / "config.json").read_text(encoding="utf-8"))
-        check_config(config)
-        mcfg = ModelConfig.from_dict(config["model"])
-    except (ValueError, KeyError, TypeError, RecursionError, OSError) as e:
-        why = f"no '{e.args[0]}'" if isinstance(e, KeyError) else " ".join(str(e).split())[:160]
+        config = ModelFolderConfig.from_dict(json.loads((path / "config.json").read_text(encoding="utf-8")))
+    except (ValueError, TypeError, RecursionError, OSError) as e:  # from_dict says ValueError; the rest: unreadable
+        why = " ".join(str(e).split())[:160]
         raise ModelError(f"model config '{path / 'config.json'}' is invalid ({why})") from None
+    mcfg = config.model
     try:
         tensors = load_file(str(path / "model.safetensors"))
     except (SafetensorError, OSError, ValueError, RuntimeError) as e:
@@ -213,7 +138,7 @@ def from_pretrained(id_or_path: str | None = None, revision: str | None = None, 
     codec_tensors = {k[len("codec."):]: v.float() for k, v in tensors.items() if k.startswith("codec.")}
     weights = {k: v.float() for k, v in tensors.items() if not k.startswith("codec.")}
     try:
-        codec = codec_from_config(config["codec"], codec_tensors)
+        codec = codec_from_config(config.source["codec"], codec_tensors)
         model = NarrateModel(mcfg)
         model.load_state_dict(weights, strict=True)
     except (RuntimeError, ValueError, KeyError) as e:
@@ -227,7 +152,7 @@ def from_pretrained(id_or_path: str | None = None, revision: str | None = None, 
                              "in config.json); use --vocoder griffin-lim")
         if net is not None:
             if not hasattr(codec, "vocoder"):
-                raise ModelError(f"model '{path}': its codec '{config['codec']['name']}' takes no neural vocoder")
+                raise ModelError(f"model '{path}': its codec '{config.codec.name}' takes no neural vocoder")
             codec.vocoder = net
     return LoadedModel(path.name if path.parent == MODELS_DIR else str(id_or_path or path.name), path, config, model.eval(), codec)
 
@@ -246,18 +171,18 @@ def save_pretrained(folder: Path, config: dict, model: torch.nn.Module, codec, d
     (folder / "config.json").write_text(json.dumps(config, indent=1, ensure_ascii=False), encoding="utf-8")
 
 
-def load_vocoder(path: Path, config: dict):
+def load_vocoder(path: Path, config: ModelFolderConfig):
     """The folder's neural vocoder (float32, eval mode), or None if it has none."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from narrate.codec.vocos import VocoderConfig, Vocos
+    from narrate.codec.vocos import Vocos
 
-    if "vocoder" not in config or not (path / VOCODER_FILE).exists():
+    if config.vocoder is None or not (path / VOCODER_FILE).exists():
         return None
     try:
-        net = Vocos(VocoderConfig.from_dict(config["vocoder"]))
-    except (ValueError, TypeError) as e:
+        net = Vocos(config.vocoder)
+    except (ValueError, TypeError, RuntimeError) as e:
         raise ModelError(f"model config '{path / 'config.json'}': its 'vocoder' section is invalid ({e})") from None
     try:
         tensors = load_file(str(path / VOCODER_FILE))

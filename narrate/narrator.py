@@ -222,8 +222,8 @@ class Narrator:
         torch.set_num_threads(max(1, self.settings.threads))  # however it was made (the benchmark makes it directly)
         self.codec = loaded.codec
         self.sample_rate = self.codec.sample_rate
-        text = loaded.config["text"]
-        self.phonemizer = Phonemizer({k: list(v) for k, v in text["id_map"].items()}, text.get("espeak_voice", "en-us"))
+        text = loaded.config.text
+        self.phonemizer = Phonemizer({k: list(v) for k, v in text.id_map.items()}, text.espeak_voice)
         self.voice = voice
         self.speaker = torch.from_numpy(np.asarray(voice.embedding, np.float32))
         frames = voice.prompt_frames(self.codec.spec) if loaded.model.cfg.prompt_tokens and hasattr(self.codec, "spec") else None
@@ -344,8 +344,8 @@ def load_model_and_voice(model: str | None, voice: str | None, speed: float = 1.
     from narrate.voices import load_voice
 
     loaded = from_pretrained(model, revision, vocoder)
-    low, high = loaded.config.get("speed_range", [0.25, 4.0])
+    low, high = loaded.config.speed_range
     if not low <= speed <= high:
         raise NarrateError(f"--speed {speed:g} is outside what model '{loaded.name}' was trained for "
                            f"({low:g}-{high:g})")
-    return loaded, load_voice(voice, loaded.config.get("default_voice", "joe"))
+    return loaded, load_voice(voice, loaded.config.default_voice)

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
+from narrate import assets
 from narrate.errors import VoiceError
 
-VOICES_DIR = Path(__file__).resolve().parent.parent / "voices"
+VOICES_DIR = assets.VOICES
 MIN_SECONDS, MAX_SECONDS = 2.0, 60.0
 PROMPT_SECONDS = 8.0  # of a prompt, the model's prompt encoder reads this much (as in training)
 
@@ -43,7 +44,7 @@ class Voice:
 
 
 def bundled_voices() -> dict[str, Path]:
-    """name -> wav path of the voices shipped in voices/."""
+    """name -> wav path of the voices shipped with narrate (``narrate.assets.VOICES``)."""
     if not VOICES_DIR.is_dir():
         return {}
     return {p.stem: p for p in sorted(VOICES_DIR.glob("*.wav"))}

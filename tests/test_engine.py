@@ -431,11 +431,14 @@ def test_guidance_boosts_and_never_forces():
 
 def test_allowed_moves():
     gs = GuidanceSettings(max_move=2, stop_margin=2)
-    mid = allowed_moves(3, 20, True, 5, gs)
-    assert mid == [True, True, True, False, False]
-    end = allowed_moves(18, 20, True, 5, gs)
-    assert end == [True, True, False, False, True]
-    assert not allowed_moves(18, 20, False, 5, gs)[4] or 18 >= 20 - 1 - 2  # open text: STOP only at its end
+    assert allowed_moves(3, 20, 5, gs) == [True, True, True, False, False]
+    assert allowed_moves(18, 20, 5, gs) == [True, True, False, False, True]
+    for position in range(20):
+        ok = allowed_moves(position, 20, 5, gs)
+        assert ok[4] == (position >= 17)  # STOP within stop_margin tokens of the last one
+        assert ok[:3] == [position + move <= 19 for move in range(3)]  # never past the last token
+        assert not ok[3]  # beyond max_move
+    assert allowed_moves(0, 1, 5, GuidanceSettings(max_move=3, stop_margin=0)) == [True, False, False, False, True]
 
 
 def test_stream_stops_and_yields_word_timestamps():

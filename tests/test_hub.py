@@ -79,7 +79,7 @@ def test_errors_are_model_errors(tiny_model, tmp_path):
 def test_save_pretrained_round_trip(tiny_model, tmp_path):
     m = hub.from_pretrained(str(tiny_model))
     out = tmp_path / "copy"
-    hub.save_pretrained(out, m.config, m.model, m.codec, dtype=torch.float16)
+    hub.save_pretrained(out, m.config.to_dict(), m.model, m.codec, dtype=torch.float16)
     m2 = hub.from_pretrained(str(out))
     for (k, a), (_, b) in zip(m.model.state_dict().items(), m2.model.state_dict().items()):
         assert torch.allclose(a, b, atol=2e-3 * (1 + a.abs().max())), k

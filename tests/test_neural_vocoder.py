@@ -152,7 +152,7 @@ def test_a_re_exported_model_keeps_its_vocoder(tmp_path, tiny_model):
     folder = tmp_path / "m"
     shutil.copytree(tiny_model, folder)
     loaded = hub.from_pretrained(str(folder))
-    config = {k: v for k, v in loaded.config.items() if k != "vocoder"}
+    config = {k: v for k, v in loaded.config.to_dict().items() if k != "vocoder"}
     hub.save_pretrained(folder, config, loaded.model, loaded.codec)
     assert "vocoder" in json.loads((folder / "config.json").read_text())
     assert hub.from_pretrained(str(folder)).codec.vocoder_name == "neural"
@@ -189,7 +189,7 @@ def test_narrate_export_over_a_model_folder_keeps_its_vocoder_and_says_so(tmp_pa
     loaded = hub.from_pretrained(str(tiny_model))
     run = tmp_path / "run"
     run.mkdir()
-    config = {k: v for k, v in loaded.config.items() if k != "vocoder"}
+    config = {k: v for k, v in loaded.config.to_dict().items() if k != "vocoder"}
     (run / "config.json").write_text(json.dumps(config))
     torch.save({"model": loaded.model.state_dict(), "step": 7}, run / "checkpoint.pt")
     out = tmp_path / "model"

@@ -197,7 +197,7 @@ class Engine:
     def _advance(self, s: StreamState, sem_probs: list[float], codes, feats) -> StepOutput:
         gs = self.settings.guidance
         n_classes = self.cfg.semantic_classes
-        ok = allowed_moves(s.position, s.n_tokens, s.closed, n_classes, gs)
+        ok = allowed_moves(s.position, s.n_tokens, n_classes, gs)
         probs = guide(sem_probs, ok, gs.strength)
         if self.settings.semantic_temperature > 0:
             p = torch.tensor(probs).pow(1.0 / self.settings.semantic_temperature)

@@ -19,16 +19,17 @@ class GuidanceSettings:
     max_stall: int = 20
 
 
-def allowed_moves(position: int, n_tokens: int, closed: bool, n_classes: int, s: GuidanceSettings) -> list[bool]:
-    """Which progress classes are possible for one stream. (Plain Python: five numbers per
-    stream per step cost far less than the tensor operations they would take.)"""
+def allowed_moves(position: int, n_tokens: int, n_classes: int, s: GuidanceSettings) -> list[bool]:
+    """Which progress classes are possible for one stream: moves that stay on the text, and STOP
+    within ``stop_margin`` tokens of its end. The same whether more text may come or not: on a
+    stream still open, STOP pauses it until text is appended (``Engine._advance``). (Plain
+    Python: five numbers per stream per step cost far less than the tensor operations they
+    would take.)"""
     stop = n_classes - 1
     ok = [False] * n_classes
     for move in range(min(stop, s.max_move + 1)):
         ok[move] = position + move <= n_tokens - 1
     ok[stop] = position >= n_tokens - 1 - s.stop_margin
-    if not closed and position < n_tokens - 1 - s.stop_margin:
-        ok[stop] = False
     return ok
 
 

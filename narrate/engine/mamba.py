@@ -5,7 +5,6 @@ Three ways to run it, all from an explicit state (conv window + SSM state):
   forward(x, state)  a chunk of T steps (training, and prefill on top of a carried state)
   step(x, state)     one step (decoding)
   reference_forward  the slow, obviously-correct loop the other two are tested against
-On CUDA with mamba-ssm installed, ``forward`` without a state uses its fused kernel.
 """
 
 from __future__ import annotations
@@ -16,12 +15,6 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-
-try:  # optional fused CUDA kernels (the `cuda` extra); never present on CPU machines
-    from mamba_ssm.ops.selective_scan_interface import mamba_inner_fn as _mamba_inner_fn
-except Exception:  # ImportError, or its CUDA extension failing to load
-    _mamba_inner_fn = None
-
 
 @dataclass
 class MambaState:
@@ -121,16 +114,3 @@ class Mamba(nn.Module):
             h = torch.exp(dt[:, t, :, None] * A) * h + dt[:, t, :, None] * Bm[:, t, None, :] * xc[:, t, :, None]
             y[:, t] = torch.einsum("bds,bs->bd", h, Cm[:, t]) + self.D * xc[:, t]
         return self.out_proj(y * F.silu(z))
-
-    def fused_forward(self, x: torch.Tensor) -> torch.Tensor:
-        """mamba-ssm's fused CUDA kernel (training on GPUs); same weights, same result."""
-        if _mamba_inner_fn is None or not x.is_cuda:
-            raise RuntimeError("fused Mamba kernels need mamba-ssm and a CUDA tensor")
-        xz = self.in_proj(x).transpose(1, 2)
-        return _mamba_inner_fn(xz, self.conv1d.weight, self.conv1d.bias, self.x_proj.weight, self.dt_proj.weight,
-                               self.out_proj.weight, self.out_proj.bias, -torch.exp(self.A_log.float()), None, None,
-                               self.D.float(), delta_bias=self.dt_proj.bias.float(), delta_softplus=True)
-
-
-def fused_available() -> bool:
-    return _mamba_inner_fn is not None and torch.cuda.is_available()

@@ -20,9 +20,11 @@
 Each computes a row from that row alone, in one order whatever the number of rows, so a
 stream's output does not depend on its batch.
 
-``make setup`` runs ``python -m narrate.kernels`` (torch's extension builder, g++, ~30 s). At
-run time the library is only loaded, never built: where it is missing, or the CPU lacks
-AVX2/FMA, decoding and vocoding run torch's operations instead.
+``make setup`` runs ``python -m narrate.kernels`` (torch's extension builder, g++, ninja), which
+builds the library into the user's cache (``$XDG_CACHE_HOME/narrate/kernels``, default
+``~/.cache/narrate/kernels``; ``NARRATE_KERNEL_DIR`` overrides). At run time the library is only
+loaded, never built: where the CPU lacks AVX2/FMA, or the library is missing (then narrate says
+so once, on stderr), decoding and vocoding run torch's operations instead.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import sys
 from pathlib import Path
 
 import torch
@@ -44,12 +47,18 @@ def cpu_supported() -> bool:
     return torch.backends.cpu.get_cpu_capability() in ("AVX2", "AVX512")
 
 
+def cache_home() -> Path:
+    """The user's cache folder (XDG base directories: ``$XDG_CACHE_HOME`` if set and absolute)."""
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    return Path(xdg) if os.path.isabs(xdg) else Path.home() / ".cache"
+
+
 def build_dir() -> Path:
     """Per torch version and source text, so a changed source is never run from an old build."""
     h = hashlib.sha256()
     for s in SOURCES:
         h.update(s.read_bytes())
-    root = Path(os.environ.get("NARRATE_KERNEL_DIR") or Path.home() / ".cache" / "narrate" / "kernels")
+    root = Path(os.environ.get("NARRATE_KERNEL_DIR") or cache_home() / "narrate" / "kernels")
     return root / f"torch{torch.__version__.replace('+', '-')}-{h.hexdigest()[:12]}"
 
 
@@ -86,7 +95,11 @@ def unpanel(p: torch.Tensor, out: int) -> torch.Tensor:
 def available() -> bool:
     """Whether the library is loaded and right: its int8 linear checked against fp32 here (the
     tests hold every operation to its torch reference)."""
-    if not cpu_supported() or not library().exists():
+    if not cpu_supported():
+        return False
+    if not library().exists():
+        print("narrate: our CPU kernels are not built (python -m narrate.kernels builds them); "
+              "torch's operations are used", file=sys.stderr)
         return False
     try:
         torch.ops.load_library(str(library()))

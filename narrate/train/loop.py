@@ -162,7 +162,7 @@ def initial_weights(init: str) -> tuple[dict, dict]:
     from narrate.hub import from_pretrained
 
     loaded = from_pretrained(init)
-    return loaded.config["model"], loaded.model.state_dict()
+    return loaded.config.model.to_dict(), loaded.model.state_dict()
 
 
 def transfer_codec(state: dict, books: torch.Tensor, mcfg: ModelConfig) -> dict:
