@@ -91,6 +91,8 @@ class LoudnessMeter:
 
     def weight(self, x: np.ndarray) -> np.ndarray:
         """``x`` K-weighted (the filters' state carried on)."""
+        if len(x) == 0:  # (scipy's lfilter would return an uninitialized state)
+            return np.zeros(0)
         y = np.clip(np.nan_to_num(x.astype(np.float64), nan=0.0, posinf=_LIMIT, neginf=-_LIMIT), -_LIMIT, _LIMIT)
         for i, (b, a) in enumerate(self.filters):
             y, self.states[i] = lfilter(b, a, y, zi=self.states[i])
@@ -197,6 +199,13 @@ class Normalizer:
     def flush(self) -> np.ndarray:
         """All held samples out (the stream pauses or ends)."""
         return self._guard(np.zeros(0, np.float32), final=True)
+
+    def level(self, x: np.ndarray, sentence_end: bool) -> np.ndarray:
+        """A narrated chunk's samples in, the samples now final out: all of them at a sentence's
+        end. The output depends on where the chunks end, so a narration levelled later (the
+        assembly of ``narrate batch --ray``) replays the same chunks."""
+        out = self.process(x)
+        return np.concatenate([out, self.flush()]) if sentence_end else out
 
     def _apply_gain(self, x: np.ndarray) -> np.ndarray:
         """x times the gain, which moves to the value the measurement so far asks for over the
