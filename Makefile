@@ -7,7 +7,7 @@ KERNEL  := $(VENV)/.kernel
 APT     := ffmpeg espeak-ng flite sox fortunes ninja-build festival festvox-us-slt-hts festvox-kdlpc16k
 QUICK   ?=
 
-.PHONY: demo test bench setup system clean
+.PHONY: demo test lint bench setup system clean
 
 # Debian packages (ffmpeg for m4b/mp3, sox for voice variants, espeak-ng/flite/festival voices for the corpus and the bench's prompts,
 # fortunes for corpus text, ninja for building our int8 kernel).
@@ -43,7 +43,11 @@ demo: $(STAMP) $(KERNEL)
 	$(BIN)/narrate examples/lighthouse.md -o examples/out/lighthouse.wav --force
 	@echo "wrote examples/out/lighthouse.wav"
 
-test: $(STAMP) $(KERNEL)
+# ruff with the rules in pyproject.toml ([tool.ruff]); the test command runs it first
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+test: lint $(KERNEL)
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP) $(KERNEL)

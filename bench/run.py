@@ -326,7 +326,8 @@ def machine() -> dict:
     except OSError:
         pass
     try:
-        kb = next(int(l.split()[1]) for l in Path("/proc/meminfo").read_text().splitlines() if l.startswith("MemTotal"))
+        kb = next(int(line.split()[1]) for line in Path("/proc/meminfo").read_text().splitlines()
+                  if line.startswith("MemTotal"))
         ram = kb / 2**20
     except (OSError, StopIteration):
         ram = math.nan
@@ -358,7 +359,7 @@ def git_state() -> str:
         return subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True)
 
     head = git("rev-parse", "HEAD")
-    dirty = len([l for l in git("status", "--porcelain").stdout.splitlines() if l.strip()])
+    dirty = len([line for line in git("status", "--porcelain").stdout.splitlines() if line.strip()])
     state = head.stdout.strip() if head.returncode == 0 else "no commit yet"
     return f"{state} ({dirty} uncommitted/untracked paths in the working tree)" if dirty else state
 

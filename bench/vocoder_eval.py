@@ -137,7 +137,7 @@ def main() -> None:
             "neural, one pass": rtf(student.vocode, mel),
             "hifigan": rtf(teacher.vocode, mel, repeats=1),
         }
-    print(f"| system | P.808 | SIG | BAK | OVRL | WER |\n|---|---|---|---|---|---|")
+    print("| system | P.808 | SIG | BAK | OVRL | WER |\n|---|---|---|---|---|---|")
     for s in [s for s in systems if s in results]:
         r = results[s]
         print(f"| {s} | {r['p808']:.2f} | {r['sig']:.2f} | {r['bak']:.2f} | {r['ovrl']:.2f} | {r['wer']:.3f} |")

@@ -412,7 +412,7 @@ class _Driver:
         """A worker died (or its node did): its unfinished chapters go back in the queue."""
         _kill(self.ray, call.worker)  # if only unreachable, it must not go on writing
         self.workers -= 1
-        for key, (samples, sentences) in call.reported.items():
+        for samples, sentences in call.reported.values():
             self.progress.audio(-samples, -sentences)  # they are narrated again
         self.queue[:0] = call.tasks.values()
         self.progress.workers(self.workers)

@@ -24,7 +24,7 @@ import logging
 import re
 import warnings
 
-from narrate.document import (BookInfo, Chapter, Document, _document_from_items, _epub_chapter, _fold,
+from narrate.document import (BookInfo, Document, _document_from_items, _epub_chapter, _fold,
                               _text_items)
 from narrate.errors import InputError
 

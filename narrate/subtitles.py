@@ -146,7 +146,7 @@ class SubtitleFile:
             except (OSError, UnicodeDecodeError) as e:
                 raise OutputError(f"cannot read the subtitles {path} to resume them: {e}") from None
             limit = round(resume_at * 1000)
-            for number, start, end, text in read_cues(old):
+            for _number, start, end, text in read_cues(old):
                 if round(end * 1000) > limit:
                     break
                 self.count += 1

@@ -3,11 +3,9 @@ window, guidance, batching, sampling reproducibility."""
 
 from __future__ import annotations
 
-import copy
 import gc
 import resource
 
-import numpy as np
 import pytest
 import torch
 

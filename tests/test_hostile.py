@@ -20,7 +20,7 @@ from narrate import hub
 from narrate.audio.lock import lock_path
 from narrate.audio.resume import record_path
 from narrate.audio.sinks import open_sink
-from narrate.errors import ModelError, NarrateError, OutputError
+from narrate.errors import ModelError, OutputError
 from narrate.pipeline import Job, make_plan, plan_output, run
 from narrate.progress import Progress
 

@@ -107,7 +107,9 @@ def test_lossy_formats_are_readable_and_keep_the_sound(tmp_path, fmt):
     data, rate = sf.read(tmp_path / f"b.{fmt}", dtype="float32")
     assert rate == SR
     assert abs(data.size - audio.size) <= 4096  # codec padding at most
-    rms = lambda x: float(np.sqrt(np.mean(x ** 2)))
+    def rms(x):
+        return float(np.sqrt(np.mean(x ** 2)))
+
     assert rms(data) == pytest.approx(rms(audio), rel=0.1)
 
 

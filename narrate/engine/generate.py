@@ -162,7 +162,7 @@ class Engine:
         dec, cond = batch.decoder, batch.cond
         # (the step writes the new decoder state into batch.decoder, whose rows are the streams')
         sem, codes, feats = self._step(torch.stack(bands), torch.stack(valids), cond.input_bias, cond.speaker_kv,
-                                       dec.prev_feats, [l.conv for l in dec.layers], [l.ssm for l in dec.layers],
+                                       dec.prev_feats, [layer.conv for layer in dec.layers], [layer.ssm for layer in dec.layers],
                                        self._draws(states))
         sem = sem.tolist()  # [B][classes]: guidance is plain Python
         return [self._advance(s, sem[b], codes[b], feats[b]) for b, s in enumerate(states)]

@@ -51,7 +51,7 @@ class Phonemizer:
         out: list[str] = []
         with _LOCK:
             phonemizer = EspeakPhonemizer(ESPEAK_DATA_DIR)
-            for i, part in enumerate(re.split("(" + PHONEME_BLOCK + ")", text)):
+            for part in re.split("(" + PHONEME_BLOCK + ")", text):
                 if part.startswith("[["):
                     if out and out[-1] != " ":
                         out.append(" ")

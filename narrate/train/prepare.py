@@ -15,17 +15,13 @@ so one model trains on all of them together (`narrate train --corpus A --corpus 
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
-import subprocess
-import tempfile
 from dataclasses import dataclass
 from multiprocessing import Pool
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 import torch
 
 from narrate.errors import NarrateError

@@ -92,7 +92,7 @@ def _fortune_sentences() -> list[str]:
 
 def heldout_texts() -> list[str]:
     """The held-out sentences: never in any training corpus, read by the benchmark."""
-    return [l.strip() for l in (DATA / "heldout.txt").read_text(encoding="utf-8").splitlines() if l.strip()]
+    return [line.strip() for line in (DATA / "heldout.txt").read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def corpus_texts(n_train: int = 1900, n_heldout: int = 100, seed: int = 0,
@@ -100,7 +100,8 @@ def corpus_texts(n_train: int = 1900, n_heldout: int = 100, seed: int = 0,
     """(train, heldout): the first ``n_train`` pool sentences not in ``exclude`` nor held out,
     and the first ``n_heldout`` held-out sentences."""
     prose_file = DATA / "prose.txt"
-    prose = [l.strip() for l in prose_file.read_text(encoding="utf-8").splitlines() if l.strip()] if prose_file.exists() else []
+    prose = ([line.strip() for line in prose_file.read_text(encoding="utf-8").splitlines() if line.strip()]
+             if prose_file.exists() else [])
     heldout = heldout_texts()
     skip = set(heldout) | set(exclude)
     docs = _docstring_sentences()
