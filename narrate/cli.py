@@ -135,6 +135,11 @@ Chapters = Annotated[Optional[str], typer.Option(
     help="Read only these chapters, numbered as 'narrate chapters' lists them: e.g. 3-5,8 or 7-.")]
 Footnotes = Annotated[bool, typer.Option(
     "--footnotes", help="Read the footnotes of an EPUB or HTML file where they stand (default: left out).")]
+FrontMatter = Annotated[bool, typer.Option(
+    "--front-matter",
+    help="Also read front and back matter: cover and title pages, copyright, contents, dedication, "
+         "'Also by', acknowledgements, index, bibliography, notes (default: skipped; 'narrate "
+         "chapters' shows which).")]
 Subtitles = Annotated[Optional[SubtitleFormat], typer.Option(
     "--subtitles", show_default=False,
     help="Also write subtitles timed to the audio: srt or vtt, a file beside the output (beside "
@@ -199,6 +204,7 @@ def speak(
     cover: Cover = None,
     chapters: Chapters = None,
     footnotes: Footnotes = False,
+    front_matter: FrontMatter = False,
     subtitles: Subtitles = None,
     quiet_time: Annotated[float, typer.Option(
         "--quiet-time", min=0.05,
@@ -217,12 +223,13 @@ def speak(
         level = loudness if normalize else None
         subs = subtitles.value if subtitles else None
         book = {"titles": titles, "loudness": level, "chapters": chapters, "footnotes": footnotes,
-                **({"subtitles": subs} if subs else {})}  # (records of runs without them still match)
+                **({"subtitles": subs} if subs else {}),  # (records of runs without them still match)
+                **({"front_matter": True} if front_matter else {})}
         tags = {"title": title, "author": author, "cover": _cover(cover)}
         job = Job(input, output, fmt.value if fmt else None, split.value if split else None,
                   resume=resume, force=force, quiet_time=quiet_time, lexicon=lex,
                   paragraph_pause=paragraph_pause, chapter_pause=chapter_pause, titles=titles, loudness=level, **tags,
-                  chapters=chapters, footnotes=footnotes, subtitles=subs,
+                  chapters=chapters, footnotes=footnotes, subtitles=subs, front_matter=front_matter,
                   settings={**_run_settings(model, revision, voice, speed, seed, temperature, lexicon_id, pauses,
                                             vocoder.value), **book})
         plan = make_plan(job, stdout_is_tty=_isatty(sys.stdout))
@@ -327,13 +334,15 @@ def batch(
 
 @app.command("chapters")
 def list_chapters(
-    input: Annotated[Path, typer.Argument(show_default=False, help="The book: .txt, .md, .html or .epub.")],
+    input: Annotated[Path, typer.Argument(show_default=False, help="The book: .txt, .md, .html, .epub or .pdf.")],
     titles: Titles = True,
     footnotes: Footnotes = False,
+    front_matter: FrontMatter = False,
     speed: Speed = 1.0,
 ) -> None:
-    """List a book's chapters as narrate reads them (number, title, words, estimated duration);
-    renders nothing. Choose some with: narrate BOOK --chapters 3-5,8."""
+    """List a book's chapters as narrate reads them (number, title, words, estimated duration),
+    front and back matter marked as skipped; renders nothing. Choose some with: narrate BOOK
+    --chapters 3-5,8 (a skipped one is read when named)."""
     from narrate.document import load_document
     from narrate.pipeline import Job, book_chapters
 
@@ -344,11 +353,14 @@ def list_chapters(
     table.add_column("words", justify="right")
     table.add_column("duration", justify="right")
     total = 0
-    for i, (name, sents) in enumerate(chapters, 1):
+    skipping = not front_matter and not all(matter for _, _, matter in chapters)  # (as read_chapters)
+    for i, (name, sents, matter) in enumerate(chapters, 1):
         words = sum(len(s.text.split()) for s in sents)
-        total += words
-        table.add_row(str(i), escape(name), str(words), _duration(words / (WORDS_PER_SECOND * speed)))
-    table.add_row("", "all", str(total), _duration(total / (WORDS_PER_SECOND * speed)))
+        skipped = bool(matter) and skipping
+        total += 0 if skipped else words
+        shown = escape(name) + (f" [dim](skipped: {escape(matter)})[/]" if skipped else "")
+        table.add_row(str(i), shown, str(words), _duration(words / (WORDS_PER_SECOND * speed)))
+    table.add_row("", "all read", str(total), _duration(total / (WORDS_PER_SECOND * speed)))
     _out().print(table)
 
 

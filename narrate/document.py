@@ -25,6 +25,7 @@ from narrate.text.normalize import roman_to_int
 class Chapter:
     title: str  # "" if none
     text: str  # raw text of the chapter body (heading excluded)
+    matter: str = ""  # front or back matter the book marks it as ("copyright", ...; narrate.matter)
 
 
 @dataclass
@@ -614,7 +615,9 @@ def _load_epub(raw: bytes, shown: str, stem: str, footnotes: bool = False) -> Do
         html = content if isinstance(content, str) else content.decode("utf-8", errors="replace")
         spine.append((item.get_name(), html))
 
-    chapters = _epub_chapters(spine, list(_flatten_toc(book.toc)), footnotes)
+    from narrate.matter import epub_matter
+
+    chapters = _epub_chapters(spine, list(_flatten_toc(book.toc)), footnotes, epub_matter(book, spine))
     if not chapters:
         raise InputError(f"'{shown}' has no readable text")
     meta = book.get_metadata("DC", "title")
@@ -666,8 +669,9 @@ def _flatten_toc(toc) -> Iterator[tuple[str, str]]:
 
 
 def _epub_chapters(spine: list[tuple[str, str]], toc: list[tuple[str, str]],
-                   footnotes: bool = False) -> list[Chapter]:
-    """Chapters from TOC entries: each runs from its (file, anchor) to the next entry's.
+                   footnotes: bool = False, matter: dict[str, str] | None = None) -> list[Chapter]:
+    """Chapters from TOC entries: each runs from its (file, anchor) to the next entry's; a
+    chapter starting in a file ``matter`` names is that front or back matter.
 
     Spine documents before the first TOC entry (cover, title page, copyright) are not read.
     Without a usable TOC, each spine document with text is a chapter named by its first heading.
@@ -688,10 +692,11 @@ def _epub_chapters(spine: list[tuple[str, str]], toc: list[tuple[str, str]],
 
     if not starts:
         chapters = []
-        for parser in parsed:
+        for (name, _), parser in zip(spine, parsed):
             headings = [t for k, t in parser.blocks if k == "heading"]
             chapter = _epub_chapter(headings[0] if headings else "", parser.blocks)
             if chapter:
+                chapter.matter = (matter or {}).get(name, "")
                 chapters.append(chapter)
         return chapters
 
@@ -710,6 +715,7 @@ def _epub_chapters(spine: list[tuple[str, str]], toc: list[tuple[str, str]],
         blocks = [block for key, block in flat if start <= key < end]
         chapter = _epub_chapter(title, blocks)
         if chapter:
+            chapter.matter = (matter or {}).get(names[start[0]], "")
             chapters.append(chapter)
     return chapters
 

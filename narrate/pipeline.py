@@ -29,6 +29,7 @@ from narrate.audio.sinks import ChapterFiles, Sink, format_for, open_sink
 from narrate.audio.tags import Tags, write_tags
 from narrate.document import Document, load_document
 from narrate.errors import InputError, ModelError, OutputError
+from narrate.matter import matter_by_title
 from narrate.pauses import CHAPTER_PAUSE, PARAGRAPH_PAUSE, Sentence
 from narrate.progress import Progress
 from narrate.subtitles import SentenceTimes, SubtitleFile, subtitle_path
@@ -88,6 +89,7 @@ class Job:
     cover: bytes | None = None
     footnotes: bool = False  # read EPUB/HTML footnotes (marked as such) where they stand
     chapters: str | None = None  # which chapters to read, e.g. "3-5,8" (numbers as narrate chapters lists them)
+    front_matter: bool = False  # also read front and back matter (copyright, contents, index...: narrate.matter)
     subtitles: str | None = None  # "srt" or "vtt": cues in a file beside each audio file (narrate.subtitles)
     settings: dict = field(default_factory=dict)  # what a resumed run must share with the first
 
@@ -200,9 +202,12 @@ def read_chapters(job: Job, one_file: bool = True) -> tuple[Document, list[tuple
     if why:
         sys.stderr.write(f"narrate: warning: '{job.input}' does not look like English ({why}); "
                          f"the model reads every text as English\n")
-    chapters = book_chapters(document, job)
-    if job.chapters:
-        chapters = [chapters[i - 1] for i in chapter_selection(job.chapters, len(chapters))]
+    listed = book_chapters(document, job)
+    if job.chapters:  # (front or back matter too, when named)
+        chosen = [listed[i - 1] for i in chapter_selection(job.chapters, len(listed))]
+    else:  # (a book of nothing but matter is read whole)
+        chosen = [c for c in listed if job.front_matter or not c[2]] or listed
+    chapters = [(name, sents) for name, sents, _ in chosen]
     _chapter_ends(chapters, job.chapter_pause if one_file else None)
     try:
         sha = sha256_file(job.input)
@@ -211,18 +216,18 @@ def read_chapters(job: Job, one_file: bool = True) -> tuple[Document, list[tuple
     return document, chapters, sha
 
 
-def book_chapters(document: Document, job: Job) -> list[tuple[str, list[Sentence]]]:
-    """The document's chapters as they are read: (name, sentences; the spoken title first),
-    chapters without words left out; numbered from 1 in this order by ``narrate chapters``."""
-    chapters = [(c.title, list(spoken(c.text, MAX_CHARS, job.lexicon, job.paragraph_pause)))
-                for c in document.chapters]
-    chapters = [(title, sents) for title, sents in chapters if sents]
+def book_chapters(document: Document, job: Job) -> list[tuple[str, list[Sentence], str]]:
+    """The document's chapters as they are read: (name, sentences; the spoken title first, what
+    it is if front or back matter, else ""), chapters without words left out; numbered from 1
+    in this order by ``narrate chapters``."""
+    chapters = [(c.title, list(spoken(c.text, MAX_CHARS, job.lexicon, job.paragraph_pause)),
+                 c.matter or matter_by_title(c.title)) for c in document.chapters]
+    chapters = [c for c in chapters if c[1]]
     if not chapters:
         raise InputError(f"'{job.input}' has nothing to read aloud (no words in it)")
-    names = chapter_names([title for title, _ in chapters], document.title)
-    if job.titles:
-        chapters = [(title, _spoken_title(title, job) + sents) for title, sents in chapters]
-    return [(name, sents) for name, (_, sents) in zip(names, chapters)]
+    names = chapter_names([title for title, _, _ in chapters], document.title)
+    return [(name, (_spoken_title(title, job) if job.titles else []) + sents, matter)
+            for name, (title, sents, matter) in zip(names, chapters)]
 
 
 def chapter_selection(text: str, count: int) -> list[int]:
