@@ -3,8 +3,8 @@
 HF_HUB_OFFLINE, revisions).
 
 A model folder holds config.json (``narrate.model_folder.ModelFolderConfig``: model, codec,
-text, default voice, speed range; checked once, here) and model.safetensors (the model's tensors; the codec's under the prefix "codec."). A folder may
-also hold vocoder.safetensors, the neural vocoder's weights, described by the config's
+text, default voice, speed range; checked once, here) and model.safetensors (the model's
+tensors; the codec's under the prefix "codec."). A folder may also hold vocoder.safetensors, the neural vocoder's weights, described by the config's
 "vocoder" section (``narrate.codec.vocos.VocoderConfig``); without it, Griffin-Lim vocodes.
 """
 

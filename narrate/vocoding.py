@@ -2,8 +2,8 @@
 
 Decoding is a chain of small torch operations on one core; vocoding (Griffin-Lim) is a few
 large ones. On the second core they overlap. A thread would share the interpreter lock, and
-handing it back and forth on every small operation slowed decoding by ~40% here; a forked child
-process shares nothing but a pipe. Jobs run in the order they are sent, so each stream's audio
+handing it back and forth on every small operation slows decoding badly (docs/performance.md);
+a forked child process shares nothing but a pipe. Jobs run in the order they are sent, so each stream's audio
 stays in order; a bounded number in flight keeps memory flat. ``Vocoding(process=False)`` runs
 the same jobs inline: the reference, with the same samples.
 

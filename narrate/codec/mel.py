@@ -19,7 +19,7 @@ class MelConfig:
     n_mels: int = 80
     fmin: float = 0.0
     fmax: float = 8000.0
-    gl_iters: int = 16  # fast Griffin-Lim converges early: 16 and 32 gave the same WER (bench notes)
+    gl_iters: int = 16  # fast Griffin-Lim converges early: more iterations did not lower the WER
 
 
 def _hz_to_mel(f: np.ndarray) -> np.ndarray:
@@ -37,8 +37,8 @@ def _mel_to_hz(m: np.ndarray) -> np.ndarray:
 def mel_filterbank(cfg: MelConfig) -> np.ndarray:
     """[n_mels, n_fft // 2 + 1] float32: triangles evenly spaced on Slaney's mel scale, each
     normalized to unit area (Slaney), what ``librosa.filters.mel`` gives with its defaults (the
-    tests hold it to that). Made here because importing librosa (and scipy.signal with it) took
-    ~2 s of every start on this machine, for one matrix."""
+    tests hold it to that). Made here because importing librosa (and scipy.signal with it) costs
+    seconds at every start, for one matrix (docs/performance.md)."""
     freqs = np.linspace(0.0, cfg.sample_rate / 2, 1 + cfg.n_fft // 2)
     fmax = cfg.sample_rate / 2 if cfg.fmax is None else cfg.fmax
     edges = _mel_to_hz(np.linspace(_hz_to_mel(cfg.fmin), _hz_to_mel(fmax), cfg.n_mels + 2))
@@ -76,7 +76,7 @@ class MelSpec:
 
     def magnitudes(self, logmel: torch.Tensor) -> torch.Tensor:
         """[T, M] log-mel -> [F, T] linear magnitudes (pseudo-inverse, then NNLS-style updates).
-        ``reference_magnitudes`` with sparse filterbank products: ~4x faster on a streaming block;
+        ``reference_magnitudes`` with sparse filterbank products, faster on a streaming block;
         where our kernels are built, one operation of ours (``mel_magnitudes.cpp``)."""
         if self.kernel and self.fb.dtype == torch.float32:
             return torch.ops.narrate.mel_magnitudes(logmel.float(), self.fb, self.fb_pinv, 4)
@@ -130,7 +130,7 @@ class MelSpec:
         as the last block's result left it: no angle, cosine and sine per block; the other frames
         start at phase 0). With ``fixed_spec``, mag's first ``fixed`` columns are its magnitudes.
         Returns the complex spectrum [F, T]. Same as ``reference_griffin_lim`` up to float rounding,
-        2-3x faster on streaming's small blocks: frame-major [T, F] so the FFTs run over contiguous
+        faster on streaming's small blocks: frame-major [T, F] so the FFTs run over contiguous
         rows, an own STFT pair (strided overlap-add, no torch.istft window checks per call), and the
         fixed frames' inverse FFT done once, their forward FFT not at all (its phase is dropped).
         In float32, where our kernels are built, the iterations run as one operation of ours
@@ -234,7 +234,7 @@ class StreamingVocoder:
     not emitted yet (their overlap-add is incomplete) and are re-estimated with the next block.
     The first block after the start or a flush is ``first_block`` frames, so audio starts soon;
     later ones are ``block`` frames, where the frames inverted twice (context, hold) are a
-    smaller share (48 instead of 24: 26% less vocoding per second of audio here).
+    smaller share (less vocoding per second of audio: docs/performance.md).
     """
 
     def __init__(self, mel: MelSpec, block: int = 48, context: int = 8, hold: int = 3, first_block: int = 24):

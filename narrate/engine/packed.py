@@ -9,8 +9,8 @@ for the engine:
   - Mamba layers step with fewer, fused operations (ours where built) and their decay
     ``-exp(A_log)`` computed once (``SteppingMamba``).
 The text encoder and the conditioning layers run once per chunk or stream and stay as they are.
-(In bf16 the encoder ran 2.3x faster here, but oneDNN keeps state for every input length it
-sees: the process grew from 460 to 1215 MB over 200 sentence lengths, against 550 in fp32.)
+(Not in bf16, though faster: oneDNN keeps state for every input length it sees, so the
+process grows with every new sentence length; docs/performance.md.)
 Training and the reference path (``NarrateModel.step``, ``Mamba.step``) use the fp32 modules;
 the tests hold the copy to them.
 """
@@ -41,14 +41,12 @@ class PackedLinear(nn.Module):
     weight-only int8 kernel on bf16 activations (weights [out, in]). Both give each stream the
     same result whatever its batch.
 
-    Tried and left (decoder steps of 1 and 8 streams, on the earlier AVX-512 machine):
-      - bf16 weights, twice the bytes: 8 streams 5.5 instead of 4.7 ms;
-      - fbgemm's dynamic int8 linear: 12% faster for 8 streams, 15% slower for one, and it
-        quantizes the whole batch's activations together, so a stream's output would depend on
-        the streams beside it;
-      - int8 x int8 (``torch._int_mm``) with each row quantized on its own: 2-3x faster for the
-        large layers in a loop of their own, but in the step slower (2.15 vs 1.97 ms; 4.81 vs
-        4.67 ms)."""
+    Left aside (measured in docs/performance.md):
+      - bf16 weights: twice the bytes, and slower;
+      - fbgemm's dynamic int8 linear: it quantizes the whole batch's activations together, so a
+        stream's output would depend on the streams beside it;
+      - int8 x int8 (``torch._int_mm``) with each row quantized on its own: faster for a large
+        layer alone, but slower within the step."""
 
     def __init__(self, linear: nn.Linear, kernel: bool | None = None):
         super().__init__()
@@ -120,8 +118,8 @@ def _pack_linears(module: nn.Module, packed: bool) -> None:
 class SteppingMamba(nn.Module):
     """A Mamba layer that only steps: ``Mamba.step`` with fewer operations (the same result up
     to float rounding). Its state is laid out transposed: conv [B, d_conv - 1, d_inner], ssm
-    [B, d_state, d_inner], so the step's products and sums run along the long d_inner axis (8
-    streams: 39 instead of 60 us per layer for the state update here); ``reference_layout``
+    [B, d_state, d_inner], so the step's products and sums run along the long, contiguous d_inner
+    axis (faster: docs/performance.md); ``reference_layout``
     gives ``Mamba``'s. Where our kernels are built (``kernels``) the convolution and the scan
     each run as one operation of ours (``mamba_step.cpp``); ``ops_step``, torch's operations,
     is the fallback and their reference."""
@@ -136,7 +134,7 @@ class SteppingMamba(nn.Module):
         self.out_proj = _linear(m.out_proj, packed)
         self.register_buffer("conv_weight", m.conv1d.weight.detach()[:, 0].t().contiguous())  # [d_conv, d_inner]
         self.register_buffer("conv_bias", m.conv1d.bias.detach().clone())
-        # the decay exp(dt * A) as exp2(dt * A * log2(e)): torch's exp2 is ~4x faster than exp here
+        # the decay exp(dt * A) as exp2(dt * A * log2(e)): torch's exp2 is the faster of the two on CPU
         A = -torch.exp(m.A_log.detach().float())  # [d_inner, d_state]
         self.register_buffer("A2", (A * math.log2(math.e)).t().contiguous())  # [d_state, d_inner]
         self.register_buffer("D", m.D.detach().clone())

@@ -2,12 +2,11 @@
 recorded as a TorchScript graph.
 
 At batch 1 a step is hundreds of small tensor operations, and on a CPU much of its time goes to
-Python calling them one by one (here: ~20 us per Mamba layer operation, mostly dispatch). The
-step has no data-dependent control flow, so ``StepGraphs`` records ``StepFunction`` once per
-batch size with ``torch.jit.trace`` and replays the recorded operations without Python: the
-same operations in the same order, so the same result to the last bit (the tests hold it), in
-about half the time (a whole step on an AMD EPYC core: batch 1 4.4 -> 2.2 ms, 8 streams
-11.8 -> 7.3 ms; recording one costs 0.06-0.1 s, once per batch size).
+Python calling them one by one (mostly dispatch). The step has no data-dependent control
+flow, so ``StepGraphs`` records ``StepFunction`` once per batch size with ``torch.jit.trace`` and
+replays the recorded operations without Python: the same operations in the same order, so the
+same result to the last bit (the tests hold it), in about half the time; recording costs a
+fraction of a second, once per batch size (figures: docs/performance.md).
 ``StepFunction`` run directly is the reference, and the fallback where tracing is missing
 (torch marks ``torch.jit.trace`` deprecated from 2.x; it runs in 2.13).
 
@@ -73,9 +72,9 @@ class StepFunction(nn.Module):
     def mix(self, probs: torch.Tensor, books: torch.Tensor) -> torch.Tensor:
         """probs [B, r, n] @ books [n, F], each stream's rows on their own, not one product over
         the batch: a matmul's rounding depends on its number of rows, so a stream's features (fed
-        back next step) would depend on its batch. Ours where built (4 streams: 215 -> ~60 us
-        for the larger group here), else a bmm, a product per stream (not einsum, which copies
-        the codebooks on every call)."""
+        back next step) would depend on its batch. Ours where built (several times faster: see
+        docs/performance.md), else a bmm, a product per stream (not einsum, which copies the
+        codebooks on every call)."""
         if self.kernel:
             return torch.ops.narrate.rowwise_mm(probs.reshape(-1, probs.shape[-1]), books).view(*probs.shape[:-1], -1)
         return torch.bmm(probs, books.expand(len(probs), -1, -1))
@@ -112,5 +111,5 @@ class StepGraphs:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # its deprecation notice, and notes on shapes it fixes
             # a function, not the module: one flat graph, the weights its constants (a traced module
-            # keeps a method call per submodule, 6500 calls and ~0.8 ms per step here)
+            # keeps a method call per submodule, thousands per step)
             return torch.jit.trace(lambda *x: self.fn(*x), copies, check_trace=False)

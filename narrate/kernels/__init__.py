@@ -1,24 +1,21 @@
 """Our CPU kernels for decoding and vocoding, built once at install, loaded if built:
   - ``int8_linear.cpp``: int8-weight linear layers (``PackedLinear``). A decoder step multiplies
-    a few rows (one per stream) by int8 weights; torch's ``_weight_int8pack_mm`` did that 2-4x
-    slower on an AVX2 CPU (AMD EPYC, one row / four: in_proj 65/112 -> 17/31 us, the 4608-row
-    head 160/327 -> 51/150 us). Each row is quantized to int16 on its own and summed in exact
-    integers.
+    a few rows (one per stream) by int8 weights, which torch's ``_weight_int8pack_mm`` does
+    several times slower on an AVX2 CPU. Each row is quantized to int16 on its own and summed in
+    exact integers.
   - ``mamba_step.cpp``: a Mamba layer's convolution and selective-scan step (``SteppingMamba``),
-    two passes instead of ~20 tensor operations (a layer of one stream 380 -> 217 us, four
-    491 -> 254 us, run directly on this AMD EPYC).
+    two passes instead of ~20 tensor operations.
   - ``rowwise_mm.cpp``: a product of a few fp32 rows, each on its own, to mix every stream's
     code vectors by their probabilities (``stepping.StepFunction``), instead of a bmm per stream.
   - ``griffin_lim.cpp``: the vocoder's Griffin-Lim iterations on a streaming block
-    (``codec.mel.MelSpec.griffin_lim``): the work between the FFTs as plain loops (streaming
-    vocoder 7.3 -> 4.5 ms per audio second here).
+    (``codec.mel.MelSpec.griffin_lim``): the work between the FFTs as plain loops.
   - ``mel_magnitudes.cpp``: log-mel -> linear magnitudes for it (``MelSpec.magnitudes``), each
     mel band's run of bins walked directly instead of sparse matrix products.
   - ``band_attention.cpp``: a decoding step's cross-attention over each stream's text band
     (rotated as read) and speaker tokens (``NarrateModel.decode_step``), one operation per layer
     instead of rotating and concatenating every layer's keys and calling torch's attention.
 Each computes a row from that row alone, in one order whatever the number of rows, so a
-stream's output does not depend on its batch.
+stream's output does not depend on its batch. What each gained is in docs/performance.md.
 
 ``make setup`` runs ``python -m narrate.kernels`` (torch's extension builder, g++, ninja), which
 builds the library into the user's cache (``$XDG_CACHE_HOME/narrate/kernels``, default
