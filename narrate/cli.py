@@ -135,6 +135,10 @@ Chapters = Annotated[Optional[str], typer.Option(
     help="Read only these chapters, numbered as 'narrate chapters' lists them: e.g. 3-5,8 or 7-.")]
 Footnotes = Annotated[bool, typer.Option(
     "--footnotes", help="Read the footnotes of an EPUB or HTML file where they stand (default: left out).")]
+DialogueVoice = Annotated[Optional[str], typer.Option(
+    "--dialogue-voice", show_default=False, metavar="VOICE",
+    help="Read quoted speech (\"...\", “...”) in this second voice (a name or a recording, as "
+         "--voice); the narration stays in --voice.")]
 FrontMatter = Annotated[bool, typer.Option(
     "--front-matter",
     help="Also read front and back matter: cover and title pages, copyright, contents, dedication, "
@@ -170,6 +174,7 @@ def speak(
         help="Text to read: a .txt, .md, .html, .epub or .pdf file, or - for standard input (each "
              "sentence is spoken as soon as it is complete).")],
     voice: Voice = None,
+    dialogue_voice: DialogueVoice = None,
     output: Annotated[Optional[str], typer.Option(
         "--output", "-o", show_default=False,
         help="Audio file to write; a folder (ending in / or existing) for one file per chapter; "
@@ -224,18 +229,21 @@ def speak(
         subs = subtitles.value if subtitles else None
         book = {"titles": titles, "loudness": level, "chapters": chapters, "footnotes": footnotes,
                 **({"subtitles": subs} if subs else {}),  # (records of runs without them still match)
-                **({"front_matter": True} if front_matter else {})}
+                **({"front_matter": True} if front_matter else {}),
+                **({"dialogue_voice": _identity(dialogue_voice)} if dialogue_voice else {})}
         tags = {"title": title, "author": author, "cover": _cover(cover)}
         job = Job(input, output, fmt.value if fmt else None, split.value if split else None,
                   resume=resume, force=force, quiet_time=quiet_time, lexicon=lex,
                   paragraph_pause=paragraph_pause, chapter_pause=chapter_pause, titles=titles, loudness=level, **tags,
                   chapters=chapters, footnotes=footnotes, subtitles=subs, front_matter=front_matter,
+                  dialogue=dialogue_voice is not None,
                   settings={**_run_settings(model, revision, voice, speed, seed, temperature, lexicon_id, pauses,
                                             vocoder.value), **book})
         plan = make_plan(job, stdout_is_tty=_isatty(sys.stdout))
         _check_voice(voice, quiet)
+        _check_voice(dialogue_voice, quiet)
         narrator = _narrator(model, voice, revision, speed, seed, temperature, decoder_processes(plan),
-                             sentence_pause, vocoder.value)
+                             sentence_pause, vocoder.value, dialogue_voice)
         where = run(narrator, plan, progress, stdin=sys.stdin)
         stats = progress.end()
         if not quiet:
@@ -625,12 +633,12 @@ def export(
 
 
 def _narrator(model, voice, revision, speed, seed, temperature, decoder_processes=1,
-              sentence_pause=SENTENCE_PAUSE, vocoder="auto"):
+              sentence_pause=SENTENCE_PAUSE, vocoder="auto", dialogue_voice=None):
     from narrate.narrator import NarrateSettings, Narrator
 
     settings = NarrateSettings(speed=speed, seed=seed, temperature=temperature, decoder_processes=decoder_processes,
                                sentence_pause=sentence_pause, vocoder=vocoder)
-    return Narrator.load(model, voice, settings, revision=revision)
+    return Narrator.load(model, voice, settings, revision=revision, dialogue_voice=dialogue_voice)
 
 
 def _cover(path: Path | None) -> bytes | None:

@@ -84,6 +84,10 @@ class _Run:
         self.state: StreamState = narrator.engine.new_stream(narrator.speaker, narrator.settings.speed, seed,
                                                                    narrator.prompt)
         self.key = key                  # its decoder's key in narrator.vocoding
+        # voice changes still to come: (text position from which it speaks, conditioning); the
+        # stream's own voice for narration, the narrator's dialogue voice for quoted speech
+        self.state_voice = self.voice = self.state.cond
+        self.changes: deque = deque()
         self.lookahead = lookahead
         self.queue: queue.Queue = queue.Queue(maxsize=4)
         self.cuts = SentenceCuts()      # where its sentences end (it holds the sentence being spoken)
@@ -105,7 +109,7 @@ class _Run:
     def _encode(self, item) -> None:
         text, pause = split_sentence(item)  # a str or a narrate.pauses.Sentence
         ph = self.n.phonemizer.encode(text)
-        self.queue.put((ph, self.n.engine.encode(ph.ids), pause))
+        self.queue.put((ph, self.n.engine.encode(ph.ids), pause, getattr(item, "dialogue", False)))
 
     def _end(self, error: BaseException | None) -> None:
         self.error = error  # surfaced to the caller by _take
@@ -132,14 +136,30 @@ class _Run:
         if item is _EOF:
             self.n.engine.close(self.state)
             return False
-        ph, kv, pause = item
+        ph, kv, pause, dialogue = item
+        self._voice_from(self.state.n_tokens, dialogue)
         self.first_words.append((self.appended, self.state.n_words))
         self.n.engine.append(self.state, ph.ids, ph.words, ph.text_words, kv)
         self.cuts.ends.append(self.state.n_tokens)
         if self.pauses is not None:
             self.pauses.add_sentence(pause)
         self.appended += 1
+        self.change_voice()
         return True
+
+    def _voice_from(self, start: int, dialogue: bool) -> None:
+        """The sentence appended at token ``start`` speaks in the dialogue voice or the stream's
+        own: the change is made as the position reaches the end token of the sentence before
+        (in the pause between them), or at once for the first."""
+        cond = self.n.dialogue_cond if dialogue and self.n.dialogue_cond is not None else self.state_voice
+        last = self.changes[-1][1] if self.changes else self.voice
+        if cond is not last:
+            self.changes.append((max(0, start - 1), cond))
+
+    def change_voice(self) -> None:
+        """Give the stream the voice its text position has reached (between decoder steps)."""
+        while self.changes and self.state.position >= self.changes[0][0]:
+            self.voice = self.state.cond = self.changes.popleft()[1]
 
     def feed_text(self) -> None:
         """Keep one sentence ahead of the one being spoken (file mode), or take what has
@@ -159,6 +179,7 @@ class _Run:
         """Decide now which sentences end at this step: the vocoding job of its frames (with
         the step's words, which ride on the audio the job yields)."""
         st = self.state
+        self.change_voice()
         first = self.cuts.sentence
         ends = self.cuts.step(out.feats, st.position, st.done, st.paused)
         if st.done:
@@ -216,7 +237,8 @@ class _Run:
 
 
 class Narrator:
-    def __init__(self, loaded, voice, settings: NarrateSettings | None = None):
+    def __init__(self, loaded, voice, settings: NarrateSettings | None = None, dialogue=None):
+        """dialogue: a second Voice, for sentences marked as quoted speech (narrate.dialogue)."""
         self.loaded = loaded
         self.settings = settings or NarrateSettings()
         torch.set_num_threads(max(1, self.settings.threads))  # however it was made (the benchmark makes it directly)
@@ -225,19 +247,31 @@ class Narrator:
         text = loaded.config.text
         self.phonemizer = Phonemizer({k: list(v) for k, v in text.id_map.items()}, text.espeak_voice)
         self.voice = voice
-        self.speaker = torch.from_numpy(np.asarray(voice.embedding, np.float32))
-        frames = voice.prompt_frames(self.codec.spec) if loaded.model.cfg.prompt_tokens and hasattr(self.codec, "spec") else None
-        self.prompt = None if frames is None else torch.from_numpy(frames)  # [T, F] for the prompt encoder
+        self.speaker, self.prompt = self._conditioning(voice)
+        self.dialogue = dialogue
         self.decoders = None  # forked first, before anything starts threads
         if self.settings.decoder_processes > 1:
             from narrate.decoders import DecoderProcesses
 
             alone = replace(self.settings, vocoder_process=False, decoder_processes=1)
-            self.decoders = DecoderProcesses(functools.partial(Narrator, loaded, voice, alone),
+            self.decoders = DecoderProcesses(functools.partial(Narrator, loaded, voice, alone, dialogue),
                                              self.settings.decoder_processes)
         self.engine = Engine(loaded.model, self.codec.frame_rate, self.settings.decode())
+        if dialogue is None:
+            self.dialogue_cond = None
+        else:
+            speaker, prompt = self._conditioning(dialogue)
+            self.dialogue_cond = self.engine.condition(speaker, self.settings.speed, prompt)
         self.vocoding = Vocoding(self.codec, self.settings.vocoder_process)  # forks now, before any run's threads
         self._keys = itertools.count()
+
+    def _conditioning(self, voice) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """A voice's speaker embedding [D] and its prompt's frames [T, F] (None: the model has no
+        prompt encoder)."""
+        speaker = torch.from_numpy(np.asarray(voice.embedding, np.float32))
+        use_prompt = self.loaded.model.cfg.prompt_tokens and hasattr(self.codec, "spec")
+        frames = voice.prompt_frames(self.codec.spec) if use_prompt else None
+        return speaker, None if frames is None else torch.from_numpy(frames)
 
     def close(self) -> None:
         """Stop the vocoder and decoder processes (they also end with this process)."""
@@ -247,10 +281,17 @@ class Narrator:
 
     @classmethod
     def load(cls, model: str | None = None, voice: str | None = None, settings: NarrateSettings | None = None,
-             revision: str | None = None) -> "Narrator":
+             revision: str | None = None, dialogue_voice: str | None = None) -> "Narrator":
+        """dialogue_voice: a voice name or recording for quoted speech (sentences so marked)."""
         settings = settings or NarrateSettings()
         torch.set_num_threads(max(1, settings.threads))  # before loading, too
-        return cls(*load_model_and_voice(model, voice, settings.speed, revision, settings.vocoder), settings)
+        loaded, main = load_model_and_voice(model, voice, settings.speed, revision, settings.vocoder)
+        dialogue = None
+        if dialogue_voice is not None:
+            from narrate.voices import load_voice
+
+            dialogue = load_voice(dialogue_voice, loaded.config.default_voice)
+        return cls(loaded, main, settings, dialogue)
 
     def narrate(self, sentences: Iterable[str], live: bool = False) -> Iterator[AudioChunk]:
         """Audio for the sentences, in order, as it is made. live=True speaks each sentence as

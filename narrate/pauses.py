@@ -51,6 +51,7 @@ class Sentence:
 
     text: str
     pause: float | None = None
+    dialogue: bool = False  # quoted speech, read in the dialogue voice if there is one (narrate.dialogue)
 
 
 def split_sentence(item: "str | Sentence") -> tuple[str, float | None]:

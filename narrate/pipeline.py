@@ -28,6 +28,7 @@ from narrate.audio.resume import (ResumeRecord, check_compatible, clear_record, 
 from narrate.audio.sinks import ChapterFiles, Sink, format_for, open_sink
 from narrate.audio.tags import Tags, write_tags
 from narrate.document import Document, load_document
+from narrate.dialogue import dialogue_pieces
 from narrate.errors import InputError, ModelError, OutputError
 from narrate.matter import matter_by_title
 from narrate.pauses import CHAPTER_PAUSE, PARAGRAPH_PAUSE, Sentence
@@ -90,6 +91,7 @@ class Job:
     footnotes: bool = False  # read EPUB/HTML footnotes (marked as such) where they stand
     chapters: str | None = None  # which chapters to read, e.g. "3-5,8" (numbers as narrate chapters lists them)
     front_matter: bool = False  # also read front and back matter (copyright, contents, index...: narrate.matter)
+    dialogue: bool = False  # cut quoted speech out of the sentences for the dialogue voice (narrate.dialogue)
     subtitles: str | None = None  # "srt" or "vtt": cues in a file beside each audio file (narrate.subtitles)
     settings: dict = field(default_factory=dict)  # what a resumed run must share with the first
 
@@ -175,6 +177,8 @@ def _make_plan(job: Job, target: Target) -> Plan:
     if job.subtitles and target.kind == "stdout":
         raise OutputError("--subtitles needs an output file or folder, not stdout")
     if job.input == "-":
+        if job.dialogue:
+            raise InputError("--dialogue-voice needs an input file, not standard input")
         if job.subtitles:
             raise OutputError("--subtitles needs an input file, not standard input")
         if job.resume:
@@ -220,8 +224,11 @@ def book_chapters(document: Document, job: Job) -> list[tuple[str, list[Sentence
     """The document's chapters as they are read: (name, sentences; the spoken title first, what
     it is if front or back matter, else ""), chapters without words left out; numbered from 1
     in this order by ``narrate chapters``."""
-    chapters = [(c.title, list(spoken(c.text, MAX_CHARS, job.lexicon, job.paragraph_pause)),
-                 c.matter or matter_by_title(c.title)) for c in document.chapters]
+    def sentences(text: str) -> list[Sentence]:
+        said = spoken(text, MAX_CHARS, job.lexicon, job.paragraph_pause)
+        return list(dialogue_pieces(said) if job.dialogue else said)
+
+    chapters = [(c.title, sentences(c.text), c.matter or matter_by_title(c.title)) for c in document.chapters]
     chapters = [c for c in chapters if c[1]]
     if not chapters:
         raise InputError(f"'{job.input}' has nothing to read aloud (no words in it)")

@@ -112,10 +112,14 @@ class Engine:
                    prompt: torch.Tensor | None = None) -> StreamState:
         """speaker [D] embedding; prompt [T, F] the voice prompt's frames (models with a prompt encoder)."""
         g = torch.Generator().manual_seed(seed)
-        with torch.no_grad():
-            cond = self.model.condition(speaker.float().view(1, -1), torch.tensor([math.log(1.0 / speed)]),
-                                        None if prompt is None else prompt.float().unsqueeze(0))
-        return StreamState(self.model.init_state(1), cond, g)
+        return StreamState(self.model.init_state(1), self.condition(speaker, speed, prompt), g)
+
+    @torch.no_grad()
+    def condition(self, speaker: torch.Tensor, speed: float = 1.0, prompt: torch.Tensor | None = None) -> Conditioning:
+        """A voice's conditioning (see ``new_stream``). A stream may be given another between
+        steps (``state.cond``), e.g. for quoted speech: its decoder state goes on."""
+        return self.model.condition(speaker.float().view(1, -1), torch.tensor([math.log(1.0 / speed)]),
+                                    None if prompt is None else prompt.float().unsqueeze(0))
 
     @torch.no_grad()
     def encode(self, ids: list[int]) -> torch.Tensor:
@@ -275,12 +279,13 @@ class StepBatch:
     decoder: DecoderState          # [B, ...]
     cond: Conditioning             # [B, ...]
     views: list[DecoderState]      # each stream's decoder: its row of ``decoder``
+    conds: list[Conditioning]      # each stream's conditioning, as stacked in ``cond``
 
     @staticmethod
     def of(states: list[StreamState]) -> "StepBatch":
         if len(states) == 1:  # its own tensors are the stack
             s = states[0]
-            return StepBatch([s], s.decoder, s.cond, [s.decoder])
+            return StepBatch([s], s.decoder, s.cond, [s.decoder], [s.cond])
         decs = [s.decoder for s in states]
         layers = [MambaState(torch.cat([d.layers[i].conv for d in decs]), torch.cat([d.layers[i].ssm for d in decs]))
                   for i in range(len(decs[0].layers))]
@@ -289,9 +294,9 @@ class StepBatch:
             s.decoder = stacked.select(slice(b, b + 1))
         cond = Conditioning(torch.cat([s.cond.input_bias for s in states]),
                             torch.cat([s.cond.speaker_kv for s in states]))
-        return StepBatch(list(states), stacked, cond, [s.decoder for s in states])
+        return StepBatch(list(states), stacked, cond, [s.decoder for s in states], [s.cond for s in states])
 
     def holds(self, states: list[StreamState]) -> bool:
-        """Whether these are its streams, in its order, each still on its view."""
+        """Whether these are its streams, in its order, each still on its view and its conditioning."""
         return len(states) == len(self.streams) and all(
-            a is b and a.decoder is v for a, b, v in zip(states, self.streams, self.views))
+            a is b and a.decoder is v and a.cond is c for a, b, v, c in zip(states, self.streams, self.views, self.conds))
