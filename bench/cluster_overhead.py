@@ -56,7 +56,8 @@ def main() -> None:
     from ray.cluster_utils import Cluster
 
     env = {**os.environ, "PYTHONPATH": str(ROOT), "RAY_USAGE_STATS_ENABLED": "0", "HF_HUB_OFFLINE": "1",
-           "RAY_agent_register_timeout_ms": "180000"}  # a busy machine starts agents slowly
+           "RAY_agent_register_timeout_ms": "180000",  # a busy machine starts agents slowly
+           "RAY_worker_niceness": "0"}  # Ray's workers at the local batch's priority (its default: +15)
     os.environ.update(env)  # the nodes import this checkout too
     work = Path(tempfile.mkdtemp(prefix="narrate-cluster-bench-"))
     docs = make_documents(work)

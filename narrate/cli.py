@@ -289,12 +289,10 @@ def batch(
     Ends with a table of what happened to each; the exit status is 1 if any document failed.
     """
     if ray_address is not None:
-        if normalize:
-            _fail("--ray does not level loudness yet (the cluster would not match a local run); "
-                  "add --no-normalize")
         return _batch_on_cluster(ray_address, inputs, out_dir, fmt.value, voice, model, revision,
                                  resume, force, speed, seed, temperature, lexicon, quiet,
                                  (sentence_pause, paragraph_pause, chapter_pause), titles,
+                                 loudness if normalize else None,
                                  {"title": title, "author": author, "cover": _cover(cover)}, vocoder.value)
     from narrate.pipeline import Interrupted, Job, make_plan, run
     from narrate.progress import Progress
@@ -381,7 +379,7 @@ def _duration(seconds: float) -> str:
 
 
 def _batch_on_cluster(address, inputs, out_dir, fmt, voice, model, revision, resume, force, speed,
-                      seed, temperature, lexicon, quiet, pauses, titles, tags, vocoder) -> None:
+                      seed, temperature, lexicon, quiet, pauses, titles, level, tags, vocoder) -> None:
     """narrate batch --ray: the same documents, rules and table, narrated by a Ray cluster."""
     from narrate.cluster import ClusterBatch, ClusterProgress, run_batch
     from narrate.narrator import NarrateSettings
@@ -391,13 +389,13 @@ def _batch_on_cluster(address, inputs, out_dir, fmt, voice, model, revision, res
     with _reported(progress):
         lex, lexicon_id = _lexicon(lexicon)
         settings = {**_run_settings(model, revision, voice, speed, seed, temperature, lexicon_id, pauses, vocoder),
-                    "titles": titles, "loudness": None}  # as the local batch's with --no-normalize
+                    "titles": titles, "loudness": level}  # as the local batch's
         batch = ClusterBatch(address, inputs, out_dir, fmt, settings,
                              NarrateSettings(speed=speed, seed=seed, temperature=temperature,
                                              sentence_pause=pauses[0], vocoder=vocoder),
                              model, voice, revision, lex, resume=resume, force=force,
                              job={"paragraph_pause": pauses[1], "chapter_pause": pauses[2],
-                                  "titles": titles, "loudness": None, **tags})
+                                  "titles": titles, "loudness": level, **tags})
         try:
             run_batch(batch, progress, rows)
         finally:

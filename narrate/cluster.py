@@ -10,9 +10,15 @@ Who does what:
   writes each chapter's samples (float32, as narrated) into the document's chapter store in
   OUT_DIR under a name of its own and renames the file into place when the chapter is complete.
 - A document whose chapters are all in its store is assembled by a Ray task (``assemble``) on
-  some node: the chapter files go through the sink and chapter layout of the local batch (one
-  file; m4b with chapter marks), then the store is removed. So OUT_DIR must be a path every
-  node sees (a shared filesystem).
+  some node: the chapter files go through the loudness levelling, sink and chapter layout of the
+  local batch (one file; m4b with chapter marks), then the store is removed. So OUT_DIR must be
+  a path every node sees (a shared filesystem).
+
+Loudness is levelled by the assembly, over the whole document in order, as the local batch
+levels it while narrating: one gain for the document, not one per chapter (a chapter's worker
+sees only its chapter). The levelling's output depends on where the narrated chunks ended, so
+each chapter's worker also records its chunks' lengths and sentence ends, and the assembly
+replays them.
 
 A worker or node that dies loses only its unfinished chapters: the driver hands them out again.
 A chapter file exists only complete, and a document's file only once all its chapters do, so
@@ -73,24 +79,39 @@ def chapter_file(store: Path, chapter: int) -> Path:
     return Path(store) / f"{chapter:05d}.f32"
 
 
+def chunks_file(store: Path, chapter: int) -> Path:
+    """A finished chapter's chunks as narrated: little-endian int64 pairs (samples, 1 at a
+    sentence's end else 0), in place before the chapter file is."""
+    return Path(store) / f"{chapter:05d}.chunks"
+
+
 # --- worker side ------------------------------------------------------------------------------
 
 
 class _ChapterFile:
     """A chapter's samples written as they come, under a name no other attempt uses, and
-    renamed into place only once complete (fsynced first)."""
+    renamed into place only once complete (fsynced first), after its chunks file."""
 
-    def __init__(self, path: Path):
-        self.path = path
-        self.temp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.partial")
+    def __init__(self, store: Path, chapter: int):
+        self.path = chapter_file(store, chapter)
+        self.chunks_path = chunks_file(store, chapter)
+        self.temp = _attempt(self.path)
         self._file = open(self.temp, "wb")
         self.samples = 0
+        self.chunks: list[tuple[int, int]] = []
 
-    def write(self, samples: np.ndarray) -> None:
+    def write(self, samples: np.ndarray, sentence_end: bool) -> None:
         self._file.write(np.asarray(samples, "<f4").tobytes())
         self.samples += len(samples)
+        self.chunks.append((len(samples), int(sentence_end)))
 
     def finish(self) -> None:
+        chunks = _attempt(self.chunks_path)
+        with open(chunks, "wb") as f:
+            f.write(np.asarray(self.chunks, "<i8").reshape(-1, 2).tobytes())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(chunks, self.chunks_path)
         self._file.flush()
         os.fsync(self._file.fileno())
         self._file.close()
@@ -100,6 +121,11 @@ class _ChapterFile:
         if not self._file.closed:
             self._file.close()
             self.temp.unlink(missing_ok=True)
+
+
+def _attempt(path: Path) -> Path:
+    """A name for one attempt's unfinished ``path``."""
+    return path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.partial")
 
 
 class ChapterWorker:
@@ -144,7 +170,7 @@ class ChapterWorker:
             while ended:
                 i = ended.pop(0)
                 yield from report()
-                chapter = files.pop(i, None) or _ChapterFile(chapter_file(Path(todo[i].store), todo[i].chapter))
+                chapter = files.pop(i, None) or _ChapterFile(Path(todo[i].store), todo[i].chapter)
                 chapter.finish()
                 yield ("done", todo[i].key, chapter.samples)
 
@@ -154,8 +180,8 @@ class ChapterWorker:
         try:
             for i, chunk in chunks:
                 if i not in files:
-                    files[i] = _ChapterFile(chapter_file(Path(todo[i].store), todo[i].chapter))
-                files[i].write(chunk.samples)
+                    files[i] = _ChapterFile(Path(todo[i].store), todo[i].chapter)
+                files[i].write(chunk.samples, chunk.final)
                 counts = unreported.setdefault(todo[i].key, [0, 0])
                 counts[0] += len(chunk.samples)
                 counts[1] += int(chunk.final)
@@ -170,20 +196,34 @@ class ChapterWorker:
                 chapter.discard()
 
 
-def assemble(store: str, target: str, fmt: str, sample_rate: int, titles: list[str], tags=None) -> int:
+def assemble(store: str, target: str, fmt: str, sample_rate: int, titles: list[str], tags=None,
+             loudness: float | None = None) -> int:
     """Write a document from its chapter store (every chapter in it) as the local batch writes
-    it, then remove the store. Returns the samples written. Runs as a Ray task on any node."""
+    it, brought to ``loudness`` LUFS (None: as narrated), then remove the store. Returns the
+    samples written. Runs as a Ray task on any node."""
     from narrate.audio.sinks import open_sink
 
     store_path = Path(store)
+    normalizer = None
+    if loudness is not None:
+        from narrate.audio.loudness import LoudnessSettings, Normalizer
+
+        normalizer = Normalizer(sample_rate, LoudnessSettings(target=loudness))
     # The driver applied the rules about existing outputs; a file here is this document's own,
     # assembled by an attempt that died before removing the store.
     with open_sink(Path(target), fmt, sample_rate, force=True) as sink:
         for c, title in enumerate(titles):
             sink.mark_chapter(title)  # the pauses are in the chapters' audio, as in a local run
             with open(chapter_file(store_path, c), "rb") as f:
-                for block in iter(lambda: f.read(4 * _BLOCK), b""):
-                    sink.write(np.frombuffer(block, "<f4"))
+                if normalizer is None:
+                    for block in iter(lambda: f.read(4 * _BLOCK), b""):
+                        sink.write(np.frombuffer(block, "<f4"))
+                    continue
+                # as narrate.pipeline levels a one-file run: chunk by chunk, flushed at the end
+                chunks = np.fromfile(chunks_file(store_path, c), "<i8").reshape(-1, 2)
+                for n, sentence_end in chunks.tolist():
+                    sink.write(normalizer.level(np.frombuffer(f.read(4 * n), "<f4"), bool(sentence_end)))
+                sink.write(normalizer.flush())
     if tags is not None:
         from narrate.audio.tags import write_tags
 
@@ -311,6 +351,12 @@ def _plan_document(batch: ClusterBatch, path: Path, target: Path, row: int) -> _
 def run_batch(batch: ClusterBatch, progress: "ClusterProgress", rows: list[list[str]]) -> None:
     """Narrate the batch on the cluster; ``rows`` (document, status, audio s, output or error)
     is filled in as documents end, also when interrupted (then Interrupted is raised)."""
+    if batch.address.startswith("ray://"):
+        # Ray Client does not carry streaming generators (ray-project/ray#43357, "won't fix"),
+        # which the workers report through: the job would wait for workers that never answer.
+        raise NarrateError(f"--ray {batch.address}: Ray Client addresses cannot run narrate's workers "
+                           f"(no streaming results); run narrate batch on a node of the cluster with "
+                           f"--ray auto or --ray HEAD_IP:6379")
     ray = _import_ray()
     documents = plan_documents(batch, rows)
     if not documents:
@@ -502,7 +548,7 @@ class _Driver:
 
     def _assemble(self, doc: _Document) -> None:
         ref = self.assembler.remote(str(doc.store), str(doc.target), self.batch.fmt, self.rate,
-                                    doc.titles, doc.tags)
+                                    doc.titles, doc.tags, self.batch.job.get("loudness"))
         self.assembling[ref] = doc
 
     def _assembled(self, ref) -> None:

@@ -444,10 +444,7 @@ def _normalizer(plan: Plan, rate: int, state: dict | None = None) -> Normalizer 
 
 def _leveled(normalizer: Normalizer | None, chunk) -> np.ndarray:
     """A chunk's samples through the normalizer, all given out at a sentence's end."""
-    if normalizer is None:
-        return chunk.samples
-    out = normalizer.process(chunk.samples)
-    return np.concatenate([out, normalizer.flush()]) if chunk.final else out
+    return chunk.samples if normalizer is None else normalizer.level(chunk.samples, chunk.final)
 
 
 def _run_file(narrator, plan: Plan, progress: Progress) -> str:

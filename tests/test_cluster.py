@@ -47,11 +47,11 @@ def docs(tmp_path_factory) -> list[Path]:
 
 @pytest.fixture(scope="module")
 def local(tmp_path_factory, docs, narrate_cmd) -> Path:
-    """The local batch's output folder: the reference."""
+    """The local batch's output folder: the reference (levelled to the default loudness, as
+    the cluster's runs are)."""
     out = tmp_path_factory.mktemp("local")
     # A bundled voice: its embedding is stored (a recording's would be computed by every run).
-    proc = narrate_cmd("batch", *docs, "--out-dir", out, "--seed", SEED, "--voice", "joe", "--no-normalize",
-                       voice=False)
+    proc = narrate_cmd("batch", *docs, "--out-dir", out, "--seed", SEED, "--voice", "joe", voice=False)
     assert proc.returncode == 0, proc.stderr
     return out
 
@@ -70,6 +70,9 @@ def cluster():
         # A raylet waits this long for its agents (Python processes) before giving up; the
         # default (about 20 s) is too short on a busy machine.
         mp.setenv("RAY_agent_register_timeout_ms", "180000")
+        # Ray starts its workers 15 steps nicer than the raylet: on a busy machine they then
+        # barely run (a worker still loading the model after minutes).
+        mp.setenv("RAY_worker_niceness", "0")
         started = None
         try:
             started, second = _start_cluster(Cluster, marker)
@@ -128,7 +131,7 @@ def _stop_marked(marker: str) -> None:
 
 def _command(tiny_model, voice_wav, docs, out, address, *extra) -> list[str]:
     return [sys.executable, "-m", "narrate", "batch", *map(str, docs), "--out-dir", str(out),
-            "--ray", address, "--seed", SEED, "--no-normalize", "--model", str(tiny_model), "--voice", "joe",
+            "--ray", address, "--seed", SEED, "--model", str(tiny_model), "--voice", "joe",
             *extra]
 
 
@@ -242,11 +245,12 @@ def test_a_node_killed_mid_job_loses_nothing(tmp_path, cluster, local, docs, tin
 # --- without a cluster: the worker and the assembly in this process, the planning rules ---------
 
 
-@pytest.mark.parametrize("fmt", ["wav", "m4b"])
-def test_worker_chapters_assembled_equal_the_local_one_file_run(tmp_path, docs, tiny_model, fmt):
+@pytest.mark.parametrize("fmt,loudness", [("wav", None), ("m4b", None), ("wav", -18.0)])
+def test_worker_chapters_assembled_equal_the_local_one_file_run(tmp_path, docs, tiny_model, fmt, loudness):
     """ChapterWorker's code in this process narrates a document's chapters as one batch, in
     scrambled order; assemble() writes them: the same bytes as the local run of the document
-    (wav: the samples; m4b: the encoded audio and its chapter marks)."""
+    (wav: the samples; m4b: the encoded audio and its chapter marks), also when levelled to a
+    loudness (over the whole document, replaying the chunks each worker narrated)."""
     from narrate.cluster import ChapterTask, ChapterWorker, assemble, store_of
     from narrate.narrator import NarrateSettings, Narrator, load_model_and_voice
     from dataclasses import replace
@@ -258,20 +262,20 @@ def test_worker_chapters_assembled_equal_the_local_one_file_run(tmp_path, docs, 
     local = tmp_path / "local" / f"a.{fmt}"  # the same name: an m4b carries it as its title
     narrator = Narrator(loaded, voice, NarrateSettings(seed=int(SEED)))
     try:
-        plan = make_plan(Job(str(docs[0]), str(local), fmt, "none", loudness=None), True)
+        plan = make_plan(Job(str(docs[0]), str(local), fmt, "none", loudness=loudness), True)
         run(narrator, plan, Progress(False))
     finally:
         narrator.close()
     target = tmp_path / "ours" / f"a.{fmt}"
     store = store_of(target)
     store.mkdir(parents=True)
-    _, chapters, _ = read_chapters(Job(str(docs[0]), str(target), fmt, "none", loudness=None))
+    _, chapters, _ = read_chapters(Job(str(docs[0]), str(target), fmt, "none", loudness=loudness))
     worker = ChapterWorker(loaded, voice, NarrateSettings(seed=int(SEED)))
     tasks = [ChapterTask(0, c, str(store), tuple(chapters[c][1])) for c in (2, 0, 1)]
     events = list(worker.narrate(tasks))
     assert sorted(e[1] for e in events if e[0] == "done") == [(0, 0), (0, 1), (0, 2)]
     assemble(str(store), str(target), fmt, loaded.codec.sample_rate, [t for t, _ in chapters],
-             book_tags(replace(plan, target=Target("file", target, fmt))))
+             book_tags(replace(plan, target=Target("file", target, fmt))), loudness)
     assert target.read_bytes() == local.read_bytes()
     assert not store.exists()
 
@@ -370,8 +374,22 @@ def test_without_ray_installed_the_option_says_what_to_install(tmp_path, narrate
     doc = tmp_path / "doc.txt"
     doc.write_text("A short text.", encoding="utf-8")
     env = cli_env(PYTHONPATH=os.pathsep.join([str(hide), str(REPO)]))
-    proc = narrate_cmd("batch", doc, "--out-dir", tmp_path / "out", "--ray", "auto", "--no-normalize",
-                       env=env)
+    proc = narrate_cmd("batch", doc, "--out-dir", tmp_path / "out", "--ray", "auto", env=env)
     assert proc.returncode == 1
     assert "narrate: error: --ray needs Ray: pip install 'narrate[ray]'" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_a_ray_client_address_is_refused_in_one_line(tmp_path, narrate_cmd):
+    """ray://HOST:PORT (Ray Client) cannot carry the workers' streamed reports: said at once, in
+    one line, before any model is loaded or folder made (it used to wait 5 minutes for workers
+    and end with 'no Ray worker left')."""
+    doc = tmp_path / "doc.txt"
+    doc.write_text("A short text.", encoding="utf-8")
+    proc = narrate_cmd("batch", doc, "--out-dir", tmp_path / "out", "--ray", "ray://127.0.0.1:10001",
+                       timeout=120)
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("narrate: error: --ray ray://127.0.0.1:10001: Ray Client"), proc.stderr
+    assert "--ray auto" in lines[0]
+    assert not (tmp_path / "out").exists()
