@@ -191,6 +191,35 @@ def test_median_f0_of_a_voiced_tone_with_silence():
     assert math.isnan(median_f0(np.zeros(sr), sr))  # nothing voiced
 
 
+def test_median_f0_of_a_low_voice_without_its_fundamental():
+    """An 85 Hz pulse train through three formants and a 250 Hz high-pass (a deep voice over a
+    small speaker): WORLD's dio found nothing voiced here."""
+    from scipy.signal import butter, lfilter
+
+    from bench.analysis import median_f0
+
+    sr, f0 = 22050, 85.0
+    x = np.zeros(2 * sr)
+    x[np.round(np.arange(0, len(x) - 1, sr / f0)).astype(int)] = 1.0
+    for fc, bw in ((500, 80), (1500, 120), (2500, 150)):
+        r, th = np.exp(-np.pi * bw / sr), 2 * np.pi * fc / sr
+        x = lfilter([1 - r], [1, -2 * r * np.cos(th), r * r], x)
+    b, a = butter(4, 250 / (sr / 2), "high")
+    x = lfilter(b, a, x)
+    assert median_f0(0.5 * x / np.abs(x).max(), sr) == pytest.approx(f0, rel=0.02)
+
+
+def test_median_f0_follows_a_known_pitch_shift_of_the_teacher_voice():
+    import soundfile as sf
+
+    from bench.analysis import median_f0
+    from narrate.voices import bundled_voices
+
+    joe, sr = sf.read(str(bundled_voices()["joe"]), dtype="float64")
+    high, _ = sf.read(str(bundled_voices()["joe-high"]), dtype="float64")  # joe shifted +600 cents by sox
+    assert median_f0(high, sr) / median_f0(joe, sr) == pytest.approx(2 ** 0.5, rel=0.05)
+
+
 def _natural(p808, ovrl, silence, longest):
     return {"dnsmos": {"p808": p808, "sig": 3.0, "bak": 3.5, "ovrl": ovrl},
             "pauses": {"silence_s": silence, "silence_share": 0.1, "n_pauses": 3, "n_long": 0, "longest_s": longest,
