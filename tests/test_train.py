@@ -109,21 +109,36 @@ def test_train_resume_export_speak(corpus, tmp_path):
 
 
 def test_train_under_torchrun_ddp(corpus, tmp_path):
+    """Two ranks under torchrun, each on its own share of the batches: both step together, and
+    their gradients are averaged, so they end with the same weights (which moved)."""
     import os
+    import socket
     import subprocess
     import sys
     from pathlib import Path
 
+    import torch
+
     run = tmp_path / "ddp"
     script = Path(__file__).parent / "ddp_train.py"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29571",
+    with socket.socket() as s:  # a free port (a fixed one may be taken by another run)
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                           "--master_addr", "127.0.0.1", "--master_port", str(port),
                            str(script), str(corpus), str(run), json.dumps(TINY)],
                           capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     steps = [int(r["step"]) for r in csv.DictReader((run / "log.csv").open()) if r["split"] == "train"]
-    assert steps == [1, 2]  # rank 0 logs; both ranks stepped together
+    assert steps == [1, 2]  # rank 0 logs
     assert (run / "checkpoint.pt").exists()
+    ranks = [torch.load(run / f"params-rank{r}.pt") for r in (0, 1)]
+    for p0, p1 in zip(ranks[0]["first"], ranks[1]["first"]):
+        assert torch.equal(p0, p1)  # the same start
+    for p0, p1 in zip(ranks[0]["last"], ranks[1]["last"]):
+        assert torch.equal(p0, p1)  # synchronised: the same weights after two steps on different batches
+    assert any(not torch.equal(a, b) for a, b in zip(ranks[0]["first"], ranks[0]["last"]))  # and they moved
 
 
 def test_extending_corpus_shares_codec_and_skips_its_sentences(corpus, tmp_path):
