@@ -92,8 +92,10 @@ Vocoder = Annotated[VocoderChoice, typer.Option(
 Force = Annotated[bool, typer.Option(
     "--force", help="Overwrite existing output (and discard an interrupted run's progress).")]
 Resume = Annotated[bool, typer.Option(
-    "--resume", help="Continue an interrupted run where it stopped (wav output or a chapter "
-                     "folder; same input and settings).")]
+    "--resume", help="Continue an interrupted run where it stopped, at its last finished "
+                     "sentence (any output file but raw, or a chapter folder; same input and "
+                     "settings). Until finished, flac/ogg/mp3/m4b audio is kept playable in "
+                     "'.NAME.partial.w64' beside the output.")]
 Speed = Annotated[float, typer.Option(
     "--speed", min=0.25, max=4.0, help="Speaking rate: 1 is normal, 1.2 is 20% faster. A model refuses rates outside the range it was "
                      "trained on (its config.json speed_range).")]

@@ -4,7 +4,8 @@ Two steps, so that every mistake the user can make is reported before the slow m
 ``make_plan`` reads the input, decides where the audio goes and whether to resume; ``run``
 narrates.
 A file narration is resumable: a ResumeRecord beside the output says how far it got (sentence
-boundaries in a wav file, finished chapter files in a chapter folder).
+boundaries in the wav file or the lossless intermediate of an encoded one, finished chapter files
+in a chapter folder).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from narrate.audio.lock import OutputLock
 from narrate.audio.loudness import TARGET, LoudnessSettings, Normalizer
 from narrate.audio.resume import (ResumeRecord, check_compatible, clear_record, load_record,
                                   record_path, save_record, sha256_file)
-from narrate.audio.sinks import ChapterFiles, Sink, format_for, open_sink
+from narrate.audio.sinks import ENCODED, ChapterFiles, Sink, format_for, open_sink, unfinished_path
 from narrate.audio.tags import Tags, write_tags
 from narrate.document import Document, load_document
 from narrate.dialogue import dialogue_pieces
@@ -307,11 +308,6 @@ def run(narrator, plan: Plan, progress: Progress, stdin: TextIO | None = None) -
 # --- resuming ---------------------------------------------------------------------------------
 
 
-def _partial(path: Path) -> Path:
-    # Where the sinks keep a file until it is finished (see narrate.audio.sinks).
-    return path.with_name(f".{path.name}.partial")
-
-
 def _refuse_existing(target: Target, force: bool) -> None:
     # The sinks refuse too, but only once the model is loaded; this says it at once.
     if target.kind == "file" and target.path.exists() and not force:
@@ -337,10 +333,10 @@ def _check_parents(path: Path) -> None:
 def _resume_point(plan: Plan) -> ResumeRecord | None:
     """The record to continue from (--resume), after checking it fits; None to start afresh."""
     job, target = plan.job, plan.target
-    resumable = target.kind == "folder" or (target.kind == "file" and target.fmt == "wav")
+    resumable = _resumable(target)
     if job.resume and not resumable:
-        raise OutputError(f"--resume needs wav output or a chapter folder, not {target.fmt} "
-                          f"to {target.where}")
+        raise OutputError(f"--resume needs an output file (wav, flac, ogg, mp3 or m4b) or a "
+                          f"chapter folder, not {target.fmt} to {target.where}")
     if target.path is not None:
         _check_parents(target.path)
     if not resumable:
@@ -353,16 +349,18 @@ def _resume_point(plan: Plan) -> ResumeRecord | None:
         return None
     if target.kind == "folder":
         present = path.is_dir() and any(path.iterdir())
-    else:
-        present = path.exists() or _partial(path).exists()
+    elif target.fmt in ENCODED:  # only the intermediate is unfinished; a file under the name is done
+        present = unfinished_path(path, target.fmt).exists()
+    else:  # an interrupt moves the wav under its name, a kill leaves it under the temporary one
+        present = path.exists() or unfinished_path(path, target.fmt).exists()
+    if record is not None and not present:
+        clear_record(path)  # the output it described is gone or was finished: no resuming
+        record = None
     if record is None:
-        if job.resume and present:
+        if job.resume and (present or (target.kind == "file" and path.exists())):
             raise OutputError(f"nothing to resume: {path} has no resume record (the run that made "
                               f"it finished); use --force to start over")
         _refuse_existing(target, job.force)
-        return None
-    if not present:
-        clear_record(path)  # the output it described is gone: start afresh
         return None
     if not job.resume:
         raise OutputError(f"{path} is an unfinished narration (its run was interrupted); use "
@@ -377,6 +375,10 @@ def _resume_point(plan: Plan) -> ResumeRecord | None:
     return record
 
 
+def _resumable(target: Target) -> bool:
+    return target.kind == "folder" or (target.kind == "file" and target.fmt != "raw")
+
+
 class _Checkpoint:
     """The resume record of a single-file run, kept at the last sentence boundary.
 
@@ -384,25 +386,32 @@ class _Checkpoint:
     finds a consistent boundary to save.
     """
 
-    def __init__(self, path: Path, plan: Plan, chapter: int, sentences_done: int, samples: int,
-                 loudness: dict | None, subtitles: SubtitleFile | None = None):
+    def __init__(self, path: Path, plan: Plan, sink: Sink, normalizer: Normalizer | None,
+                 chapter: int, sentences_done: int, subtitles: SubtitleFile | None = None):
         self.path = path
         self.plan = plan
+        self.sink = sink
+        self.normalizer = normalizer
         self.subtitles = subtitles  # its cues reach the disk before the record that counts on them
-        self.at = (chapter, sentences_done, samples, loudness)
-        self._saved = 0.0
+        self.at = ()
+        self._saved = time.monotonic()  # the caller saves the first boundary at once
+        self.reached(chapter, sentences_done)
 
     def save(self) -> None:
-        chapter, done, samples, loudness = self.at
+        chapter, done, samples, loudness, marks = self.at
         if self.subtitles:
             self.subtitles.sync()
         save_record(self.path, ResumeRecord(
             self.plan.input_sha256, self.plan.job.settings, chapters_done=list(range(chapter)),
-            chapter=chapter, sentences_done=done, samples_written=samples, loudness=loudness))
+            chapter=chapter, sentences_done=done, samples_written=samples, loudness=loudness,
+            marks=marks))
         self._saved = time.monotonic()
 
-    def reached(self, chapter: int, sentences_done: int, samples: int, loudness: dict | None) -> None:
-        self.at = (chapter, sentences_done, samples, loudness)
+    def reached(self, chapter: int, sentences_done: int) -> None:
+        """The output holds whole sentences up to here: the boundary a resumed run starts from."""
+        self.at = (chapter, sentences_done, self.sink.samples_written,
+                   self.normalizer.state() if self.normalizer else None,
+                   [list(m) for m in self.sink.chapters])
         if time.monotonic() - self._saved >= RECORD_EVERY:
             self.save()
 
@@ -456,15 +465,15 @@ def _run_file(narrator, plan: Plan, progress: Progress) -> str:
     sink = open_sink(target.path or "-", target.fmt, rate, force=plan.job.force,
                      resume=record is not None)
     checkpoint = None
-    if target.kind == "file" and target.fmt == "wav" and record is not None:
+    if _resumable(target) and record is not None:
         sink.truncate_to(record.samples_written)
+        sink.chapters = [(title, start) for title, start in record.marks]
     subtitles = None
     if plan.job.subtitles:
         subtitles = SubtitleFile(subtitle_path(target.path, plan.job.subtitles), plan.job.subtitles,
                                  sink.samples_written / rate if record else None, force=plan.job.force)
-    if target.kind == "file" and target.fmt == "wav":
-        checkpoint = _Checkpoint(target.path, plan, first_chapter, skip, sink.samples_written,
-                                 normalizer.state() if normalizer else None, subtitles)
+    if _resumable(target):
+        checkpoint = _Checkpoint(target.path, plan, sink, normalizer, first_chapter, skip, subtitles)
         checkpoint.save()  # from now on an unfinished output always has its record
     total = sum(len(s) for _, s in plan.chapters[first_chapter:]) - skip
     health = _Health()
@@ -487,23 +496,24 @@ def _run_file(narrator, plan: Plan, progress: Progress) -> str:
                     if chunk.final:
                         progress.sentence()
                         if checkpoint:
-                            checkpoint.reached(c, offset + chunk.sentence + 1, sink.samples_written,
-                                               normalizer.state() if normalizer else None)
+                            checkpoint.reached(c, offset + chunk.sentence + 1)
                 if normalizer:
                     sink.write(normalizer.flush())
                 if checkpoint:
-                    checkpoint.at = (c + 1, 0, sink.samples_written, normalizer.state() if normalizer else None)
+                    checkpoint.reached(c + 1, 0)
                     checkpoint.save()
     except KeyboardInterrupt as e:
         if checkpoint:
             checkpoint.save()
-        raise _interrupted(e, sink.samples_written / rate, target.where, checkpoint is not None) from e
+        raise _interrupted(e, sink.samples_written / rate, sink.kept_in, checkpoint is not None) from e
     except Exception:
         if checkpoint and record is None and sink.samples_written == 0:
             # A fresh run that failed before its first audio leaves nothing to resume: no record
-            # (it would make the next plain run refuse) and no empty file under the name.
+            # (it would make the next plain run refuse) and no empty file under the name (an
+            # encoded sink keeps its empty intermediate nowhere, and no file was put there).
             clear_record(target.path)
-            target.path.unlink(missing_ok=True)
+            if target.fmt not in ENCODED:
+                target.path.unlink(missing_ok=True)
             if subtitles:
                 subtitles.path.unlink(missing_ok=True)
         raise
@@ -607,7 +617,8 @@ def _run_live(narrator, plan: Plan, progress: Progress, stdin: TextIO) -> str:
         for chunk in health.watch(narrator.narrate(feed, live=True)):
             if sink is None:
                 # Opened on the first audio, so that input without any text leaves no empty file.
-                sink = open_sink(target.path or "-", target.fmt, rate, force=plan.job.force)
+                sink = open_sink(target.path or "-", target.fmt, rate, force=plan.job.force,
+                                 keep_unfinished=False)  # live input cannot be resumed
             sink.write(_leveled(normalizer, chunk))
             progress.audio(len(chunk.samples))
             if chunk.final:

@@ -181,9 +181,23 @@ def test_stale_record_without_output_is_dropped(book, tmp_path):
     assert not record_path(out).exists()
 
 
-def test_resume_needs_wav(book, tmp_path):
-    with pytest.raises(OutputError, match="needs wav"):
-        make_plan(job(book, tmp_path / "out.mp3", resume=True), stdout_is_tty=True)
+def test_resume_needs_a_file_but_raw(book, tmp_path):
+    with pytest.raises(OutputError, match="needs an output file"):
+        make_plan(job(book, tmp_path / "out.raw", resume=True), stdout_is_tty=True)
+    assert make_plan(job(book, tmp_path / "out.mp3", resume=True), stdout_is_tty=True).record is None
+
+
+def test_a_finished_encoded_output_is_not_resumed(book, tmp_path):
+    # A record left beside a finished mp3 (a kill between the encode and the record's removal)
+    # describes nothing unfinished: it is dropped, and the output counts as finished.
+    out = tmp_path / "out.mp3"
+    interrupted_output(book, out)
+    out.write_bytes(b"ID3")
+    with pytest.raises(OutputError, match="nothing to resume"):
+        make_plan(job(book, out, resume=True), stdout_is_tty=True)
+    assert not record_path(out).exists()
+    with pytest.raises(OutputError, match="exists; use --force"):
+        make_plan(job(book, out), stdout_is_tty=True)
 
 
 def test_text_without_words(tmp_path):
@@ -302,10 +316,11 @@ def four_chapters(tmp_path) -> Path:
 
 
 @needs_ffmpeg
-def test_folder_resume_skips_finished_chapters(tmp_path, narrator, monkeypatch):
+@pytest.mark.parametrize("fmt", ["wav", "mp3"])
+def test_folder_resume_skips_finished_chapters(tmp_path, narrator, monkeypatch, fmt):
     monkeypatch.setattr(pipeline, "CHAPTERS_AT_ONCE", 2)
     md, folder = four_chapters(tmp_path), tmp_path / "four"
-    plan = make_plan(Job(str(md), str(folder) + "/", settings={"seed": 0}), stdout_is_tty=True)
+    plan = make_plan(Job(str(md), str(folder) + "/", fmt=fmt, settings={"seed": 0}), stdout_is_tty=True)
     lengths = [len(sentences) for _, sentences in plan.chapters]
 
     def first_two_done(seen):  # two at a time: chapter three took chapter one's place as it ended
@@ -318,19 +333,23 @@ def test_folder_resume_skips_finished_chapters(tmp_path, narrator, monkeypatch):
     assert f"kept in {folder}" in str(info.value) and "--resume" in str(info.value)
     record = load_record(folder)
     assert record.chapters_done == [0, 1]
-    first = sorted(folder.glob("*.wav"))
-    assert len(first) >= 2  # two finished (and any begun since: cut short, but playable)
-    assert all(sf.info(str(f)).samplerate == narrator.sample_rate for f in first)
+    # two finished, and any begun since cut short but playable: a wav under its name, an
+    # encoded chapter as its intermediate
+    first = sorted(folder.glob(f"*.{fmt}"))
+    begun = sorted(folder.glob(f".*.{fmt}.partial.w64"))
+    assert len(first) == 2 if fmt != "wav" else len(first) >= 2
+    assert all(sf.info(str(f)).samplerate == narrator.sample_rate for f in first + begun)
     assert all(sf.info(str(f)).duration > 1.0 for f in first[:2])
     finished = {f.name: f.read_bytes() for f in first[:2]}
     assert not (folder / "four.m4b").exists()  # the book is incomplete
 
     again = Stopping(narrator)
-    plan = make_plan(Job(str(md), str(folder) + "/", resume=True, settings={"seed": 0}),
+    plan = make_plan(Job(str(md), str(folder) + "/", fmt=fmt, resume=True, settings={"seed": 0}),
                      stdout_is_tty=True)
     run(again, plan, Progress(live=False))
     assert again.calls == [2]  # only the two unfinished chapters were narrated
     assert {f: (folder / f).read_bytes() for f in finished} == finished
+    assert len(list(folder.glob(f"*.{fmt}"))) == 4 and not list(folder.glob(".*.partial*"))
     assert load_record(folder) is None
     probe = subprocess.run(["ffprobe", "-v", "error", "-show_chapters", "-of", "json",
                             str(folder / "four.m4b")], capture_output=True, text=True, check=True)
@@ -420,21 +439,19 @@ def test_sigint_then_resume_equals_a_clean_run(tmp_path, tiny_model, voice_wav, 
     assert abs(resumed - expected) < 0.3, (resumed, expected)
 
 
-def test_sigterm_finishes_the_output(tmp_path, tiny_model, voice_wav):
+def test_sigterm_keeps_an_encoded_output_playable_and_resumable(tmp_path, tiny_model, voice_wav):
     text, out = long_text(tmp_path / "long.txt"), tmp_path / "out.flac"
-    # flac cannot be resumed: no record to watch, so wait for the temporary file to grow.
     proc = start([text, "-o", out], tiny_model, voice_wav, tmp_path)
-    partial = tmp_path / ".out.flac.partial"
-    deadline = time.monotonic() + 180
-    while not (partial.exists() and partial.stat().st_size > 20000):
-        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read()
-        time.sleep(0.1)
+    wait_for_progress(proc, record_path(out), lambda r: r["samples_written"] > 0)
     os.kill(proc.pid, signal.SIGTERM)
     _, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 143, stderr
-    assert f"kept in {out}" in stderr and "--resume" not in stderr and "Traceback" not in stderr
-    assert sf.info(str(out)).duration > 0.5
-    assert not partial.exists() and not record_path(out).exists()
+    partial = tmp_path / ".out.flac.partial.w64"
+    assert stderr.splitlines()[-1].endswith(
+        f"s of audio kept in {partial}; run again with --resume to continue"), stderr
+    assert "Traceback" not in stderr
+    assert not out.exists()  # an unfinished book never sits under the name looking finished
+    assert sf.info(str(partial)).frames >= load_record(out).samples_written > 0  # playable
 
 
 def test_chapters_are_chosen_by_number(book, tmp_path):

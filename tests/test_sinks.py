@@ -136,14 +136,24 @@ def test_missing_folders_are_created_and_bad_ones_refused(tmp_path):
 
 
 def test_abort_leaves_a_playable_file(tmp_path):
+    # Resumable (the default): the lossless intermediate stays, playable; nothing under the name.
     target = tmp_path / "book.ogg"
     with pytest.raises(KeyboardInterrupt):
         with open_sink(target, "ogg", SR) as sink:
             sink.write(tone(0.5))
             raise KeyboardInterrupt
-    assert not (tmp_path / ".book.ogg.partial").exists()
+    assert sink.kept_in == str(tmp_path / ".book.ogg.partial.w64")
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".book.ogg.partial.w64"]
+    assert sf.info(sink.kept_in).frames == int(0.5 * SR)
+    # Not resumable (live input): what there is gets encoded under the name.
+    with pytest.raises(KeyboardInterrupt):
+        with open_sink(target, "ogg", SR, force=True, keep_unfinished=False) as sink:
+            sink.write(tone(0.5))
+            raise KeyboardInterrupt
+    assert sink.kept_in == str(target)
     data, _ = sf.read(target)
     assert abs(data.size - int(0.5 * SR)) <= 4096
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["book.ogg"]
 
 
 def test_stdout_only_takes_wav_or_raw_and_never_resumes(tmp_path):
@@ -214,8 +224,42 @@ def test_a_killed_run_leaves_a_resumable_partial_file(tmp_path):
     assert np.allclose(data[SR:], -0.25, atol=PCM16_TOL)
 
 
+@pytest.mark.parametrize("fmt", ["flac", "ogg", "mp3"])
+def test_a_killed_encoded_run_resumes_from_its_intermediate(tmp_path, fmt):
+    # kill -9 mid-write: the intermediate is playable, nothing sits under the final name, and a
+    # resumed sink continues it; flac then holds exactly the samples, lossy ones the length.
+    target = tmp_path / f"book.{fmt}"
+    first, second = tone(1.0, 220), tone(0.7, 330)
+    np.save(tmp_path / "first.npy", first)
+    script = textwrap.dedent(f"""
+        import os, numpy as np
+        from narrate.audio.sinks import open_sink
+        sink = open_sink({str(target)!r}, {fmt!r}, {SR})
+        sink.write(np.load({str(tmp_path / "first.npy")!r}))
+        os._exit(9)
+    """)
+    subprocess.run([sys.executable, "-c", script], check=False)
+    partial = sinks.unfinished_path(target, fmt)
+    assert not target.exists()
+    assert sf.info(partial).frames == SR
+    with open_sink(target, fmt, SR, resume=True) as sink:
+        sink.truncate_to(SR // 2)
+        sink.write(second)
+    assert not partial.exists()
+    data, _ = sf.read(target, dtype="int16")
+    expected = np.concatenate([first[:SR // 2], second])
+    if fmt == "flac":
+        reference = tmp_path / "reference.wav"
+        sf.write(reference, expected, SR, "PCM_16")
+        assert np.array_equal(data, sf.read(reference, dtype="int16")[0])
+    else:
+        assert abs(data.size - expected.size) <= 1152  # within one mp3 frame
+
+
 def test_resume_refusals(tmp_path):
-    with pytest.raises(OutputError, match="resume needs wav"):
+    with pytest.raises(OutputError, match="resume needs wav, flac"):
+        open_sink(tmp_path / "b.raw", "raw", SR, resume=True)
+    with pytest.raises(OutputError, match="nothing to resume"):
         open_sink(tmp_path / "b.flac", "flac", SR, resume=True)
     with pytest.raises(OutputError, match="nothing to resume"):
         open_sink(tmp_path / "b.wav", "wav", SR, resume=True)
@@ -223,7 +267,7 @@ def test_resume_refusals(tmp_path):
     with pytest.raises(OutputError, match="16000 Hz"):
         open_sink(tmp_path / "b.wav", "wav", SR, resume=True)
     assert (tmp_path / "b.wav").exists()  # a refused resume leaves the file where it was
-    with open_sink(tmp_path / "c.flac", "flac", SR) as sink:
+    with open_sink(tmp_path / "c.raw", "raw", SR) as sink:
         with pytest.raises(OutputError):
             sink.truncate_to(0)
 
@@ -365,10 +409,10 @@ def test_m4b_has_the_marked_chapters(tmp_path):
 
 
 @needs_ffmpeg
-def test_interrupted_m4b_is_still_made(tmp_path):
+def test_interrupted_m4b_is_still_made_when_it_cannot_be_resumed(tmp_path):
     target = tmp_path / "book.m4b"
     with pytest.raises(KeyboardInterrupt):
-        with open_sink(target, "m4b", SR) as sink:
+        with open_sink(target, "m4b", SR, keep_unfinished=False) as sink:
             sink.mark_chapter("Only")
             sink.write(tone(1.5))
             raise KeyboardInterrupt

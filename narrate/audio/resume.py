@@ -29,6 +29,7 @@ class ResumeRecord:
     sentences_done: int = 0  # sentences of that chapter fully written
     samples_written: int = 0  # samples in the output file when this was recorded
     loudness: dict | None = None  # the loudness normalizer's state then (narrate.audio.loudness)
+    marks: list = field(default_factory=list)  # [title, start sample] of the chapters begun (m4b)
     version: int = RECORD_VERSION  # layout of this file, for later changes
 
 
@@ -129,10 +130,15 @@ def _parse(data) -> ResumeRecord:
     loudness = data.get("loudness")
     if loudness is not None and not isinstance(loudness, dict):
         raise ValueError("loudness is not an object")
+    marks = data.get("marks", [])
+    if not (isinstance(marks, list) and all(
+            isinstance(m, list) and len(m) == 2 and isinstance(m[0], str) and _is_count(m[1])
+            for m in marks)):
+        raise ValueError("marks is not a list of [title, start sample]")
     if values["version"] > RECORD_VERSION:
         raise ValueError(f"it was written by a newer narrate (record version {values['version']})")
     return ResumeRecord(input_sha256=sha, settings=data["settings"], chapters_done=list(done),
-                        loudness=loudness, **values)
+                        loudness=loudness, marks=[list(m) for m in marks], **values)
 
 
 def _is_count(value) -> bool:

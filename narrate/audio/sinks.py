@@ -1,10 +1,13 @@
 """Output sinks: write a stream of mono float32 audio blocks to a file, a folder of chapters or stdout.
 
 Every file output is written under a hidden temporary name beside its target (".book.wav.partial")
-and renamed into place when finished or interrupted, so the target path only ever holds a complete,
-playable file and an existing file is never overwritten without ``force``. Audio is written block
-by block as it arrives: memory stays constant however long the book. M4B is encoded by ffmpeg from
-a temporary Wave64 file once the audio is complete, with the chapter marks as its chapters.
+and renamed into place when finished, so the target path only ever holds a complete, playable file
+and an existing file is never overwritten without ``force``. Audio is written block by block as it
+arrives: memory stays constant however long the book. WAV (and raw) are written directly; FLAC, OGG,
+MP3 and M4B are encoded from a lossless Wave64 intermediate (".book.mp3.partial.w64") once the audio
+is complete (M4B by ffmpeg, with the chapter marks as its chapters). The intermediate's header is
+kept current after every write, so after an interrupt or a kill it is a playable, resumable file,
+and an unfinished encoded output never sits under its final name.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import soundfile as sf
 from narrate.errors import OutputError
 
 FORMATS = ("wav", "flac", "ogg", "mp3", "m4b", "raw")
+ENCODED = ("flac", "ogg", "mp3", "m4b")  # written through a Wave64 intermediate, encoded at the end
 
 _SUFFIXES = {
     ".wav": "wav", ".wave": "wav", ".flac": "flac", ".ogg": "ogg", ".oga": "ogg",
@@ -115,8 +119,13 @@ class Sink:
             self._abort()
 
     def truncate_to(self, n_samples: int) -> None:
-        """Drop everything after the first ``n_samples`` (wav files only, before resuming)."""
-        raise OutputError(f"{self.name}: only wav file output can be truncated for resuming")
+        """Drop everything after the first ``n_samples`` (file outputs but raw, before resuming)."""
+        raise OutputError(f"{self.name}: only file output can be truncated for resuming")
+
+    @property
+    def kept_in(self) -> str:
+        """Where the audio written so far is once abort() has run."""
+        return self.name
 
     def __enter__(self) -> Sink:
         return self
@@ -139,11 +148,12 @@ class Sink:
 
 
 def open_sink(path: str | Path, fmt: str, sample_rate: int, force: bool = False,
-              resume: bool = False) -> Sink:
+              resume: bool = False, keep_unfinished: bool = True) -> Sink:
     """Open the output ``path`` ("-" is stdout) in format ``fmt`` (one of FORMATS).
 
-    ``force`` allows replacing an existing file. ``resume`` (wav only) reopens the partial or
-    finished file of an interrupted run and appends to it; see Sink.truncate_to.
+    ``force`` allows replacing an existing file. ``resume`` (files but raw) reopens the audio of
+    an interrupted run and appends to it; see Sink.truncate_to. ``keep_unfinished`` (encoded
+    formats): abort() keeps the intermediate for a later resume instead of encoding it.
     """
     if fmt not in FORMATS:
         raise OutputError(f"unknown output format {fmt!r}; choose one of {', '.join(FORMATS)}")
@@ -157,11 +167,17 @@ def open_sink(path: str | Path, fmt: str, sample_rate: int, force: bool = False,
                               f"or give an output file")
         return _StreamSink(_stdout_binary(), sample_rate, wav_header=fmt == "wav")
     target = Path(path).expanduser()
+    if fmt in ENCODED:
+        return _EncodedSink(target, fmt, sample_rate, force, resume, keep_unfinished)
     if resume and fmt != "wav":
-        raise OutputError(f"resume needs wav output; {target} is {fmt}")
-    if fmt == "m4b":
-        return _M4bSink(target, sample_rate, force)
+        raise OutputError(f"resume needs wav, flac, ogg, mp3 or m4b output; {target} is {fmt}")
     return _SoundFileSink(target, fmt, sample_rate, force, resume)
+
+
+def unfinished_path(target: Path, fmt: str) -> Path:
+    """Where the audio of an unfinished ``fmt`` file output to ``target`` is kept until it is
+    complete (the temporary file a resumed run continues)."""
+    return _temp_path(Path(target), ".w64" if fmt in ENCODED else "")
 
 
 def streaming_wav_header(sample_rate: int) -> bytes:
@@ -306,36 +322,22 @@ class _FileSink(Sink):
         except OutputError:
             pass  # the write error already reported is the one the user needs
 
-
-class _SoundFileSink(_FileSink):
-    """wav, flac, ogg, mp3 or raw file, written under a temporary name and renamed into place."""
-
-    def __init__(self, target: Path, fmt: str, sample_rate: int, force: bool, resume: bool):
-        super().__init__(target, sample_rate, _temp_path(target), fmt)
-        _prepare_target(target, overwrite_ok=force or resume)
-        if resume:
-            self._reopen()
-        else:
-            self._open_new()
-
-    def _reopen(self) -> None:
-        """Continue the file of an interrupted run: its temporary name if a crash left one, else
-        the finished target (moved back under the temporary name until this run completes)."""
-        source = next((p for p in (self.audio_path, self.path) if p.is_file()), None)
-        if source is None:
-            raise OutputError(f"nothing to resume: neither {self.path} nor {self.audio_path} exists")
+    def _reopen(self, source: Path) -> None:
+        """Continue the audio file ``source`` of an interrupted run (16-bit mono, this rate, of
+        this sink's kind), moved to ``audio_path`` if it is elsewhere, positioned at its end."""
+        major, subtype = _SOUNDFILE_TYPES[self._kind]
         try:
             info = sf.info(str(source))
         except (OSError, RuntimeError) as exc:
-            raise OutputError(f"cannot resume {source}: not a readable WAV file ({_reason(exc)})") from exc
+            raise OutputError(f"cannot resume {source}: not a readable {major} file ({_reason(exc)})") from exc
         if (info.format, info.subtype, info.channels, info.samplerate) != (
-                "WAV", "PCM_16", 1, self.sample_rate):
+                major, subtype, 1, self.sample_rate):
             raise OutputError(f"cannot resume {source}: it is {info.format} {info.subtype} with "
                               f"{info.channels} channel(s) at {info.samplerate} Hz, but this run "
-                              f"writes 16-bit mono WAV at {self.sample_rate} Hz")
+                              f"writes 16-bit mono {major} at {self.sample_rate} Hz")
         try:
-            if source == self.path:
-                os.replace(self.path, self.audio_path)
+            if source != self.audio_path:
+                os.replace(source, self.audio_path)
             self._sf = sf.SoundFile(str(self.audio_path), "r+")
         except (OSError, RuntimeError) as exc:
             raise OutputError(f"cannot resume {source}: {_reason(exc)}") from exc
@@ -344,7 +346,7 @@ class _SoundFileSink(_FileSink):
         self.samples_written = self._sf.frames
 
     def truncate_to(self, n_samples: int) -> None:
-        if self._kind != "wav" or self._sf is None:
+        if self._kind not in ("wav", "w64") or self._sf is None:
             super().truncate_to(n_samples)
         n_samples = int(n_samples)
         if n_samples < 0:
@@ -358,6 +360,23 @@ class _SoundFileSink(_FileSink):
             raise OutputError(f"cannot truncate {self.path} for resuming: {_reason(exc)}") from exc
         self.samples_written = n_samples
         self.chapters = [c for c in self.chapters if c[1] <= n_samples]
+
+
+class _SoundFileSink(_FileSink):
+    """wav or raw file, written under a temporary name and renamed into place."""
+
+    def __init__(self, target: Path, fmt: str, sample_rate: int, force: bool, resume: bool):
+        super().__init__(target, sample_rate, _temp_path(target), fmt)
+        _prepare_target(target, overwrite_ok=force or resume)
+        if resume:
+            # Its temporary name if a crash left one, else the file an interrupt finished (moved
+            # back under the temporary name until this run completes).
+            source = next((p for p in (self.audio_path, self.path) if p.is_file()), None)
+            if source is None:
+                raise OutputError(f"nothing to resume: neither {self.path} nor {self.audio_path} exists")
+            self._reopen(source)
+        else:
+            self._open_new()
 
     def _write(self, block: np.ndarray) -> None:
         if self._kind == "wav" and self.samples_written + block.size > _WAV_MAX_SAMPLES:
@@ -385,20 +404,43 @@ class _SoundFileSink(_FileSink):
         self._close()
 
 
-class _M4bSink(_FileSink):
-    """AAC .m4b with chapters: PCM goes to a temporary Wave64 file, ffmpeg encodes it at the end."""
+class _EncodedSink(_FileSink):
+    """flac, ogg, mp3 or m4b: PCM goes to a Wave64 intermediate, encoded when the audio is complete.
 
-    def __init__(self, target: Path, sample_rate: int, force: bool):
+    The intermediate is lossless and its header current after every write: a kill leaves it
+    playable, and a resumed run continues it, so clean and resumed runs encode the same samples.
+    abort() keeps it (``keep_unfinished``) for --resume, or encodes what there is.
+    """
+
+    def __init__(self, target: Path, fmt: str, sample_rate: int, force: bool, resume: bool,
+                 keep_unfinished: bool):
         super().__init__(target, sample_rate, _temp_path(target, ".w64"), "w64")
-        _prepare_target(target, overwrite_ok=force)
-        # Checked now, not after hours of synthesis.
-        _require_tools(target, ("ffmpeg",))
-        self._open_new()
+        self.fmt = fmt
+        self.keep_unfinished = keep_unfinished
+        _prepare_target(target, overwrite_ok=force or resume)
+        if fmt == "m4b":  # checked now, not after hours of synthesis
+            _require_tools(target, ("ffmpeg",))
+        if resume:
+            if not self.audio_path.is_file():
+                raise OutputError(f"nothing to resume: {self.audio_path} (the unfinished audio "
+                                  f"of {self.path}) does not exist")
+            self._reopen(self.audio_path)
+        else:
+            self._open_new()
+
+    @property
+    def kept_in(self) -> str:
+        return str(self.audio_path) if self.keep_unfinished else self.name
 
     def _close(self) -> None:
         self._finish(interrupted=False)
 
     def _abort(self) -> None:
+        if self.keep_unfinished and not self._failed:
+            self._finish_audio()  # the final header; the file stays for --resume
+            if self.samples_written == 0:
+                self.audio_path.unlink(missing_ok=True)
+            return
         self._finish(interrupted=True)
 
     def _finish(self, interrupted: bool) -> None:
@@ -406,14 +448,17 @@ class _M4bSink(_FileSink):
             self._quiet_close()
             return
         self._finish_audio()
-        if self.samples_written == 0:
+        if self.samples_written == 0 and self.fmt == "m4b":
             self.audio_path.unlink(missing_ok=True)
             if interrupted:
                 return  # nothing was narrated yet: there is nothing to keep
             raise OutputError(f"no audio to write to {self.path}")
-        marks = [(title, start / self.sample_rate) for title, start in self.chapters]
-        _encode_m4b(["-i", str(self.audio_path)], marks, self.samples_written / self.sample_rate,
-                    self.path.stem, self.path, kept=self.audio_path)
+        if self.fmt == "m4b":
+            marks = [(title, start / self.sample_rate) for title, start in self.chapters]
+            _encode_m4b(["-i", str(self.audio_path)], marks, self.samples_written / self.sample_rate,
+                        self.path.stem, self.path, kept=self.audio_path)
+        else:
+            _transcode(self.audio_path, self.path, self.fmt)
         self.audio_path.unlink(missing_ok=True)
 
 
@@ -466,7 +511,7 @@ class ChapterFiles:
         return self.folder / f"{index:0{self._width}d} - {name}.{self.fmt}"
 
     def start_chapter(self, index: int, title: str, resume: bool = False) -> Sink:
-        """A Sink for chapter ``index``'s file; ``resume`` continues its partial file (wav only)."""
+        """A Sink for chapter ``index``'s file; ``resume`` continues its partial file."""
         path = self.chapter_path(index, title)
         sink = open_sink(path, self.fmt, self.sample_rate, force=self.force or self.resume,
                          resume=resume)
@@ -703,6 +748,26 @@ def _encode_m4b(inputs: list[str], marks: list[tuple[str, float]], total_seconds
         os.replace(partial, target)
     except OSError as exc:
         raise OutputError(f"cannot move {partial} to {target}: {_reason(exc)}") from exc
+
+
+def _transcode(source: Path, target: Path, fmt: str) -> None:
+    """Encode the 16-bit intermediate ``source`` to ``fmt`` (flac, ogg or mp3) at ``target``,
+    block by block, through a temporary name; the intermediate is kept if this fails."""
+    partial = _temp_path(target)
+    major, subtype = _SOUNDFILE_TYPES[fmt]
+    try:
+        with sf.SoundFile(str(source)) as audio, sf.SoundFile(
+                str(partial), "w", audio.samplerate, 1, subtype, format=major) as out:
+            # int16 in and out: a lossless format gets exactly the intermediate's samples
+            for block in audio.blocks(blocksize=_BLOCK, dtype="int16"):
+                out.write(block)
+        os.replace(partial, target)
+    except (OSError, RuntimeError, AssertionError) as exc:
+        if _is_disk_full(exc, target.parent):
+            raise OutputError(f"disk full while writing {target}; the audio is kept in {source}") from exc
+        raise OutputError(f"cannot write {target}: {_reason(exc)}; the audio is kept in {source}") from exc
+    finally:
+        partial.unlink(missing_ok=True)  # gone already unless this failed or was interrupted
 
 
 def _ffmetadata(title: str, marks: list[tuple[str, float]], total_seconds: float) -> str:

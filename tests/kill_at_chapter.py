@@ -1,0 +1,24 @@
+"""Run the narrate CLI and kill it (SIGKILL, as the OOM killer or a power cut would) at a known
+point: the moment its resume record first says chapter N is begun with none of its sentences
+written. Usage: python kill_at_chapter.py N narrate-arguments...
+"""
+
+import os
+import signal
+import sys
+
+from narrate import pipeline
+from narrate.cli import main
+
+CHAPTER = int(sys.argv.pop(1))
+_save = pipeline._Checkpoint.save
+
+
+def _save_then_die(self) -> None:
+    _save(self)
+    if self.at[:2] == (CHAPTER, 0):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+pipeline._Checkpoint.save = _save_then_die
+main()
