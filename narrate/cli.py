@@ -22,7 +22,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from narrate import __version__
-from narrate.errors import NarrateError, one_line
+from narrate.errors import AlreadyFinished, NarrateError, one_line
 from narrate.pauses import CHAPTER_PAUSE, PARAGRAPH_PAUSE, SENTENCE_PAUSE
 
 LOUDNESS = -20.0  # LUFS, the --loudness default (narrate.audio.loudness.TARGET; not imported: scipy is slow to load)
@@ -288,7 +288,9 @@ def batch(
 ) -> None:
     """Read several documents with the model loaded once; a bad document does not stop the rest.
 
-    Ends with a table of what happened to each; the exit status is 1 if any document failed.
+    Run it again after an interruption: documents whose output is finished are skipped, an
+    unfinished one continues where it stopped (--force starts every document over). Ends with a
+    table of what happened to each; the exit status is 1 if any document failed.
     """
     if ray_address is not None:
         return _batch_on_cluster(ray_address, inputs, out_dir, fmt.value, voice, model, revision,
@@ -314,24 +316,31 @@ def batch(
                              vocoder=vocoder.value)
         used: dict[Path, Path] = {}
         try:
-            for path in inputs:
+            for k, path in enumerate(inputs):
                 target = out_dir / f"{path.stem}.{fmt.value}"
                 if target in used:
                     rows.append((str(path), "failed", "", f"same output name as {used[target]}"))
                     continue
                 used[target] = path
-                job = Job(str(path), str(target), fmt.value, "none", resume=resume, force=force,
+                # A batch always continues: an unfinished output is resumed, a finished one skipped.
+                job = Job(str(path), str(target), fmt.value, "none", resume=not force, force=force,
                           lexicon=lex, paragraph_pause=paragraph_pause, chapter_pause=chapter_pause,
                           titles=titles, loudness=level, **tags, settings=dict(settings))
                 try:
-                    where = run(narrator, make_plan(job, stdout_is_tty=True), progress)
-                    rows.append((str(path), "done", f"{progress.end().audio_seconds:.1f}", where))
+                    plan = make_plan(job, stdout_is_tty=True)
+                    status = "resumed" if plan.record is not None else "done"
+                    where = run(narrator, plan, progress)
+                    rows.append((str(path), status, f"{progress.end().audio_seconds:.1f}", where))
+                except AlreadyFinished:
+                    rows.append((str(path), "done", "", f"{target} (finished earlier: skipped; --force "
+                                                        f"redoes it)"))
                 except (NarrateError, OSError) as e:  # this document only; go on with the next
                     progress.end()
                     rows.append((str(path), "failed", "", _message(e)))
                 except Interrupted:
                     seconds = f"{progress.end().audio_seconds:.1f}"
                     rows.append((str(path), "interrupted", seconds, str(target)))
+                    rows.extend((str(p), "not started", "", "") for p in inputs[k + 1:])
                     raise
         finally:
             progress.end()
@@ -763,7 +772,7 @@ def _batch_table(rows) -> Table:
     table.add_column("audio s", justify="right")
     table.add_column("output or error", overflow="fold")
     for document, status, seconds, detail in rows:
-        style = {"done": "green", "failed": "red"}.get(status, "yellow")
+        style = {"done": "green", "resumed": "green", "failed": "red"}.get(status, "yellow")
         table.add_row(escape(document), f"[{style}]{status}[/]", seconds, escape(detail))
     return table
 

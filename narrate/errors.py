@@ -24,6 +24,10 @@ class OutputError(NarrateError):
     """The output cannot be written (permissions, full disk, exists without --force)."""
 
 
+class AlreadyFinished(OutputError):
+    """--resume on an output that a run finished: there is nothing left to narrate."""
+
+
 def one_line(error: BaseException) -> str:
     """An error as the one line the user sees."""
     if isinstance(error, OSError) and error.strerror:

@@ -30,7 +30,7 @@ from narrate.audio.sinks import ENCODED, ChapterFiles, Sink, format_for, open_si
 from narrate.audio.tags import Tags, write_tags
 from narrate.document import Document, load_document
 from narrate.dialogue import dialogue_pieces
-from narrate.errors import InputError, ModelError, OutputError
+from narrate.errors import AlreadyFinished, InputError, ModelError, OutputError
 from narrate.matter import matter_by_title
 from narrate.pauses import CHAPTER_PAUSE, PARAGRAPH_PAUSE, Sentence
 from narrate.progress import Progress
@@ -358,7 +358,7 @@ def _resume_point(plan: Plan) -> ResumeRecord | None:
         record = None
     if record is None:
         if job.resume and (present or (target.kind == "file" and path.exists())):
-            raise OutputError(f"nothing to resume: {path} has no resume record (the run that made "
+            raise AlreadyFinished(f"nothing to resume: {path} has no resume record (the run that made "
                               f"it finished); use --force to start over")
         _refuse_existing(target, job.force)
         return None

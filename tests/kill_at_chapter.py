@@ -1,6 +1,7 @@
 """Run the narrate CLI and kill it (SIGKILL, as the OOM killer or a power cut would) at a known
-point: the moment its resume record first says chapter N is begun with none of its sentences
-written. Usage: python kill_at_chapter.py N narrate-arguments...
+point: the moment its resume record first says chapter N (from 0) is about to begin, in the
+first document that has one (a batch's shorter documents finish). Usage:
+python kill_at_chapter.py N narrate-arguments...
 """
 
 import os
@@ -16,7 +17,7 @@ _save = pipeline._Checkpoint.save
 
 def _save_then_die(self) -> None:
     _save(self)
-    if self.at[:2] == (CHAPTER, 0):
+    if self.at[:2] == (CHAPTER, 0) and CHAPTER < len(self.plan.chapters):
         os.kill(os.getpid(), signal.SIGKILL)
 
 

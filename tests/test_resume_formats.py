@@ -84,3 +84,26 @@ def test_killed_m4b_resumes_with_the_clean_runs_length_and_chapters(
     # Chapter two starts where the killed run's first chapter ended (a clean run's boundary:
     # the flac test shows those samples are the clean run's).
     assert marks == [("First part", 0), ("Second part", round(boundary / rate * 1000))]
+
+
+def test_batch_skips_finished_documents_and_resumes_the_unfinished(tmp_path, two_chapters,
+                                                                   tiny_model, voice_wav, narrate_cmd):
+    first, never = tmp_path / "first.txt", tmp_path / "never.txt"
+    first.write_text("A short first document.", encoding="utf-8")
+    never.write_text("This one was never begun.", encoding="utf-8")
+    docs, out = [first, two_chapters, never], tmp_path / "out"
+    cmd = [sys.executable, str(KILLER), "1", "batch", *map(str, docs), "--out-dir", str(out),
+           "--format", "flac", "--seed", "3", "--model", str(tiny_model), "--voice", str(voice_wav)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=cli_env(), timeout=300)
+    assert proc.returncode == -9, proc.stderr  # killed in two.md, as chapter two began
+    done = (out / "first.flac").read_bytes()
+    assert load_record(out / "two.flac").chapter == 1 and not (out / "two.flac").exists()
+    assert not (out / "never.flac").exists()
+
+    proc = narrate_cmd("batch", *docs, "--out-dir", out, "--format", "flac", "--seed", "3")
+    assert proc.returncode == 0, proc.stderr
+    table = proc.stdout.decode()
+    assert "finished earlier: skipped" in table and "resumed" in table, table
+    assert (out / "first.flac").read_bytes() == done  # not narrated again
+    assert sf.info(str(out / "two.flac")).duration > 2 and sf.info(str(out / "never.flac")).duration > 0.5
+    assert not list(out.glob("*.narrate.json")) and not list(out.glob(".*"))
