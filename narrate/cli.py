@@ -22,6 +22,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from narrate import __version__
+from narrate.audio.stretch import SPEEDS
 from narrate.errors import AlreadyFinished, NarrateError, one_line
 from narrate.pauses import CHAPTER_PAUSE, PARAGRAPH_PAUSE, SENTENCE_PAUSE
 
@@ -97,8 +98,11 @@ Resume = Annotated[bool, typer.Option(
                      "settings). Until finished, flac/ogg/mp3/m4b audio is kept playable in "
                      "'.NAME.partial.w64' beside the output.")]
 Speed = Annotated[float, typer.Option(
-    "--speed", min=0.25, max=4.0, help="Speaking rate: 1 is normal, 1.2 is 20% faster. A model refuses rates outside the range it was "
-                     "trained on (its config.json speed_range).")]
+    "--speed", min=SPEEDS[0], max=SPEEDS[1],
+    help=f"Speaking rate from {SPEEDS[0]:g} to {SPEEDS[1]:g}: 1 is normal, 1.2 is 20% faster. The model "
+         f"speaks the rates it was trained for (its config.json speed_range; narrate-joe: 0.83-1.18); "
+         f"beyond them it speaks at the nearest one and the audio is time-scaled with the pitch kept "
+         f"(WSOLA), which sounds less natural the further out.")]
 Seed = Annotated[int, typer.Option(
     "--seed", help="Random seed: the same text, voice and seed give the same audio.")]
 Temperature = Annotated[float, typer.Option(

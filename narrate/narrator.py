@@ -16,6 +16,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 import torch
 
+from narrate.audio.stretch import SPEEDS, SentenceStretch
 from narrate.cuts import SentenceCuts
 from narrate.engine.generate import DecodeSettings, Engine, StreamState, WordTiming
 from narrate.engine.guidance import GuidanceSettings
@@ -81,7 +82,7 @@ class _Run:
                  index: int = 0):
         self.n = narrator
         self.index = index              # its place among the call's streams
-        self.state: StreamState = narrator.engine.new_stream(narrator.speaker, narrator.settings.speed, seed,
+        self.state: StreamState = narrator.engine.new_stream(narrator.speaker, narrator.model_speed, seed,
                                                                    narrator.prompt)
         self.key = key                  # its decoder's key in narrator.vocoding
         # voice changes still to come: (text position from which it speaks, conditioning); the
@@ -91,6 +92,8 @@ class _Run:
         self.lookahead = lookahead
         self.queue: queue.Queue = queue.Queue(maxsize=4)
         self.cuts = SentenceCuts()      # where its sentences end (it holds the sentence being spoken)
+        # beyond the model's trained rates: each sentence time-scaled as it ends
+        self.stretch = SentenceStretch(narrator.tempo, narrator.sample_rate) if narrator.tempo != 1 else None
         s = narrator.settings
         self.pauses = PauseShaper(narrator.codec.frame_rate, s.sentence_pause) if s.shape_pauses else None
         self.vocoded = 0                # sentence whose audio is coming out of the vocoder
@@ -233,6 +236,8 @@ class _Run:
             elif len(samples) or mine:
                 chunks.append(AudioChunk(samples, sentence, False, mine))
         self.vocoded += len(parts) - 1
+        if self.stretch is not None:
+            return [scaled for chunk in chunks for scaled in self.stretch.add(chunk)]
         return chunks
 
 
@@ -244,6 +249,9 @@ class Narrator:
         torch.set_num_threads(max(1, self.settings.threads))  # however it was made (the benchmark makes it directly)
         self.codec = loaded.codec
         self.sample_rate = self.codec.sample_rate
+        # The rate the model is asked for (within what it was trained on) and the time-scaling
+        # of its audio that makes up the rest of settings.speed.
+        self.model_speed, self.tempo = split_speed(self.settings.speed, loaded.config.speed_range)
         text = loaded.config.text
         self.phonemizer = Phonemizer({k: list(v) for k, v in text.id_map.items()}, text.espeak_voice)
         self.voice = voice
@@ -377,16 +385,23 @@ class Narrator:
                 yield run.index, chunk
 
 
+def split_speed(speed: float, trained: tuple[float, float]) -> tuple[float, float]:
+    """(the rate to ask the model for, the tempo to scale its audio by): the model speaks
+    ``speed`` itself within its ``trained`` range, else the nearest rate it knows, and the audio
+    is time-scaled by the rest (speed = model rate x tempo)."""
+    low, high = trained
+    model = min(max(speed, low), high)
+    return model, speed / model
+
+
 def load_model_and_voice(model: str | None, voice: str | None, speed: float = 1.0,
                          revision: str | None = None, vocoder: str = "auto"):
     """(LoadedModel, Voice) for a Narrator: the model's weights and the voice's embedding, after
-    checking that the model was trained for ``speed``. NarrateError if anything is unusable."""
+    checking that ``speed`` is one narrate offers. NarrateError if anything is unusable."""
     from narrate.hub import from_pretrained
     from narrate.voices import load_voice
 
+    if not SPEEDS[0] <= speed <= SPEEDS[1]:
+        raise NarrateError(f"--speed {speed:g} is outside {SPEEDS[0]:g}-{SPEEDS[1]:g}")
     loaded = from_pretrained(model, revision, vocoder)
-    low, high = loaded.config.speed_range
-    if not low <= speed <= high:
-        raise NarrateError(f"--speed {speed:g} is outside what model '{loaded.name}' was trained for "
-                           f"({low:g}-{high:g})")
     return loaded, load_voice(voice, loaded.config.default_voice)
