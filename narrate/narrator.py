@@ -269,7 +269,7 @@ class Narrator:
             self.dialogue_cond = None
         else:
             speaker, prompt = self._conditioning(dialogue)
-            self.dialogue_cond = self.engine.condition(speaker, self.settings.speed, prompt)
+            self.dialogue_cond = self.engine.condition(speaker, self.model_speed, prompt)
         self.vocoding = Vocoding(self.codec, self.settings.vocoder_process)  # forks now, before any run's threads
         self._keys = itertools.count()
 
