@@ -33,6 +33,7 @@ import logging
 import math
 import os
 import shutil
+import signal
 import time
 import uuid
 from dataclasses import dataclass, field, replace
@@ -365,10 +366,15 @@ def run_batch(batch: ClusterBatch, progress: "ClusterProgress", rows: list[list[
 
     loaded, voice = load_model_and_voice(batch.model, batch.voice, batch.narrate.speed,
                                          batch.revision, batch.narrate.vocoder)
+    ours = signal.getsignal(signal.SIGTERM)
     try:
         ray.init(address=batch.address, logging_level=logging.WARNING, log_to_driver=False)
     except (ConnectionError, ValueError, RuntimeError) as e:
         raise NarrateError(f"cannot reach the Ray cluster at {batch.address}: {_message(e)}") from None
+    finally:
+        # ray.init puts sys.exit in SIGTERM's place: the run would die without keeping its
+        # chapters' record of what was interrupted, and abort in Ray's threads (status 134)
+        signal.signal(signal.SIGTERM, ours)
     try:
         for doc in documents:  # only now: a run that could not start leaves nothing to resume
             if doc.record is not None:

@@ -217,6 +217,20 @@ def test_interrupted_run_resumes_its_chapters_and_skips_finished_documents(
     _same_as_local(out, local, docs)
 
 
+def test_sigterm_mid_job_keeps_the_finished_chapters(tmp_path, cluster, docs, tiny_model, voice_wav):
+    """SIGTERM (kill, a scheduler) ends the run as Ctrl-C does: status 143, the table, the
+    finished chapters kept for --resume (Ray's own handler made it abort, status 134)."""
+    out = tmp_path / "out"
+    proc = subprocess.Popen(_command(tiny_model, voice_wav, docs, out, cluster[0].address),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env())
+    _until_a_chapter_is_done(proc, out)
+    proc.terminate()
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 143, stderr
+    assert "interrupted" in stdout and "--resume" in stderr, (stdout, stderr)
+    assert list(out.glob(".*.ray/*.f32"))
+
+
 def _run_seconds(folder: Path) -> float:
     """Seconds of audio in the documents of a folder (all of it narrated, pauses included)."""
     return sum(sf.info(str(p)).duration for p in folder.glob("*.wav"))
