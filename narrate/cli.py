@@ -234,9 +234,7 @@ def speak(
         level = loudness if normalize else None
         subs = subtitles.value if subtitles else None
         book = {"titles": titles, "loudness": level, "chapters": chapters, "footnotes": footnotes,
-                **({"subtitles": subs} if subs else {}),  # (records of runs without them still match)
-                **({"front_matter": True} if front_matter else {}),
-                **({"dialogue_voice": _identity(dialogue_voice)} if dialogue_voice else {})}
+                **_given_extras(subs, front_matter, dialogue_voice)}
         tags = {"title": title, "author": author, "cover": _cover(cover)}
         job = Job(input, output, fmt.value if fmt else None, split.value if split else None,
                   resume=resume, force=force, quiet_time=quiet_time, lexicon=lex,
@@ -284,6 +282,9 @@ def batch(
     title: BookTitle = None,
     author: Author = None,
     cover: Cover = None,
+    front_matter: FrontMatter = False,
+    subtitles: Subtitles = None,
+    dialogue_voice: DialogueVoice = None,
     quiet: Quiet = False,
     ray_address: Annotated[Optional[str], typer.Option(
         "--ray", metavar="ADDRESS", show_default=False,
@@ -297,6 +298,10 @@ def batch(
     table of what happened to each; the exit status is 1 if any document failed.
     """
     if ray_address is not None:
+        extras = [name for name, given in [("--front-matter", front_matter), ("--subtitles", subtitles),
+                                           ("--dialogue-voice", dialogue_voice)] if given]
+        if extras:
+            _fail(f"--ray does not take {', '.join(extras)} yet; narrate those documents without --ray")
         return _batch_on_cluster(ray_address, inputs, out_dir, fmt.value, voice, model, revision,
                                  resume, force, speed, seed, temperature, lexicon, quiet,
                                  (sentence_pause, paragraph_pause, chapter_pause), titles,
@@ -311,13 +316,15 @@ def batch(
         lex, lexicon_id = _lexicon(lexicon)
         pauses = (sentence_pause, paragraph_pause, chapter_pause)
         level = loudness if normalize else None
-        book = {"titles": titles, "loudness": level}
+        subs = subtitles.value if subtitles else None
+        book = {"titles": titles, "loudness": level, **_given_extras(subs, front_matter, dialogue_voice)}
         tags = {"title": title, "author": author, "cover": _cover(cover)}
         settings = {**_run_settings(model, revision, voice, speed, seed, temperature, lexicon_id, pauses, vocoder.value),
                     **book}
         _check_voice(voice, quiet)
+        _check_voice(dialogue_voice, quiet)
         narrator = _narrator(model, voice, revision, speed, seed, temperature, sentence_pause=sentence_pause,
-                             vocoder=vocoder.value)
+                             vocoder=vocoder.value, dialogue_voice=dialogue_voice)
         used: dict[Path, Path] = {}
         try:
             for k, path in enumerate(inputs):
@@ -329,7 +336,8 @@ def batch(
                 # A batch always continues: an unfinished output is resumed, a finished one skipped.
                 job = Job(str(path), str(target), fmt.value, "none", resume=not force, force=force,
                           lexicon=lex, paragraph_pause=paragraph_pause, chapter_pause=chapter_pause,
-                          titles=titles, loudness=level, **tags, settings=dict(settings))
+                          titles=titles, loudness=level, **tags, front_matter=front_matter, subtitles=subs,
+                          dialogue=dialogue_voice is not None, settings=dict(settings))
                 try:
                     plan = make_plan(job, stdout_is_tty=True)
                     status = "resumed" if plan.record is not None else "done"
@@ -758,6 +766,13 @@ def _run_settings(model, revision, voice, speed, seed, temperature, lexicon_id, 
             "voice": _identity(voice) if voice else "(model default)", "speed": speed,
             "seed": seed, "temperature": temperature, "lexicon": lexicon_id,
             "pauses": list(pauses), "vocoder": vocoder}
+
+
+def _given_extras(subtitles: str | None, front_matter: bool, dialogue_voice: str | None) -> dict:
+    """The resume settings of --subtitles, --front-matter and --dialogue-voice, each only when
+    given, so that the records of runs made before these options existed still match."""
+    return {**({"subtitles": subtitles} if subtitles else {}), **({"front_matter": True} if front_matter else {}),
+            **({"dialogue_voice": _identity(dialogue_voice)} if dialogue_voice else {})}
 
 
 def _identity(name: str) -> str:

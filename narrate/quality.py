@@ -30,6 +30,17 @@ def transcribe(wav: np.ndarray, sample_rate: int) -> str:
     return " ".join(s.text.strip() for s in segments)
 
 
+def transcribe_words(wav: np.ndarray, sample_rate: int) -> list[tuple[str, float, float]]:
+    """(word, start, end) of each word the ASR hears, seconds from the start of ``wav``."""
+    import librosa
+
+    x = np.asarray(wav, np.float32)
+    if sample_rate != 16000:
+        x = librosa.resample(x, orig_sr=sample_rate, target_sr=16000)
+    segments, _ = _asr().transcribe(x, language="en", beam_size=1, vad_filter=False, word_timestamps=True)
+    return [(w.word.strip(), float(w.start), float(w.end)) for s in segments for w in (s.words or [])]
+
+
 def normalize_words(text: str) -> str:
     """Lowercase words without punctuation; numbers spelled out as the narrator reads them."""
     from narrate.text.normalize import normalize

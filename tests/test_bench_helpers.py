@@ -282,3 +282,13 @@ def test_left_behind_finds_a_process_and_a_thread_and_ends_the_process():
         for p in (proc, kept):
             p.kill()
             p.wait()
+
+
+def test_subtitle_cues_are_matched_to_the_nearest_heard_first_word():
+    from bench.subtitle_timing import first_word_offsets
+
+    heard = [("The", 1.0, 1.2), ("dog", 1.2, 1.5), ("saw", 1.5, 1.8), ("the", 1.8, 2.0), ("cat.", 2.0, 2.4),
+             ("The", 3.0, 3.2), ("end.", 3.2, 3.6)]
+    cues = [(1, 1.05, 2.5, "The dog saw the cat."), (2, 2.9, 3.7, "The end."), (3, 9.0, 9.5, "Unheard.")]
+    # the second cue's "the" is the one at 3.0 s, not the nearer in order at 1.8 s
+    assert [round(o, 3) for o in first_word_offsets(cues, heard)] == [0.05, -0.1]

@@ -169,3 +169,15 @@ def test_subtitles_need_a_file_and_are_not_overwritten(tmp_path):
     with pytest.raises(OutputError, match="four.vtt exists"):
         make_plan(Job(str(md), str(tmp_path / "four.wav"), subtitles="vtt"), stdout_is_tty=True)
     assert (tmp_path / "four.vtt").read_text() == "mine"
+
+
+def test_batch_writes_subtitles_and_reads_quotes_in_the_dialogue_voice(tmp_path, narrate_cmd, voice_wav):
+    (tmp_path / "a.txt").write_text('One. "Two," she said.\n', encoding="utf-8")
+    (tmp_path / "b.md").write_text("# Copyright\n\nNone.\n\n# Chapter 1\n\nThree.\n", encoding="utf-8")
+    proc = narrate_cmd("batch", tmp_path / "a.txt", tmp_path / "b.md", "-d", tmp_path / "out",
+                       "--subtitles", "vtt", "--dialogue-voice", voice_wav)
+    assert proc.returncode == 0, proc.stderr
+    cues = [t for _, _, _, t in read_cues((tmp_path / "out" / "a.vtt").read_text(encoding="utf-8"))]
+    assert cues == ["One.", '"Two,"', "she said."]  # the quote cut out for the second voice
+    cues = [t for _, _, _, t in read_cues((tmp_path / "out" / "b.vtt").read_text(encoding="utf-8"))]
+    assert cues == ["Chapter one.", "Three."]  # the copyright page skipped
