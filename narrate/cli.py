@@ -23,7 +23,7 @@ from rich.table import Table
 
 from narrate import __version__
 from narrate.audio.stretch import SPEEDS
-from narrate.errors import AlreadyFinished, NarrateError, one_line
+from narrate.errors import AlreadyFinished, NarrateError, one_line, warn, warnings_shown
 from narrate.pauses import CHAPTER_PAUSE, PARAGRAPH_PAUSE, SENTENCE_PAUSE
 
 LOUDNESS = -20.0  # LUFS, the --loudness default (narrate.audio.loudness.TARGET; not imported: scipy is slow to load)
@@ -251,7 +251,7 @@ def speak(
         where = run(narrator, plan, progress, stdin=sys.stdin)
         stats = progress.end()
         if not quiet:
-            _err().print(summary_line(stats, where), markup=False)
+            _err().print(summary_line(stats, where, warnings_shown()), markup=False)
 
 
 @app.command()
@@ -503,7 +503,7 @@ def voices_add(
         measures, embedding, wav, rate = check_prompt(prompt)
         problems = measures.problems()
         if problems:
-            _err().print(f"narrate: warning: {warning_line(str(prompt), problems)}", markup=False)
+            warn(warning_line(str(prompt), problems))
         path = add_voice(name, wav, rate, embedding, prompt, description)
         _err().print(f"narrate: voice '{name}' kept in {path.parent}; use it with --voice {name}",
                      markup=False)
@@ -744,7 +744,7 @@ def _check_voice(voice: str | None, quiet: bool) -> None:
         return  # load_voice says it is an unknown name
     problems = check_prompt(path)[0].problems()
     if problems and not quiet:
-        _err().print(f"narrate: warning: {warning_line(voice, problems)}", markup=False)
+        warn(warning_line(voice, problems))
 
 
 def _lexicon(path: Path | None):

@@ -1,4 +1,9 @@
-"""User-facing errors: one line, no traceback, non-zero exit (the CLI turns them into exit 1)."""
+"""User-facing errors: one line, no traceback, non-zero exit (the CLI turns them into exit 1);
+and warnings: one line each, counted so that a run's summary can say there were some."""
+
+import sys
+
+_shown = 0  # warnings this process has printed
 
 
 class NarrateError(Exception):
@@ -26,6 +31,19 @@ class OutputError(NarrateError):
 
 class AlreadyFinished(OutputError):
     """--resume on an output that a run finished: there is nothing left to narrate."""
+
+
+def warn(message: str) -> None:
+    """Print "narrate: warning: MESSAGE" on stderr, counted (see warnings_shown)."""
+    global _shown
+    sys.stderr.write(f"narrate: warning: {message}\n")
+    sys.stderr.flush()
+    _shown += 1
+
+
+def warnings_shown() -> int:
+    """How many warnings this process has printed so far."""
+    return _shown
 
 
 def one_line(error: BaseException) -> str:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import sys
 import time
 from dataclasses import dataclass, field
 from itertools import islice
@@ -30,7 +29,7 @@ from narrate.audio.sinks import ENCODED, ChapterFiles, Sink, format_for, open_si
 from narrate.audio.tags import Tags, write_tags
 from narrate.document import Document, load_document
 from narrate.dialogue import dialogue_pieces
-from narrate.errors import AlreadyFinished, InputError, ModelError, OutputError
+from narrate.errors import AlreadyFinished, InputError, ModelError, OutputError, warn
 from narrate.matter import matter_by_title
 from narrate.pauses import CHAPTER_PAUSE, PARAGRAPH_PAUSE, Sentence
 from narrate.progress import Progress
@@ -109,6 +108,7 @@ class Plan:
     chapters: list[tuple[str, list[Sentence]]]
     input_sha256: str = ""
     record: ResumeRecord | None = None  # the interrupted run to continue
+    notes: list[str] = field(default_factory=list)  # what is not read, for the summary
     lock: OutputLock | None = None  # held on the output from make_plan to the end of run
 
 
@@ -188,8 +188,8 @@ def _make_plan(job: Job, target: Target) -> Plan:
             _check_parents(target.path)
         _refuse_existing(target, job.force)
         return Plan(job, target, None, [])
-    document, chapters, sha = read_chapters(job, one_file=target.kind != "folder")
-    result = Plan(job, target, document, chapters, sha)
+    document, chapters, sha, notes = _read_chapters(job, one_file=target.kind != "folder")
+    result = Plan(job, target, document, chapters, sha, notes=notes)
     result.record = _resume_point(result)
     if job.subtitles and target.kind == "file" and result.record is None and not job.force:
         path = subtitle_path(target.path, job.subtitles)
@@ -202,23 +202,39 @@ def read_chapters(job: Job, one_file: bool = True) -> tuple[Document, list[tuple
     """The input's chapters as (name, engine-ready sentences: the spoken title first, the chapter
     pause after the last when the chapters share one file), chapters without words dropped, with
     the document and the SHA-256 of its bytes (narrate.cluster cuts documents with this too)."""
+    return _read_chapters(job, one_file)[:3]
+
+
+def _read_chapters(job: Job, one_file: bool) -> tuple[Document, list[tuple[str, list[Sentence]]], str, list[str]]:
+    # read_chapters, and in words what of the document is not read (for the run's summary)
     document = load_document(job.input, job.footnotes)
     why = not_english("\n".join(c.text for c in islice(document.chapters, 20)))
     if why:
-        sys.stderr.write(f"narrate: warning: '{job.input}' does not look like English ({why}); "
-                         f"the model reads every text as English\n")
+        warn(f"'{job.input}' does not look like English ({why}); the model reads every text as English")
     listed = book_chapters(document, job)
+    notes = []
+    empty = len(document.chapters) - len(listed)
+    if empty:
+        notes.append(f"{_chapters(empty)} without words left out")
     if job.chapters:  # (front or back matter too, when named)
         chosen = [listed[i - 1] for i in chapter_selection(job.chapters, len(listed))]
+        notes.append(f"{len(chosen)} of {len(listed)} chapters read (--chapters {job.chapters})")
     else:  # (a book of nothing but matter is read whole)
         chosen = [c for c in listed if job.front_matter or not c[2]] or listed
+        if len(chosen) < len(listed):
+            notes.append(f"{_chapters(len(listed) - len(chosen))} of front or back matter skipped "
+                         f"(--front-matter reads them)")
     chapters = [(name, sents) for name, sents, _ in chosen]
     _chapter_ends(chapters, job.chapter_pause if one_file else None)
     try:
         sha = sha256_file(job.input)
     except OSError as e:
         raise InputError(f"cannot read '{job.input}': {e.strerror or e}") from None
-    return document, chapters, sha
+    return document, chapters, sha, notes
+
+
+def _chapters(n: int) -> str:
+    return f"{n} chapter{'s' if n != 1 else ''}"
 
 
 def book_chapters(document: Document, job: Job) -> list[tuple[str, list[Sentence], str]]:
@@ -298,8 +314,12 @@ def run(narrator, plan: Plan, progress: Progress, stdin: TextIO | None = None) -
         if plan.document is None:
             return _run_live(narrator, plan, progress, stdin)
         if plan.target.kind == "folder":
-            return _run_folder(narrator, plan, progress)
-        return _run_file(narrator, plan, progress)
+            where = _run_folder(narrator, plan, progress)
+        else:
+            where = _run_file(narrator, plan, progress)
+        for note in plan.notes:
+            progress.note(note)
+        return where
     finally:
         if plan.lock:
             plan.lock.release()
@@ -478,6 +498,8 @@ def _run_file(narrator, plan: Plan, progress: Progress) -> str:
     total = sum(len(s) for _, s in plan.chapters[first_chapter:]) - skip
     health = _Health()
     progress.begin(_label(plan), total, rate)
+    if record is not None:
+        progress.resumed(record.samples_written)
     try:
         with sink:
             for c in range(first_chapter, len(plan.chapters)):
@@ -522,6 +544,7 @@ def _run_file(narrator, plan: Plan, progress: Progress) -> str:
             subtitles.close()
     if checkpoint:
         clear_record(target.path)
+    progress.finished(sink.samples_written)
     if target.path is not None:
         write_tags(target.path, target.fmt, book_tags(plan))
     health.check(target.where)
@@ -541,14 +564,19 @@ def _run_folder(narrator, plan: Plan, progress: Progress) -> str:
     for i in sorted(done):
         files.add_existing(i + 1, plan.chapters[i][0])
 
+    finished = plan.record.samples_written if plan.record else 0  # in the finished chapter files
+
     def save() -> None:
         save_record(target.path, ResumeRecord(plan.input_sha256, plan.job.settings,
-                                              chapters_done=sorted(done), chapter=len(done)))
+                                              chapters_done=sorted(done), chapter=len(done),
+                                              samples_written=finished))
 
     save()
     pending = [i for i in range(n) if i not in done]
     health = _Health()
     progress.begin(_label(plan), sum(len(plan.chapters[i][1]) for i in pending), rate)
+    if plan.record is not None:
+        progress.resumed(finished)
     written = 0
     try:
         with files:
@@ -579,6 +607,7 @@ def _run_folder(narrator, plan: Plan, progress: Progress) -> str:
                             if normalizers[s]:
                                 sinks[s].write(normalizers[s].flush())
                             sinks[s].close()
+                            finished += sinks[s].samples_written
                             if s in subtitles:
                                 subtitles[s].sync()
                             name = plan.chapters[i][0]
@@ -598,6 +627,7 @@ def _run_folder(narrator, plan: Plan, progress: Progress) -> str:
     except KeyboardInterrupt as e:
         raise _interrupted(e, written / rate, target.where, True) from e
     clear_record(target.path)
+    progress.finished(finished)
     if files.m4b_path.is_file():
         write_tags(files.m4b_path, "m4b", book_tags(plan))
     health.check(target.where)
@@ -635,6 +665,7 @@ def _run_live(narrator, plan: Plan, progress: Progress, stdin: TextIO) -> str:
     if normalizer:
         sink.write(normalizer.flush())
     sink.close()
+    progress.finished(sink.samples_written)
     health.check(target.where)
     return target.where
 
@@ -666,9 +697,8 @@ class _Health:
     def check(self, where: str) -> None:
         """A warning for non-finite samples; ModelError when the whole narration is silence."""
         if self.bad:
-            sys.stderr.write(f"narrate: warning: {self.bad} of {self.samples} samples in {where} "
-                             f"were NaN or infinite (written as silence); the model's weights "
-                             f"may be damaged\n")
+            warn(f"{self.bad} of {self.samples} samples in {where} were NaN or infinite (written "
+                 f"as silence); the model's weights may be damaged")
         if self.samples and self.peak < SILENT_PEAK:
             raise ModelError(f"the narration in {where} is silent (no sample above -80 dBFS); "
                              f"the model's weights may be damaged")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress as RichProgress, TaskID, TextColumn, TimeRemainingColumn
@@ -16,13 +16,21 @@ from rich.progress import BarColumn, Progress as RichProgress, TaskID, TextColum
 
 @dataclass
 class Stats:
-    audio_seconds: float  # audio written by this run
+    audio_seconds: float  # audio in the output (a resumed run's included)
     wall_seconds: float  # time spent narrating (model loading excluded)
+    kept_seconds: float = 0.0  # of it, what an interrupted run had made (resumed runs)
+    resumed: bool = False
+    notes: list[str] = field(default_factory=list)  # what was not read, in words
+
+    @property
+    def new_seconds(self) -> float:
+        """Audio made by this run."""
+        return self.audio_seconds - self.kept_seconds
 
     @property
     def speed(self) -> float:
-        """How many seconds of audio per second of work (x real time)."""
-        return self.audio_seconds / self.wall_seconds if self.wall_seconds > 0 else 0.0
+        """How many seconds of new audio per second of work (x real time)."""
+        return self.new_seconds / self.wall_seconds if self.wall_seconds > 0 else 0.0
 
 
 class Progress:
@@ -40,6 +48,9 @@ class Progress:
         self._samples = 0
         self._started = 0.0
         self._total: int | None = None
+        self._kept: int | None = None  # samples an interrupted run had made (None: not resumed)
+        self._written: int | None = None  # samples the finished output holds
+        self._notes: list[str] = []
 
     @classmethod
     def for_terminal(cls, quiet: bool) -> "Progress":
@@ -52,6 +63,8 @@ class Progress:
         self._rate = int(sample_rate)
         self._samples = 0
         self._total = total_sentences
+        self._kept = self._written = None
+        self._notes = []
         self._started = time.monotonic()
         if not self.live:
             return
@@ -84,6 +97,18 @@ class Progress:
             speed = f"{stats.speed:.1f}x" if stats.wall_seconds > 1 else ""
             self._bar.update(self._task, audio=_clock(stats.audio_seconds), speed=speed)
 
+    def resumed(self, kept_samples: int) -> None:
+        """This narration continues an interrupted one, whose output held ``kept_samples``."""
+        self._kept = int(kept_samples)
+
+    def finished(self, total_samples: int) -> None:
+        """The output is complete and holds ``total_samples`` (what the summary reports)."""
+        self._written = int(total_samples)
+
+    def note(self, text: str) -> None:
+        """Something the summary must mention, e.g. "2 chapters without words left out"."""
+        self._notes.append(text)
+
     def sentence(self) -> None:
         """One more sentence is fully written."""
         if self._bar is not None:
@@ -91,7 +116,10 @@ class Progress:
 
     def stats(self) -> Stats:
         elapsed = time.monotonic() - self._started if self._started else 0.0
-        return Stats(self._samples / self._rate, elapsed)
+        kept = self._kept or 0
+        total = self._written if self._written is not None else kept + self._samples
+        return Stats(total / self._rate, elapsed, kept / self._rate, self._kept is not None,
+                     list(self._notes))
 
     def end(self) -> Stats:
         """Stop the live display (idempotent); the counts of the narration that ended."""
@@ -101,10 +129,19 @@ class Progress:
         return self.stats()
 
 
-def summary_line(stats: Stats, where: str) -> str:
-    """"narrate: 1 min 3 s of audio in 20 s (3.2x real time) -> book.wav"."""
-    return (f"narrate: {_duration(stats.audio_seconds)} of audio in {_duration(stats.wall_seconds)} "
+def summary_line(stats: Stats, where: str, warnings: int = 0) -> str:
+    """"narrate: 1 min 3 s of audio in 20 s (3.2x real time) -> book.wav", followed by what the
+    user should know: "; resumed: 40.0 s kept from the interrupted run, 23.0 s new",
+    "; 1 chapter without words left out", "; 2 warnings above"."""
+    line = (f"narrate: {_duration(stats.audio_seconds)} of audio in {_duration(stats.wall_seconds)} "
             f"({stats.speed:.1f}x real time) -> {where}")
+    extra = list(stats.notes)
+    if stats.resumed:
+        extra.insert(0, f"resumed: {_duration(stats.kept_seconds)} kept from the interrupted run, "
+                        f"{_duration(stats.new_seconds)} new")
+    if warnings:
+        extra.append(f"{warnings} warning{'s' if warnings != 1 else ''} above")
+    return line + "".join(f"; {e}" for e in extra)
 
 
 def _short(label: str, width: int = 20) -> str:

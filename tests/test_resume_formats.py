@@ -5,6 +5,7 @@ equal to a clean run's (the same samples for flac, the same length and chapter m
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -37,7 +38,14 @@ def clean_wav(two_chapters, narrate_cmd, tmp_path_factory) -> np.ndarray:
     out = tmp_path_factory.mktemp("clean") / "clean.wav"
     proc = narrate_cmd(two_chapters, "-o", out, "--seed", "3")
     assert proc.returncode == 0, proc.stderr
-    return sf.read(str(out), dtype="int16")[0]
+    samples, rate = sf.read(str(out), dtype="int16")
+    assert reported_seconds(proc.stderr) == pytest.approx(samples.size / rate, abs=0.05)
+    return samples
+
+
+def reported_seconds(stderr: str) -> float:
+    """The audio the run's summary line says the output holds."""
+    return float(re.match(r"narrate: ([\d.]+) s of audio in ", stderr.strip().splitlines()[-1]).group(1))
 
 
 def killed_at_second_chapter(text: Path, out: Path, tiny_model, voice_wav) -> int:
@@ -54,19 +62,27 @@ def killed_at_second_chapter(text: Path, out: Path, tiny_model, voice_wav) -> in
     return record.samples_written
 
 
-def resume(text: Path, out: Path, narrate_cmd) -> None:
+def resume(text: Path, out: Path, narrate_cmd) -> str:
+    """Resume the run into ``out``; its summary line, which must say it was resumed."""
     proc = narrate_cmd(text, "-o", out, "--seed", "3", "--resume")
     assert proc.returncode == 0, proc.stderr
     assert load_record(out) is None and not record_path(out).exists()
     assert not unfinished_path(out, out.suffix[1:]).exists()
+    summary = proc.stderr.strip().splitlines()[-1]
+    assert re.search(r"; resumed: [\d.]+ s kept from the interrupted run, [\d.]+ s new", summary), summary
+    return proc.stderr
 
 
 def test_killed_flac_resumes_to_the_clean_runs_samples(two_chapters, clean_wav, tmp_path,
                                                        tiny_model, voice_wav, narrate_cmd):
     out = tmp_path / "book.flac"
-    killed_at_second_chapter(two_chapters, out, tiny_model, voice_wav)
-    resume(two_chapters, out, narrate_cmd)
+    boundary = killed_at_second_chapter(two_chapters, out, tiny_model, voice_wav)
+    stderr = resume(two_chapters, out, narrate_cmd)
     assert np.array_equal(sf.read(str(out), dtype="int16")[0], clean_wav)
+    rate = sf.info(str(out)).samplerate
+    assert reported_seconds(stderr) == pytest.approx(clean_wav.size / rate, abs=0.05)  # the whole file
+    kept = float(re.search(r"resumed: ([\d.]+) s kept", stderr).group(1))
+    assert kept == pytest.approx(boundary / rate, abs=0.05)
 
 
 @needs_ffmpeg
