@@ -416,7 +416,8 @@ def _batch_on_cluster(address, inputs, out_dir, fmt, voice, model, revision, res
         batch = ClusterBatch(address, inputs, out_dir, fmt, settings,
                              NarrateSettings(speed=speed, seed=seed, temperature=temperature,
                                              sentence_pause=pauses[0], vocoder=vocoder),
-                             model, voice, revision, lex, resume=resume, force=force,
+                             # as the local batch: an unfinished document continues, a finished one is skipped
+                             model, voice, revision, lex, resume=not force, force=force,
                              job={"paragraph_pause": pauses[1], "chapter_pause": pauses[2],
                                   "titles": titles, "loudness": level, **tags})
         try:

@@ -302,8 +302,8 @@ def plan_documents(batch: ClusterBatch, rows: list[list[str]]) -> list[_Document
         except (NarrateError, OSError) as e:
             rows[-1][1:] = ["failed", "", _message(e)]
             continue
-        if document is None:
-            rows[-1][1] = "skipped"  # finished by an earlier run
+        if document is None:  # finished by an earlier run (as the local batch says it)
+            rows[-1][1:] = ["done", "", f"{rows[-1][3]} (finished earlier: skipped; --force redoes it)"]
         else:
             documents.append(document)
     return documents
@@ -564,7 +564,8 @@ class _Driver:
         except self.ray.exceptions.RayError as e:
             self._end(doc, "failed", _message(_cause(e)))
             return
-        self._end(doc, "done", str(self.batch.out_dir / doc.target.name))
+        # (a document without a record to save continues an interrupted run's store)
+        self._end(doc, "done" if doc.record is not None else "resumed", str(self.batch.out_dir / doc.target.name))
 
     def _end(self, doc: _Document, status: str, detail: str) -> None:
         doc.final = True

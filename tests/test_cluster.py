@@ -135,8 +135,8 @@ def _command(tiny_model, voice_wav, docs, out, address, *extra) -> list[str]:
             *extra]
 
 
-def _run(command, timeout=600) -> subprocess.CompletedProcess:
-    proc = subprocess.run(command, capture_output=True, text=True, env=cli_env(), timeout=timeout)
+def _run(command, timeout=600, **env) -> subprocess.CompletedProcess:
+    proc = subprocess.run(command, capture_output=True, text=True, env=cli_env(**env), timeout=timeout)
     return proc
 
 
@@ -166,7 +166,7 @@ def _same_as_local(out: Path, local: Path, docs) -> None:
 
 def _audio_seconds(table: str) -> list[float]:
     """The 'audio s' column of the batch table."""
-    return [float(m) for m in re.findall(r"│\s*(?:done|skipped|interrupted)\s*│\s*([\d.]+)\s*│", table)]
+    return [float(m) for m in re.findall(r"│\s*(?:done|resumed|interrupted)\s*│\s*([\d.]+)\s*│", table)]
 
 
 def test_cluster_batch_equals_local_batch(tmp_path, cluster, local, docs, tiny_model, voice_wav):
@@ -182,9 +182,9 @@ def test_cluster_batch_equals_local_batch(tmp_path, cluster, local, docs, tiny_m
 
 def test_interrupted_run_resumes_its_chapters_and_skips_finished_documents(
         tmp_path, cluster, local, docs, tiny_model, voice_wav):
-    """Ctrl-C mid-job keeps the finished chapters; a rerun refuses without --resume (as the local
-    batch does), narrates only the missing chapters with it, and the documents equal the local
-    batch's; run once more, every document is skipped."""
+    """Ctrl-C mid-job keeps the finished chapters; the same command run again (as the local
+    batch) narrates only the missing chapters, and the documents equal the local batch's; run
+    once more, every document is skipped as finished."""
     out = tmp_path / "out"
     command = _command(tiny_model, voice_wav, docs, out, cluster[0].address)
     # Ctrl-C's default action, whatever this process inherited (a shell's background job
@@ -199,21 +199,18 @@ def test_interrupted_run_resumes_its_chapters_and_skips_finished_documents(
     assert "interrupted" in stdout and "--resume" in stderr, (stdout, stderr)
     assert list(out.glob(".*.ray/*.f32"))  # finished chapters, kept
 
-    again = _run(command)
-    assert again.returncode == 1
-    assert "--resume" in again.stdout and "unfinished" in again.stdout, again.stdout
-
-    resumed = _run(command + ["--resume"])
+    resumed = _run(command)
     assert resumed.returncode == 0, resumed.stderr
+    assert "resumed" in resumed.stdout, resumed.stdout
     _same_as_local(out, local, docs)
     reference = _run_seconds(local)
     assert sum(_audio_seconds(resumed.stdout)) < reference - 0.1  # the kept chapters were not narrated again
 
     assert sorted(p.name for p in out.iterdir()) == ["a.wav", "b.wav", "c.wav"]  # nor any attempt's leftovers
 
-    finished = _run(command + ["--resume"])
+    finished = _run(command, COLUMNS="400")  # the table's rows on one line each
     assert finished.returncode == 0, finished.stderr
-    assert finished.stdout.count("skipped") == 3, finished.stdout
+    assert finished.stdout.count("finished earlier") == 3, finished.stdout
     _same_as_local(out, local, docs)
 
 
@@ -339,7 +336,7 @@ def test_planning_follows_the_local_batch_rules(tmp_path, docs):
 
     rows = []
     resumed = plan_documents(_batch(out, docs, resume=True), rows)
-    assert [r[1] for r in rows] == ["pending", "pending", "skipped"]
+    assert [r[1] for r in rows] == ["pending", "pending", "done"] and "finished earlier" in rows[2][3]
     assert [sorted(d.done) for d in resumed] == [[1], []] and resumed[0].record is None
     assert not list(store_of(out / "a.wav").glob(".*.partial"))  # an unfinished attempt's
 
