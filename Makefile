@@ -6,8 +6,9 @@ STAMP   := $(VENV)/.installed
 KERNEL  := $(VENV)/.kernel
 APT     := ffmpeg espeak-ng flite sox fortunes ninja-build festival festvox-us-slt-hts festvox-kdlpc16k
 QUICK   ?=
+HOURS   ?= 2
 
-.PHONY: demo test lint bench setup system clean
+.PHONY: demo test lint bench soak setup system clean
 
 # Debian packages (ffmpeg for m4b/mp3, sox for voice variants, espeak-ng/flite/festival voices for the corpus and the bench's prompts,
 # fortunes for corpus text, ninja for building our int8 kernel).
@@ -52,6 +53,11 @@ test: lint $(KERNEL)
 
 bench: $(STAMP) $(KERNEL)
 	$(BIN)/python -m bench.run $(if $(QUICK),--quick,)
+
+# hours of narration of hostile text, RSS / open files / child processes every minute
+# (bench/results/soak/: soak.csv, soak.png, soak.json with what each run left behind)
+soak: $(STAMP) $(KERNEL)
+	$(BIN)/python -m bench.soak --hours $(HOURS)
 
 clean:
 	rm -rf $(VENV) examples/out

@@ -1,0 +1,51 @@
+"""make soak's watcher (bench/soak.py) on this test process and a child it starts: what it
+samples, the processes and files it finds left over, and its summary."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.soak import HOSTILE, hostile_book, leftovers, sample, summarize  # noqa: E402
+
+
+def test_sample_sees_memory_files_and_children():
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        seen = sample(os.getpid())
+        assert seen["rss_mb"] > 10 and seen["open_files"] > 2
+        assert child.pid in seen["pids"] and seen["children"] >= 1
+    finally:
+        child.kill()
+        child.wait()
+    assert sample(child.pid) is None  # gone
+
+
+def test_leftovers_names_living_children_and_hidden_files(tmp_path):
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    (tmp_path / "book.wav").write_bytes(b"")
+    assert leftovers({child.pid}, tmp_path) == {"processes": [child.pid], "files": []}
+    child.kill()
+    child.wait()
+    (tmp_path / ".book.m4b.partial.w64").write_bytes(b"")
+    assert leftovers({child.pid}, tmp_path) == {"processes": [], "files": [".book.m4b.partial.w64"]}
+
+
+def test_summary_keeps_each_runs_peaks_and_the_leftovers():
+    rows = [{"minute": 0, "run": 0, "rss_mb": 100.0, "open_files": 9, "children": 1},
+            {"minute": 1, "run": 0, "rss_mb": 300.0, "open_files": 12, "children": 2},
+            {"minute": 2, "run": 1, "rss_mb": 90.0, "open_files": 8, "children": 1}]
+    runs = [{"run": 0, "left": {"processes": [], "files": []}},
+            {"run": 1, "left": {"processes": [4242], "files": [".x.lock"]}}]
+    s = summarize(rows, runs)
+    assert s["per_run"][0] == {"first_rss_mb": 100.0, "peak_rss_mb": 300.0, "peak_open_files": 12, "peak_children": 2}
+    assert s["per_run"][1]["peak_rss_mb"] == 90.0
+    assert (s["leaked_processes"], s["leftover_files"], s["samples"]) == (1, [".x.lock"], 3)
+
+
+def test_every_hostile_passage_is_in_the_book():
+    book = hostile_book(len(HOSTILE))
+    assert book.count("## Chapter") == len(HOSTILE)
+    assert all(passage in book for passage in HOSTILE)
