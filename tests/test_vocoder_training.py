@@ -1,0 +1,66 @@
+"""The vocoder's distillation trainer (narrate.train.vocoder): it learns, resumes, and exports a
+vocoder that a model folder loads, with where it came from in the folder's config and card."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import torch
+
+from narrate.codec.vocos import VocoderConfig
+from narrate.train.vocoder import VocoderTrainConfig, load_student, main, train
+
+HOP = 256
+
+
+def _shards(folder, n_utts=6, seed=0):
+    """Two sources of utterances whose 'teacher' waveform is a tone the frames tell (frame energy
+    in a band -> a sine there): a mapping a few steps can start to learn."""
+    g = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for source in ("a", "b"):
+        mels, wavs = [], []
+        for _ in range(n_utts):
+            t = int(g.integers(70, 110))
+            band = int(g.integers(5, 40))
+            mel = np.full((t, 80), -8.0, np.float32)
+            mel[:, band] = 0.0
+            freq = 8000 * band / 80
+            wav = (0.3 * np.sin(2 * np.pi * freq * np.arange(t * HOP) / 22050)).astype(np.float32)
+            mels.append(mel.astype(np.float16))
+            wavs.append(wav)
+        np.savez(folder / f"{source}_0000.npz", mel=np.concatenate(mels), mel_len=np.array([len(m) for m in mels]),
+                 wav=np.concatenate(wavs))
+
+
+def test_train_resume_and_export_into_a_model_folder(tmp_path, tiny_model):
+    import shutil
+
+    data, run = tmp_path / "shards", tmp_path / "run"
+    _shards(data)
+    arch = VocoderConfig(dim=16, intermediate=32, layers=2)
+    cfg = VocoderTrainConfig(data=str(data), steps=4, batch=2, frames=16, warmup=1)
+    train(run, cfg, arch)
+    first = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert first["step"] == 4
+    assert all(torch.isfinite(v).all() for v in first["model"].values())
+    # a longer schedule continues from step 4, with the weights it had
+    train(run, VocoderTrainConfig(**{**cfg.__dict__, "steps": 6}), arch)
+    second = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert second["step"] == 6
+    assert any(not torch.equal(first["model"][k], second["model"][k]) for k in first["model"])
+
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model, folder)
+    main(["--run", str(run), "--export", str(folder)])
+    section = json.loads((folder / "config.json").read_text())["vocoder"]
+    assert "HiFi-GAN V1 universal" in section["teacher"] and "MIT" in section["teacher"]
+    assert section["training"].startswith("6 steps of 2 crops x 16 frames") and "8 training utterances" in section["training"]
+    from narrate.hub import from_pretrained
+
+    loaded = from_pretrained(str(folder), vocoder="neural")
+    student = load_student(run)
+    mel = torch.randn(20, 80)
+    assert np.allclose(loaded.codec.vocoder.vocode(mel), student.vocode(mel), atol=2e-3)  # fp16 in the folder
+
