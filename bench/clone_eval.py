@@ -45,8 +45,8 @@ def main() -> None:
 
     import soundfile as sf
 
-    from narrate.narrator import NarrateSettings, Narrator
-    from narrate.quality import transcribe, wer
+    from narrate.runtime.narrator import NarrateSettings, Narrator
+    from bench.measures import transcribe, wer
     from narrate.train.speakers import SAMPLE_RATE, heldout_prompts
     from narrate.train.texts import EVERYDAY
     from narrate.voices import SpeakerEncoder, load_voice

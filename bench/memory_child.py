@@ -38,7 +38,7 @@ def main() -> None:
 
     import numpy as np
 
-    from narrate.narrator import NarrateSettings, Narrator
+    from narrate.runtime.narrator import NarrateSettings, Narrator
 
     with open(args.sentences, encoding="utf-8") as f:
         texts = json.load(f)

@@ -50,14 +50,14 @@ def file_embedding(path) -> np.ndarray:
 
 
 def sim(emb: np.ndarray | None, ref: np.ndarray) -> float:
-    from narrate.quality import similarity
+    from bench.measures import similarity
 
     return similarity(emb, ref) if emb is not None and ref is not None else math.nan
 
 
 def intelligibility(render: Render) -> dict:
     """WER over the sentences, each transcribed on its own."""
-    from narrate.quality import transcribe, wer
+    from bench.measures import transcribe, wer
 
     hyps = [transcribe(render.segment(i), render.sr) for i in range(len(render.spans))]
     return {"wer": wer(render.texts, hyps), "n_sentences": len(hyps), "hyps": hyps,
@@ -104,7 +104,7 @@ def naturalness(render: Render) -> dict:
 
 def drift(render: Render, window_s: float, ref: np.ndarray) -> list[dict]:
     """WER and similarity per window of ~window_s (whole sentences, by where each ends)."""
-    from narrate.quality import transcribe, wer
+    from bench.measures import transcribe, wer
 
     out = []
     for w in sentence_windows(render.spans, window_s, render.sr):
@@ -122,7 +122,7 @@ def same_text_drift(render: Render, window_s: float, ref: np.ndarray) -> dict | 
     early and late, so the change is the rendering's own (windows of different sentences differ
     in difficulty as much as the bar allows). None when nothing in the last window was spoken
     before."""
-    from narrate.quality import transcribe, wer
+    from bench.measures import transcribe, wer
 
     windows = sentence_windows(render.spans, window_s, render.sr)
     pairs = same_text_pairs(render.texts, windows[-1]["sentences"]) if len(windows) > 1 else []

@@ -33,8 +33,8 @@ def main() -> None:
 
     import soundfile as sf
 
-    from narrate.narrator import Narrator, NarrateSettings
-    from narrate.quality import transcribe, wer
+    from narrate.runtime.narrator import Narrator, NarrateSettings
+    from bench.measures import transcribe, wer
     from narrate.text.segment import sentences
     from narrate.train.texts import EVERYDAY, heldout_texts
 

@@ -300,7 +300,7 @@ def _section_quality(r: dict) -> list[str]:
     out = ["## 4. Quality", "",
            f"{q['n_sentences']} sentences never trained on ({q['n_by_source'].get('everyday', 0)} everyday, "
            f"{q['n_by_source'].get('heldout', 0)} held-out docstring sentences), one stream each system; each "
-           "sentence transcribed on its own with Whisper tiny.en (faster-whisper, int8); WER via narrate.quality.wer. "
+           "sentence transcribed on its own with Whisper tiny.en (faster-whisper, int8); WER via bench.measures.wer. "
            "Similarity: resemblyzer cosine of the whole output (sentences joined) and the per-sentence mean.", "",
            table(["", "WER", "WER everyday", "WER held-out", "sim. to joe (whole)", "sim. to joe (sentence mean)",
                   "sim. to slt prompt", "audio (s)"], rows), "",

@@ -75,7 +75,7 @@ class Bench:
         return from_pretrained(self.args.model)
 
     def narrator(self, voice: str | None, decoder_processes: int = 1):
-        from narrate.narrator import NarrateSettings, Narrator
+        from narrate.runtime.narrator import NarrateSettings, Narrator
         from narrate.voices import load_voice
 
         key = ("narrator", voice, decoder_processes)
@@ -103,7 +103,7 @@ class Bench:
     def render_once(self, voice: str, texts: list[str]):
         """A rendering with a narrator made for it and closed after it (not kept between sections)."""
         from bench.render import narrate_render
-        from narrate.narrator import NarrateSettings, Narrator
+        from narrate.runtime.narrator import NarrateSettings, Narrator
         from narrate.voices import load_voice
 
         narrator = Narrator(self.loaded, load_voice(voice, self.default_voice), NarrateSettings(seed=self.args.seed))
@@ -235,7 +235,7 @@ def run_throughput(b: Bench) -> dict:
 
 def _quality_entry(render, refs, sources) -> dict:
     from bench.quality import intelligibility, naturalness, speaker
-    from narrate.quality import wer
+    from bench.measures import wer
 
     intel = intelligibility(render)
     by = {}

@@ -16,7 +16,7 @@ from pathlib import Path
 def first_word_offsets(cues, heard) -> list[float]:
     """cue start - ASR start of the cue's first word, for each cue whose first word the ASR
     heard within 3 s of the cue (the nearest such word; words matched in order)."""
-    from narrate.quality import normalize_words
+    from bench.measures import normalize_words
 
     words = [(normalize_words(w), start) for w, start, _ in heard]
     offsets, at = [], 0
@@ -40,11 +40,11 @@ def main() -> None:
 
     import soundfile as sf
 
-    from narrate.narrator import NarrateSettings, Narrator
-    from narrate.pipeline import Job, make_plan, run
-    from narrate.progress import Progress
-    from narrate.quality import transcribe_words
-    from narrate.subtitles import read_cues
+    from narrate.runtime.narrator import NarrateSettings, Narrator
+    from narrate.jobs.pipeline import Job, make_plan, run
+    from narrate.cli.progress import Progress
+    from bench.measures import transcribe_words
+    from narrate.audio.subtitles import read_cues
     from narrate.train.texts import EVERYDAY
 
     out = Path(args.out or tempfile.mkdtemp(prefix="subtitle-timing-"))

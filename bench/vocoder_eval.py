@@ -66,7 +66,7 @@ def main() -> None:
     from narrate.codec.mel import StreamingVocoder
     from narrate.codec.vocos import StreamingNeuralVocoder
     from narrate.hub import from_pretrained
-    from narrate.quality import transcribe, wer
+    from bench.measures import transcribe, wer
     from narrate.train.prepare import _synth
     from narrate.train.texts import heldout_texts
     from narrate.train.vocoder_data import Sources

@@ -8,8 +8,8 @@ import os
 import signal
 import sys
 
-from narrate import pipeline
-from narrate.cli import main
+from narrate.jobs import pipeline
+from narrate.cli.core import main
 
 CHAPTER = int(sys.argv.pop(1))
 _save = pipeline._Checkpoint.save

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from conftest import PROMPT_RATE, cli_env, error_line, prompt_audio
 from narrate import hub, voices
-from narrate.cli import app, route
+from narrate.cli.core import app, route
 
 runner = CliRunner()
 needs_ffmpeg = pytest.mark.skipif(not (shutil.which("ffmpeg") and shutil.which("ffprobe")),

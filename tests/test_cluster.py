@@ -262,12 +262,12 @@ def test_worker_chapters_assembled_equal_the_local_one_file_run(tmp_path, docs, 
     scrambled order; assemble() writes them: the same bytes as the local run of the document
     (wav: the samples; m4b: the encoded audio and its chapter marks), also when levelled to a
     loudness (over the whole document, replaying the chunks each worker narrated)."""
-    from narrate.cluster import ChapterTask, ChapterWorker, assemble, store_of
-    from narrate.narrator import NarrateSettings, Narrator, load_model_and_voice
+    from narrate.jobs.cluster import ChapterTask, ChapterWorker, assemble, store_of
+    from narrate.runtime.narrator import NarrateSettings, Narrator, load_model_and_voice
     from dataclasses import replace
 
-    from narrate.pipeline import Job, Target, book_tags, make_plan, read_chapters, run
-    from narrate.progress import Progress
+    from narrate.jobs.pipeline import Job, Target, book_tags, make_plan, read_chapters, run
+    from narrate.cli.progress import Progress
 
     loaded, voice = load_model_and_voice(str(tiny_model), "joe")
     local = tmp_path / "local" / f"a.{fmt}"  # the same name: an m4b carries it as its title
@@ -292,8 +292,8 @@ def test_worker_chapters_assembled_equal_the_local_one_file_run(tmp_path, docs, 
 
 
 def _batch(out: Path, docs, **kw):
-    from narrate.cluster import ClusterBatch
-    from narrate.narrator import NarrateSettings
+    from narrate.jobs.cluster import ClusterBatch
+    from narrate.runtime.narrator import NarrateSettings
 
     settings = {"model": "tiny", "seed": 3}
     return ClusterBatch("auto", list(docs), out, "wav", {**settings, **kw.pop("settings", {})},
@@ -303,7 +303,7 @@ def _batch(out: Path, docs, **kw):
 def _claim(documents) -> None:
     """What run_batch does once connected: each new document gets its store and record."""
     from narrate.audio.resume import save_record
-    from narrate.cluster import RECORD
+    from narrate.jobs.cluster import RECORD
 
     for doc in documents:
         if doc.record is not None:
@@ -315,7 +315,7 @@ def test_planning_follows_the_local_batch_rules(tmp_path, docs):
     """Finished outputs are refused without --force and skipped with --resume; an unfinished
     document (its chapter store) is refused without --resume, continued from its finished
     chapters with it, and refused if the settings changed; --force starts over."""
-    from narrate.cluster import chapter_file, plan_documents, store_of
+    from narrate.jobs.cluster import chapter_file, plan_documents, store_of
 
     out = tmp_path / "out"
     rows = []
@@ -357,7 +357,7 @@ def test_the_display_counts_documents_chapters_audio_and_lost_work():
 
     from rich.console import Console
 
-    from narrate import cluster
+    from narrate.jobs import cluster
 
     screen = io.StringIO()
     progress = cluster.ClusterProgress(live=True, console=Console(file=screen, force_terminal=True,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from narrate.cuts import LEAD_FRAMES, TAIL_TOKENS, SentenceCuts
+from narrate.runtime.cuts import LEAD_FRAMES, TAIL_TOKENS, SentenceCuts
 
 
 def frames(*levels: float) -> torch.Tensor:

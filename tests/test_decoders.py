@@ -14,7 +14,7 @@ BOOKS = [["One short sentence.", "And a second one, a little longer."], ["Anothe
 def narrators(tiny_model, voice_wav):
     import torch
 
-    from narrate.narrator import NarrateSettings, Narrator
+    from narrate.runtime.narrator import NarrateSettings, Narrator
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -116,7 +116,7 @@ def test_one_stream_is_decoded_here(narrators):
 
 def test_a_dead_worker_is_a_one_line_error(narrators):
     from narrate.errors import NarrateError
-    from narrate.narrator import NarrateSettings, Narrator
+    from narrate.runtime.narrator import NarrateSettings, Narrator
 
     here, _ = narrators
     n = Narrator(here.loaded, here.voice, NarrateSettings(seed=0, decoder_processes=2))
@@ -135,7 +135,7 @@ def test_a_read_torn_by_a_signal_stops_that_worker_and_the_next_call_goes_on(nar
     import os
     import threading
 
-    from narrate.narrator import NarrateSettings, Narrator
+    from narrate.runtime.narrator import NarrateSettings, Narrator
 
     here, _ = narrators
     n = Narrator(here.loaded, here.voice, NarrateSettings(seed=0, decoder_processes=2))

@@ -1,5 +1,5 @@
 """Dialogue voices (--dialogue-voice): quoted speech is cut out of the sentences
-(narrate.dialogue) and decoded with the second voice's conditioning, in the same stream."""
+(narrate.text.dialogue) and decoded with the second voice's conditioning, in the same stream."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import pytest
 import soundfile as sf
 
 from conftest import PROMPT_RATE, prompt_audio
-from narrate.dialogue import dialogue_pieces
-from narrate.pauses import INNER, Sentence
-from narrate.pipeline import Job, make_plan
+from narrate.text.dialogue import dialogue_pieces
+from narrate.runtime.pauses import INNER, Sentence
+from narrate.jobs.pipeline import Job, make_plan
 from narrate.text.segment import spoken
 
 
@@ -52,7 +52,7 @@ def voices(tiny_model, voice_wav, tmp_path_factory):
 
 
 def test_quoted_sentences_are_decoded_with_the_dialogue_voice(voices, monkeypatch):
-    from narrate.narrator import NarrateSettings, Narrator
+    from narrate.runtime.narrator import NarrateSettings, Narrator
 
     loaded, main, other = voices
     settings = NarrateSettings(seed=0, vocoder_process=False)

@@ -4,7 +4,9 @@ from pathlib import Path
 import pytest
 from ebooklib import epub
 
-from narrate.document import Chapter, Document, document_from_text, load_document
+from narrate.document.base import Chapter, Document
+from narrate.document.text import document_from_text
+from narrate.document import load_document
 from narrate.errors import InputError
 from narrate.text.normalize import normalize
 

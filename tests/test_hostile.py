@@ -21,8 +21,8 @@ from narrate.audio.lock import lock_path
 from narrate.audio.resume import record_path
 from narrate.audio.sinks import open_sink
 from narrate.errors import ModelError, OutputError
-from narrate.pipeline import Job, make_plan, plan_output, run
-from narrate.progress import Progress
+from narrate.jobs.pipeline import Job, make_plan, plan_output, run
+from narrate.cli.progress import Progress
 
 
 def one_line_error(proc) -> str:
@@ -213,11 +213,11 @@ def test_epub_member_that_inflates_beyond_the_caps_is_refused(tmp_path, monkeypa
     with pytest.raises(InputError, match="bomb.bin' inflates to 8 MB"):
         load_document(bomb)
     # The per-member and total caps hold for members that compress like text, too.
-    monkeypatch.setattr(document, "_ZIP_MEMBER_BYTES", 1000)
+    monkeypatch.setattr(document.epub, "_ZIP_MEMBER_BYTES", 1000)
     with pytest.raises(InputError, match="inflates to"):
         load_document(good)
-    monkeypatch.setattr(document, "_ZIP_MEMBER_BYTES", 64 << 20)
-    monkeypatch.setattr(document, "_ZIP_TOTAL_BYTES", 2000)
+    monkeypatch.setattr(document.epub, "_ZIP_MEMBER_BYTES", 64 << 20)
+    monkeypatch.setattr(document.epub, "_ZIP_TOTAL_BYTES", 2000)
     with pytest.raises(InputError, match="inflates to more than"):
         load_document(good)
 
@@ -403,7 +403,7 @@ class _MadeUpNarrator:
         self.samples = np.asarray(samples, np.float32)
 
     def narrate(self, sentences, live=False):
-        from narrate.narrator import AudioChunk
+        from narrate.runtime.narrator import AudioChunk
 
         for i, _ in enumerate(sentences):
             yield AudioChunk(self.samples.copy(), i, True)

@@ -87,7 +87,7 @@ def test_a_resumed_stream_goes_on_with_the_gain_it_had():
 def test_the_cli_default_is_the_target():
     from narrate import cli
 
-    assert cli.LOUDNESS == TARGET
+    assert cli.core.LOUDNESS == TARGET
 
 
 def test_a_damaged_models_loud_output_is_measured_and_turned_down():

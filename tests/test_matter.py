@@ -1,4 +1,4 @@
-"""Front and back matter (narrate.matter): skipped by default, listed as skipped, read with
+"""Front and back matter (narrate.document.matter): skipped by default, listed as skipped, read with
 --front-matter or when named by --chapters; told by title and by an EPUB's own marks."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import pytest
 from ebooklib import epub
 
 from narrate.document import load_document
-from narrate.matter import matter_by_title
-from narrate.pipeline import Job, make_plan
+from narrate.document.matter import matter_by_title
+from narrate.jobs.pipeline import Job, make_plan
 
 
 @pytest.mark.parametrize("title,kind", [
@@ -54,7 +54,7 @@ def test_front_and_back_matter_are_skipped_unless_asked_for(book, tmp_path):
 def test_the_chapters_command_marks_what_is_skipped(book):
     from typer.testing import CliRunner
 
-    from narrate.cli import app
+    from narrate.cli.core import app
 
     result = CliRunner().invoke(app, ["chapters", str(book)], terminal_width=140)
     assert result.exit_code == 0, result.output

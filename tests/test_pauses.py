@@ -1,4 +1,4 @@
-"""Pauses in the frame domain (narrate.pauses) and in the text (paragraphs, [pause Ns])."""
+"""Pauses in the frame domain (narrate.runtime.pauses) and in the text (paragraphs, [pause Ns])."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from narrate.errors import InputError
-from narrate.pauses import INNER, KEEP_LEAD, SILENT, PauseShaper, Sentence
+from narrate.runtime.pauses import INNER, KEEP_LEAD, SILENT, PauseShaper, Sentence
 from narrate.text.segment import prepare_sentence, spoken
 
 RATE = 100.0  # frames per second: a frame count is a number of hundredths of a second

@@ -1,4 +1,4 @@
-"""PDF input (narrate.pdf): PDFs made here with pypdf, a text line per line asked for."""
+"""PDF input (narrate.document.pdf): PDFs made here with pypdf, a text line per line asked for."""
 
 from __future__ import annotations
 

@@ -17,12 +17,12 @@ import pytest
 import soundfile as sf
 
 from conftest import cli_env
-from narrate import pipeline
+from narrate.jobs import pipeline
 from narrate.audio.resume import ResumeRecord, load_record, record_path, save_record, sha256_file
 from narrate.errors import InputError, OutputError
-from narrate.pauses import CHAPTER_PAUSE, PARAGRAPH_PAUSE, Sentence
-from narrate.pipeline import Interrupted, Job, Terminated, make_plan, plan_output, run
-from narrate.progress import Progress
+from narrate.runtime.pauses import CHAPTER_PAUSE, PARAGRAPH_PAUSE, Sentence
+from narrate.jobs.pipeline import Interrupted, Job, Terminated, make_plan, plan_output, run
+from narrate.cli.progress import Progress
 
 needs_ffmpeg = pytest.mark.skipif(not (shutil.which("ffmpeg") and shutil.which("ffprobe")),
                                   reason="ffmpeg/ffprobe not installed")
@@ -129,7 +129,7 @@ def test_untitled_chapters_have_one_name_everywhere(tmp_path):
 def test_chapter_folders_decode_on_every_core(tmp_path, monkeypatch):
     from dataclasses import replace
 
-    from narrate.pipeline import decoder_processes
+    from narrate.jobs.pipeline import decoder_processes
 
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2}, raising=False)
     md = four_chapters(tmp_path)
@@ -214,7 +214,7 @@ def test_text_without_words(tmp_path):
 def narrator(tiny_model, voice_wav):
     import torch
 
-    from narrate.narrator import NarrateSettings, Narrator
+    from narrate.runtime.narrator import NarrateSettings, Narrator
 
     # One thread, as for the subprocesses (see conftest.cli_env); restored afterwards.
     threads = torch.get_num_threads()
@@ -226,7 +226,7 @@ def narrator(tiny_model, voice_wav):
 def test_vocoder_process_gives_the_same_chunks_as_vocoding_inline(narrator):
     """The vocoder process (default) against vocoding inline, the reference: the same chunks,
     in the same order, for batched streams and for live text."""
-    from narrate.narrator import NarrateSettings, Narrator
+    from narrate.runtime.narrator import NarrateSettings, Narrator
 
     assert narrator.vocoding.in_process
     inline = Narrator(narrator.loaded, narrator.voice, NarrateSettings(seed=0, vocoder_process=False))
@@ -271,7 +271,7 @@ def test_streams_join_as_others_end_and_sound_as_in_one_batch(narrator):
 
 def test_a_dead_vocoder_process_is_a_one_line_error(narrator):
     from narrate.errors import NarrateError
-    from narrate.narrator import NarrateSettings, Narrator
+    from narrate.runtime.narrator import NarrateSettings, Narrator
 
     n = Narrator(narrator.loaded, narrator.voice, NarrateSettings(seed=0))
     n.vocoding.proc.kill()
@@ -455,7 +455,7 @@ def test_sigterm_keeps_an_encoded_output_playable_and_resumable(tmp_path, tiny_m
 
 
 def test_chapters_are_chosen_by_number(book, tmp_path):
-    from narrate.pipeline import chapter_selection
+    from narrate.jobs.pipeline import chapter_selection
 
     assert chapter_selection("3-5,8, 1", 9) == [1, 3, 4, 5, 8]
     assert chapter_selection("7-", 9) == [7, 8, 9]
@@ -472,7 +472,7 @@ def test_chapters_are_chosen_by_number(book, tmp_path):
 def test_the_chapters_command_lists_what_is_read(book):
     from typer.testing import CliRunner
 
-    from narrate.cli import app
+    from narrate.cli.core import app
 
     result = CliRunner().invoke(app, ["chapters", str(book)], terminal_width=120)
     assert result.exit_code == 0, result.output

@@ -27,7 +27,7 @@ EXIT_SCRIPT = """
 import itertools, sys
 import torch
 torch.set_num_threads(1)
-from narrate.narrator import Narrator
+from narrate.runtime.narrator import Narrator
 texts = {texts!r}
 narrator = Narrator.load(sys.argv[1], "joe")
 finals = 0
@@ -46,7 +46,7 @@ def started_since(before: set) -> set:
 
 @pytest.fixture(scope="module")
 def narrator(tiny_model):
-    from narrate.narrator import NarrateSettings, Narrator
+    from narrate.runtime.narrator import NarrateSettings, Narrator
 
     n = Narrator.load(str(tiny_model), "joe", NarrateSettings(vocoder_process=False))
     yield n
@@ -117,7 +117,7 @@ def test_breaking_out_then_exiting_under_load_exits_cleanly(tiny_model):
 
 ORPHAN_SCRIPT = """
 import sys, time
-from narrate.children import fork_child
+from narrate.runtime.children import fork_child
 
 def serve(conn):
     while True:

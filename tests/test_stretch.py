@@ -13,7 +13,7 @@ import pytest
 
 from conftest import cli_env
 from narrate.audio.stretch import SPEEDS, wsola
-from narrate.narrator import split_speed
+from narrate.runtime.narrator import split_speed
 
 SR = 24000
 
@@ -58,7 +58,7 @@ def narrators(tiny_model, voice_wav):
     at 1.6, which asks the model for 1.2 and time-scales by 4/3."""
     import torch
 
-    from narrate.narrator import NarrateSettings, Narrator, load_model_and_voice
+    from narrate.runtime.narrator import NarrateSettings, Narrator, load_model_and_voice
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

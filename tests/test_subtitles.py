@@ -1,4 +1,4 @@
-"""Subtitles (narrate.subtitles): cues from word timings in the output's own timeline, through
+"""Subtitles (narrate.audio.subtitles): cues from word timings in the output's own timeline, through
 pause shaping, spoken titles, chapter pauses and a resumed run."""
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ import soundfile as sf
 
 from narrate.engine.generate import WordTiming
 from narrate.errors import OutputError
-from narrate.pauses import Sentence
-from narrate.pipeline import Interrupted, Job, make_plan, run
-from narrate.progress import Progress
-from narrate.subtitles import MAX_CUE, Cue, SubtitleFile, read_cues, sentence_cues
+from narrate.runtime.pauses import Sentence
+from narrate.jobs.pipeline import Interrupted, Job, make_plan, run
+from narrate.cli.progress import Progress
+from narrate.audio.subtitles import MAX_CUE, Cue, SubtitleFile, read_cues, sentence_cues
 
 
 def words(*spans: tuple[float, float]) -> list[WordTiming]:
@@ -69,7 +69,7 @@ def test_a_resumed_file_keeps_the_cues_inside_the_kept_audio(tmp_path):
 def narrator(tiny_model, voice_wav):
     import torch
 
-    from narrate.narrator import NarrateSettings, Narrator
+    from narrate.runtime.narrator import NarrateSettings, Narrator
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -7,8 +7,8 @@ import pytest
 import soundfile as sf
 
 from narrate import errors
-from narrate.pipeline import Job, make_plan, run
-from narrate.progress import Progress, Stats, summary_line
+from narrate.jobs.pipeline import Job, make_plan, run
+from narrate.cli.progress import Progress, Stats, summary_line
 
 
 def test_a_plain_run_says_only_what_it_made():
@@ -64,7 +64,7 @@ def test_the_plan_says_what_is_not_read(book, tmp_path):
 def test_the_summary_counts_what_the_file_holds(book, tmp_path, tiny_model, voice_wav):
     import torch
 
-    from narrate.narrator import NarrateSettings, Narrator
+    from narrate.runtime.narrator import NarrateSettings, Narrator
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -13,7 +13,8 @@ import pytest
 import soundfile as sf
 
 from narrate.audio.tags import Tags, write_tags
-from narrate.document import document_from_text, load_document
+from narrate.document.text import document_from_text
+from narrate.document import load_document
 from narrate.errors import InputError
 
 mutagen = pytest.importorskip("mutagen")

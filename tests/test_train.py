@@ -95,7 +95,7 @@ def test_train_resume_export_speak(corpus, tmp_path):
     assert steps == [1, 2, 3, 4, 5]
 
     from narrate.hub import from_pretrained
-    from narrate.narrator import Narrator
+    from narrate.runtime.narrator import Narrator
     from narrate.train.export import export
     from narrate.voices import Voice
 

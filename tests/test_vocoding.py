@@ -9,7 +9,7 @@ import torch
 
 from narrate.codec.mel import MelConfig, MelSpec
 from narrate.codec.mel_rvq import MelRVQCodec
-from narrate.vocoding import VocodeJob, Vocoding, run_job
+from narrate.runtime.vocoding import VocodeJob, Vocoding, run_job
 from tests.test_codec import speechy
 
 
@@ -53,7 +53,7 @@ def test_sentence_ends_cut_the_audio_exactly_and_change_none_of_it():
 
 def test_an_end_before_its_job_cuts_there_or_at_once_where_the_audio_is_out():
     """Sentence ends are frame counts, and may lie before the job's own frames (the pause before
-    the next sentence, see narrate.cuts). The vocoder holds back a block: by job 30 (frames up
+    the next sentence, see narrate.runtime.cuts). The vocoder holds back a block: by job 30 (frames up
     to 93) it has emitted 72 frames. An end at frame 60 comes at once (at 72); one at 85 exactly."""
     codec, steps = _codec_and_steps()
     jobs = _jobs(steps, {}, {len(steps) - 1})

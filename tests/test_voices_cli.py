@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from conftest import PROMPT_RATE, cli_env, error_line, prompt_audio
 from narrate import voices
-from narrate.cli import app, route
+from narrate.cli.core import app, route
 from narrate.errors import VoiceError
 from narrate.prompt_check import measure_prompt
 from narrate.voice_store import user_voices, user_voices_dir

@@ -7,7 +7,7 @@ import base64
 from dataclasses import dataclass
 from pathlib import Path
 
-from narrate.document import cover_type
+from narrate.document.base import cover_type
 from narrate.errors import OutputError
 
 TAGGED = ("m4b", "mp3", "flac", "ogg")

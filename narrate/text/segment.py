@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Iterator
 import nupunkt
 
 from narrate.errors import InputError
-from narrate.pauses import PARAGRAPH_PAUSE, Sentence
+from narrate.runtime.pauses import PARAGRAPH_PAUSE, Sentence
 from narrate.text.normalize import PHONEME_BLOCK, normalize
 
 if TYPE_CHECKING:

@@ -99,7 +99,7 @@ class Sources:
     def _model_frames(self, text: str) -> torch.Tensor:
         """The frames the narrate model hands its vocoder for one sentence (features, emit=mean)."""
         if self._narrator is None:
-            from narrate.narrator import NarrateSettings, Narrator
+            from narrate.runtime.narrator import NarrateSettings, Narrator
 
             recorded = self._frames
 

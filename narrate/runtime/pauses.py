@@ -11,7 +11,7 @@ token for up to a second and a half of silent frames. Each stream's frames pass 
 - where the text asks for a pause (paragraph, chapter, ``[pause 2s]``): exactly that long.
 
 A run is shortened in its middle: its first frames (the speech dying away) and its last ones
-(the lead into the next sound, and the sentence end ``narrate.cuts`` put there) are kept. A
+(the lead into the next sound, and the sentence end ``narrate.runtime.cuts`` put there) are kept. A
 pause is lengthened by repeating the run's quietest frame at the sentence end; where a
 sentence runs into the next without any silent frame, the stream's quietest frame so far is
 repeated there. To know a run's length and which sentence end falls in it, frames are held back
@@ -51,7 +51,7 @@ class Sentence:
 
     text: str
     pause: float | None = None
-    dialogue: bool = False  # quoted speech, read in the dialogue voice if there is one (narrate.dialogue)
+    dialogue: bool = False  # quoted speech, read in the dialogue voice if there is one (narrate.text.dialogue)
 
 
 def split_sentence(item: "str | Sentence") -> tuple[str, float | None]:

@@ -4,7 +4,7 @@ Runs after the text front-end (``narrate.text.segment.spoken``), whose normaliza
 folded typographic quotes (“ ”) to ASCII ("), so a quote mark opens or closes by turn. A quote
 may run over several sentences; a paragraph's end (a sentence with a pause of its own) closes
 it, as a quotation going on into the next paragraph opens again there. A piece cut out of a
-sentence is followed by a comma's pause (``narrate.pauses.INNER``); the sentence's last piece
+sentence is followed by a comma's pause (``narrate.runtime.pauses.INNER``); the sentence's last piece
 keeps the sentence's pause. Apostrophes and single quotes are never quotes here.
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from typing import Iterable, Iterator
 
-from narrate.pauses import INNER, Sentence
+from narrate.runtime.pauses import INNER, Sentence
 
 _QUOTE = '"'
 _TRAILING = re.compile(r"[.,;:!?)\]]*")  # punctuation right after a closing quote goes with it

@@ -24,8 +24,9 @@ import logging
 import re
 import warnings
 
-from narrate.document import (BookInfo, Document, _document_from_items, _epub_chapter, _fold,
-                              _text_items)
+from narrate.document.base import BookInfo, Document, _document_from_items, _fold
+from narrate.document.epub import _epub_chapter
+from narrate.document.text import _text_items
 from narrate.errors import InputError
 
 RUNNING = 0.4      # share of the pages a line must be on (at their top or bottom) to be a running header

@@ -1,5 +1,5 @@
 """Forked child processes that talk to their parent over a pipe: the vocoder process
-(narrate.vocoding) and the decoder processes (narrate.decoders).
+(narrate.runtime.vocoding) and the decoder processes (narrate.runtime.decoders).
 
 Children are forked, not spawned: they start at once with the model already in memory.
 Fork them before the parent starts threads (a lock another thread holds at the fork stays
@@ -68,7 +68,7 @@ def stop_child(proc, conn, timeout: float = 5.0) -> None:
 
 def kill_child(proc, conn) -> None:
     """End the child now, without a word on the pipe (it may be out of step: see
-    narrate.vocoding), and close the parent's end."""
+    narrate.runtime.vocoding), and close the parent's end."""
     proc.kill()
     proc.join()
     conn.close()

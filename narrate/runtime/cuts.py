@@ -14,7 +14,7 @@ then misread their last words; on the bench sentences, four seeds, the WER of th
 cut this way is that of the old cut at the onset, 0.123 against 0.121.) It is decided when the
 position reaches the next sentence, which is before the vocoder has emitted those frames
 (it holds back a block); where they are already out, the sentence ends at once (see
-``narrate.vocoding.run_job``). The samples are the same either way: only where they split
+``narrate.runtime.vocoding.run_job``). The samples are the same either way: only where they split
 moves.
 """
 

@@ -26,7 +26,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from narrate.children import can_fork, child_signals, fork_child, kill_child, sendable, stop_child
+from narrate.runtime.children import can_fork, child_signals, fork_child, kill_child, sendable, stop_child
 from narrate.errors import NarrateError
 
 

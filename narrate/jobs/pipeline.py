@@ -27,13 +27,14 @@ from narrate.audio.resume import (ResumeRecord, check_compatible, clear_record, 
                                   record_path, save_record, sha256_file)
 from narrate.audio.sinks import ENCODED, ChapterFiles, Sink, format_for, open_sink, unfinished_path
 from narrate.audio.tags import Tags, write_tags
-from narrate.document import Document, load_document
-from narrate.dialogue import dialogue_pieces
+from narrate.document.base import Document
+from narrate.document import load_document
+from narrate.text.dialogue import dialogue_pieces
 from narrate.errors import AlreadyFinished, InputError, ModelError, OutputError, warn
-from narrate.matter import matter_by_title
-from narrate.pauses import CHAPTER_PAUSE, PARAGRAPH_PAUSE, Sentence
-from narrate.progress import Progress
-from narrate.subtitles import SentenceTimes, SubtitleFile, subtitle_path
+from narrate.document.matter import matter_by_title
+from narrate.runtime.pauses import CHAPTER_PAUSE, PARAGRAPH_PAUSE, Sentence
+from narrate.cli.progress import Progress
+from narrate.audio.subtitles import SentenceTimes, SubtitleFile, subtitle_path
 from narrate.text.language import not_english
 from narrate.text.live import live_sentences
 from narrate.text.segment import prepare_sentence, spoken
@@ -90,9 +91,9 @@ class Job:
     cover: bytes | None = None
     footnotes: bool = False  # read EPUB/HTML footnotes (marked as such) where they stand
     chapters: str | None = None  # which chapters to read, e.g. "3-5,8" (numbers as narrate chapters lists them)
-    front_matter: bool = False  # also read front and back matter (copyright, contents, index...: narrate.matter)
-    dialogue: bool = False  # cut quoted speech out of the sentences for the dialogue voice (narrate.dialogue)
-    subtitles: str | None = None  # "srt" or "vtt": cues in a file beside each audio file (narrate.subtitles)
+    front_matter: bool = False  # also read front and back matter (copyright, contents, index...: narrate.document.matter)
+    dialogue: bool = False  # cut quoted speech out of the sentences for the dialogue voice (narrate.text.dialogue)
+    subtitles: str | None = None  # "srt" or "vtt": cues in a file beside each audio file (narrate.audio.subtitles)
     settings: dict = field(default_factory=dict)  # what a resumed run must share with the first
 
 
@@ -201,7 +202,7 @@ def _make_plan(job: Job, target: Target) -> Plan:
 def read_chapters(job: Job, one_file: bool = True) -> tuple[Document, list[tuple[str, list[Sentence]]], str]:
     """The input's chapters as (name, engine-ready sentences: the spoken title first, the chapter
     pause after the last when the chapters share one file), chapters without words dropped, with
-    the document and the SHA-256 of its bytes (narrate.cluster cuts documents with this too)."""
+    the document and the SHA-256 of its bytes (narrate.jobs.cluster cuts documents with this too)."""
     return _read_chapters(job, one_file)[:3]
 
 
@@ -300,7 +301,7 @@ def _chapter_ends(chapters: list[tuple[str, list[Sentence]]], pause: float | Non
 
 def decoder_processes(plan: Plan) -> int:
     """Processes to decode the plan with: chapter files, several to narrate, use every core
-    (their share of the chapters a batch in each; see narrate.decoders); anything else, one."""
+    (their share of the chapters a batch in each; see narrate.runtime.decoders); anything else, one."""
     if plan.document is None or plan.target.kind != "folder":
         return 1
     done = len(plan.record.chapters_done) if plan.record else 0

@@ -17,15 +17,15 @@ import numpy as np
 import torch
 
 from narrate.audio.stretch import SPEEDS, SentenceStretch
-from narrate.cuts import SentenceCuts
+from narrate.runtime.cuts import SentenceCuts
 from narrate.engine.generate import DecodeSettings, Engine, StreamState, WordTiming
 from narrate.engine.guidance import GuidanceSettings
 from narrate.engine.sampling import SamplingSettings
 from narrate.errors import NarrateError
-from narrate.feeding import Feeder
-from narrate.pauses import SENTENCE_PAUSE, PauseShaper, split_sentence
+from narrate.runtime.feeding import Feeder
+from narrate.runtime.pauses import SENTENCE_PAUSE, PauseShaper, split_sentence
 from narrate.text.phonemes import Phonemizer
-from narrate.vocoding import VocodeJob, Vocoding
+from narrate.runtime.vocoding import VocodeJob, Vocoding
 
 
 @dataclass
@@ -42,17 +42,17 @@ class NarrateSettings:
     # OpenMP threads stall badly whenever another process holds one of the cores.
     threads: int = 1
     # The vocoder in a process of its own, so decoding goes on while earlier frames become audio
-    # (the second core; see narrate.vocoding). False vocodes inline: the reference, same samples.
+    # (the second core; see narrate.runtime.vocoding). False vocodes inline: the reference, same samples.
     vocoder_process: bool = True
     packed: bool = True            # int8 decoder weights (narrate.engine.packed)
     # Frames to audio: "neural" (the model's vocoder), "griffin-lim", or "auto" (neural when the
     # model has one). Read when the model is loaded (Narrator.load).
     vocoder: str = "auto"
     # Several streams at once (chapters) are narrated by this many forked processes, each a
-    # batch of its share on a core of its own (narrate.decoders); 1: all in this process.
+    # batch of its share on a core of its own (narrate.runtime.decoders); 1: all in this process.
     decoder_processes: int = 1
     # Seconds of silence between sentences, at most (the model's own pause, shortened; at least
-    # half of it); commas pause less, paragraphs as the text's Sentence items say (narrate.pauses).
+    # half of it); commas pause less, paragraphs as the text's Sentence items say (narrate.runtime.pauses).
     sentence_pause: float = SENTENCE_PAUSE
     shape_pauses: bool = True      # False: the model's pauses as they come (for comparison)
 
@@ -68,7 +68,7 @@ class AudioChunk:
     sentence: int                  # index of the sentence these samples belong to
     final: bool = False            # the last samples of that sentence
     # words whose place in the audio is now known: seconds from the stream's first sample, after
-    # pause shaping; numbered within their sentence (narrate.subtitles makes cues of them)
+    # pause shaping; numbered within their sentence (narrate.audio.subtitles makes cues of them)
     words: list[WordTiming] = field(default_factory=list)
 
 
@@ -110,7 +110,7 @@ class _Run:
         self.feeder.start()
 
     def _encode(self, item) -> None:
-        text, pause = split_sentence(item)  # a str or a narrate.pauses.Sentence
+        text, pause = split_sentence(item)  # a str or a narrate.runtime.pauses.Sentence
         ph = self.n.phonemizer.encode(text)
         self.queue.put((ph, self.n.engine.encode(ph.ids), pause, getattr(item, "dialogue", False)))
 
@@ -243,7 +243,7 @@ class _Run:
 
 class Narrator:
     def __init__(self, loaded, voice, settings: NarrateSettings | None = None, dialogue=None):
-        """dialogue: a second Voice, for sentences marked as quoted speech (narrate.dialogue)."""
+        """dialogue: a second Voice, for sentences marked as quoted speech (narrate.text.dialogue)."""
         self.loaded = loaded
         self.settings = settings or NarrateSettings()
         torch.set_num_threads(max(1, self.settings.threads))  # however it was made (the benchmark makes it directly)
@@ -259,7 +259,7 @@ class Narrator:
         self.dialogue = dialogue
         self.decoders = None  # forked first, before anything starts threads
         if self.settings.decoder_processes > 1:
-            from narrate.decoders import DecoderProcesses
+            from narrate.runtime.decoders import DecoderProcesses
 
             alone = replace(self.settings, vocoder_process=False, decoder_processes=1)
             self.decoders = DecoderProcesses(functools.partial(Narrator, loaded, voice, alone, dialogue),
@@ -332,7 +332,7 @@ class Narrator:
         is its index in the output and its seed's offset (offset_seeds=False: every stream starts
         from the seed, as each chapter of a one-file narration does). on_end(number) is called as
         a stream ends; with inline vocoding its audio has all been yielded by then (decoder
-        processes and narrate.cluster rely on this)."""
+        processes and narrate.jobs.cluster rely on this)."""
         runs: list[_Run] = []
         owner = object()  # this call's jobs in the vocoder
         vocoding = self.vocoding

@@ -48,7 +48,7 @@ from narrate.audio.resume import (ResumeRecord, check_compatible, clear_record, 
                                   save_record)
 from narrate.errors import NarrateError, OutputError, one_line as _message
 
-CHAPTERS_AT_ONCE = 8  # a worker's batch (as narrate.pipeline decodes chapter files)
+CHAPTERS_AT_ONCE = 8  # a worker's batch (as narrate.jobs.pipeline decodes chapter files)
 CALL_CHAPTERS = 16  # chapters handed to a worker at once: its batch refills from them as chapters end
 REPORT_EVERY = 0.5  # seconds between a worker's progress reports
 STARVED_AFTER = 300.0  # seconds with chapters to narrate, no worker alive, one starting: give up
@@ -63,7 +63,7 @@ class ChapterTask:
     document: int  # the document's place in the batch
     chapter: int  # the chapter's place in the document
     store: str  # the document's chapter store (an absolute path every node sees)
-    sentences: tuple  # of str or narrate.pauses.Sentence (its text and the pause after it)
+    sentences: tuple  # of str or narrate.runtime.pauses.Sentence (its text and the pause after it)
 
     @property
     def key(self) -> tuple[int, int]:
@@ -133,7 +133,7 @@ class ChapterWorker:
     """A Ray actor holding one CPU: the model loaded once, chapters narrated as one batch."""
 
     def __init__(self, loaded, voice, settings):
-        from narrate.narrator import Narrator
+        from narrate.runtime.narrator import Narrator
 
         # Inline vocoding in this one process: the worker holds one CPU (more CPUs, more
         # workers), and nothing is forked inside Ray's worker. Same samples as the vocoder process.
@@ -220,7 +220,7 @@ def assemble(store: str, target: str, fmt: str, sample_rate: int, titles: list[s
                     for block in iter(lambda: f.read(4 * _BLOCK), b""):
                         sink.write(np.frombuffer(block, "<f4"))
                     continue
-                # as narrate.pipeline levels a one-file run: chunk by chunk, flushed at the end
+                # as narrate.jobs.pipeline levels a one-file run: chunk by chunk, flushed at the end
                 chunks = np.fromfile(chunks_file(store_path, c), "<i8").reshape(-1, 2)
                 for n, sentence_end in chunks.tolist():
                     sink.write(normalizer.level(np.frombuffer(f.read(4 * n), "<f4"), bool(sentence_end)))
@@ -251,14 +251,14 @@ class ClusterBatch:
     out_dir: Path
     fmt: str
     settings: dict  # what a resumed run must share with the first (see narrate.cli._run_settings)
-    narrate: object  # narrate.narrator.NarrateSettings
+    narrate: object  # narrate.runtime.narrator.NarrateSettings
     model: str | None = None
     voice: str | None = None
     revision: str | None = None
     lexicon: object | None = None
     resume: bool = False
     force: bool = False
-    job: dict = field(default_factory=dict)  # narrate.pipeline.Job's pauses and titles
+    job: dict = field(default_factory=dict)  # narrate.jobs.pipeline.Job's pauses and titles
 
 
 @dataclass
@@ -310,12 +310,12 @@ def plan_documents(batch: ClusterBatch, rows: list[list[str]]) -> list[_Document
 
 
 def _plan_document(batch: ClusterBatch, path: Path, target: Path, row: int) -> _Document | None:
-    from narrate.pipeline import Job, Plan, Target, book_tags, read_chapters
+    from narrate.jobs.pipeline import Job, Plan, Target, book_tags, read_chapters
 
     job = Job(str(path), str(target), batch.fmt, "none", lexicon=batch.lexicon, **batch.job)
     document, chapters, sha = read_chapters(job)
     tags = book_tags(Plan(job, Target("file", target, batch.fmt), document, chapters, sha))
-    settings = {**batch.settings, "format": batch.fmt, "split": "file"}  # as narrate.pipeline's
+    settings = {**batch.settings, "format": batch.fmt, "split": "file"}  # as narrate.jobs.pipeline's
     store = store_of(target)
     if load_record(target) is not None and not batch.force:
         raise OutputError(f"{target.name} is an unfinished narration of a run without --ray; "
@@ -362,7 +362,7 @@ def run_batch(batch: ClusterBatch, progress: "ClusterProgress", rows: list[list[
     documents = plan_documents(batch, rows)
     if not documents:
         return
-    from narrate.narrator import load_model_and_voice
+    from narrate.runtime.narrator import load_model_and_voice
 
     loaded, voice = load_model_and_voice(batch.model, batch.voice, batch.narrate.speed,
                                          batch.revision, batch.narrate.vocoder)
@@ -573,7 +573,7 @@ class _Driver:
         self.progress.document_done()
 
     def _interrupted(self, exc: KeyboardInterrupt) -> None:
-        from narrate.pipeline import Interrupted, Terminated
+        from narrate.jobs.pipeline import Interrupted, Terminated
 
         for worker in [*self.idle, *self.starting.values(), *(c.worker for c in self.calls.values())]:
             _kill(self.ray, worker)

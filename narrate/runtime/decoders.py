@@ -14,7 +14,7 @@ a stream's decoding does not depend on the streams beside it.
 Messages carry their call's number, so the answers of a call the caller abandoned half-way
 (still in flight) are told apart from the next call's and dropped. A signal that lands while
 the parent reads a worker's message tears that pipe (the next read would start in the middle
-of a message): that worker is stopped before the next call, as in narrate.vocoding.
+of a message): that worker is stopped before the next call, as in narrate.runtime.vocoding.
 
 Parent -> worker: ("call", c, live, width) ("start", c, n) ("text", c, n, sentence)
 ("end", c, n) ("no more", c) ("abandon", c), None to exit.
@@ -31,9 +31,9 @@ import time
 from multiprocessing.connection import wait
 from typing import Callable, Iterable, Iterator
 
-from narrate.children import can_fork, child_signals, fork_child, kill_child, sendable, stop_child
+from narrate.runtime.children import can_fork, child_signals, fork_child, kill_child, sendable, stop_child
 from narrate.errors import NarrateError
-from narrate.feeding import Feeder
+from narrate.runtime.feeding import Feeder
 
 AHEAD = 4  # sentences a stream's text runs ahead of what its worker has taken
 _EOF = object()
@@ -70,7 +70,7 @@ class _Call:
 
 def _read(conn, calls: queue.SimpleQueue) -> None:
     """The worker's reader thread: it always goes back to reading, so the parent never waits on
-    a full pipe (see narrate.vocoding)."""
+    a full pipe (see narrate.runtime.vocoding)."""
     call: _Call | None = None
     while True:
         try:
