@@ -43,9 +43,11 @@ def test_prepared_corpus_is_aligned(corpus):
         assert ex.codes.shape[1:] == (3, 2) and ex.feats.shape[1:] == (3, 80)
         # every frame of each reading has a token: durations add up to its frame count
         assert sum(c.durations[track][0]) == len(c.codes[track][0]) == len(c.feats[track][0])
-    # pseudo-speakers keep joe's timing; the other synthesizer has timing of its own
+    # pseudo-speakers keep joe's timing; the other synthesizer has timing of its own (piper's
+    # timing varies from run to run, so one sentence's frame counts may agree by chance: not all four)
     assert (c.durations["world1"][0] == c.durations["joe"][0]).all()
-    assert len(c.feats["real"][0]) != len(c.feats["joe"][0])
+    assert any(len(c.feats["real"][u]) != len(c.feats["joe"][u]) for u in c.train_ids())
+    assert not all(np.array_equal(c.durations["real"][u], c.durations["joe"][u]) for u in c.train_ids())
     # held-out sentences are read by joe only, and nobody reads them in training
     h = c.heldout_ids()[0]
     assert c.reader["joe"][h] >= 0 and all(c.reader[t][h] == -1 for t in TRACKS if t != "joe")
