@@ -180,6 +180,13 @@ DialogueVoice = Annotated[Optional[str], typer.Option(
          "--voice); the narration stays in --voice.")]
 
 
+VoiceMapFile = Annotated[Optional[Path], typer.Option(
+    "--voice-map", show_default=False, metavar="FILE",
+    help="Voices by chapter: one 'CHAPTERS = VOICE' per line, chapters numbered as 'narrate "
+         "chapters' lists them (1-3, 4,9-) or a chapter's title; '12 = joe; dialogue = anna' also "
+         "reads that chapter's quoted speech in anna. Other chapters keep --voice.")]
+
+
 FrontMatter = Annotated[bool, typer.Option(
     "--front-matter",
     help="Also read front and back matter: cover and title pages, copyright, contents, dedication, "
@@ -213,19 +220,22 @@ def _root(
 
 
 def _narrator(model, voice, revision, speed, seed, temperature, decoder_processes=1,
-              sentence_pause=SENTENCE_PAUSE, vocoder="auto", dialogue_voice=None):
+              sentence_pause=SENTENCE_PAUSE, vocoder="auto", dialogue_voice=None, voice_map=None):
     from narrate.runtime.narrator import NarrateSettings, Narrator
 
     settings = NarrateSettings(speed=speed, seed=seed, temperature=temperature, decoder_processes=decoder_processes,
                                sentence_pause=sentence_pause, vocoder=vocoder)
-    return Narrator.load(model, voice, settings, revision=revision, dialogue_voice=dialogue_voice)
+    return Narrator.load(model, voice, settings, revision=revision, dialogue_voice=dialogue_voice,
+                         voices=voice_map.voices() if voice_map else ())
 
 
-def _given_extras(subtitles: str | None, front_matter: bool, dialogue_voice: str | None) -> dict:
-    """The resume settings of --subtitles, --front-matter and --dialogue-voice, each only when
-    given, so that the records of runs made before these options existed still match."""
+def _given_extras(subtitles: str | None, front_matter: bool, dialogue_voice: str | None,
+                  voice_map=None) -> dict:
+    """The resume settings of --subtitles, --front-matter, --dialogue-voice and --voice-map, each
+    only when given, so that the records of runs made before these options existed still match."""
     return {**({"subtitles": subtitles} if subtitles else {}), **({"front_matter": True} if front_matter else {}),
-            **({"dialogue_voice": _identity(dialogue_voice)} if dialogue_voice else {})}
+            **({"dialogue_voice": _identity(dialogue_voice)} if dialogue_voice else {}),
+            **({"voice_map": voice_map.settings()} if voice_map else {})}
 
 
 def _identity(name: str) -> str:

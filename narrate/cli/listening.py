@@ -40,6 +40,7 @@ from narrate.cli.core import (
     Vocoder,
     VocoderChoice,
     Voice,
+    VoiceMapFile,
     _err,
     _fail,
     _given_extras,
@@ -63,6 +64,7 @@ def speak(
              "sentence is spoken as soon as it is complete).")],
     voice: Voice = None,
     dialogue_voice: DialogueVoice = None,
+    voice_map: VoiceMapFile = None,
     output: Annotated[Optional[str], typer.Option(
         "--output", "-o", show_default=False,
         help="Audio file to write; a folder (ending in / or existing) for one file per chapter; "
@@ -112,24 +114,25 @@ def speak(
     progress = Progress.for_terminal(quiet)
     with _reported(progress):
         lex, lexicon_id = _lexicon(lexicon)
+        vmap = _voice_map(voice_map)
         pauses = (sentence_pause, paragraph_pause, chapter_pause)
         level = loudness if normalize else None
         subs = subtitles.value if subtitles else None
         book = {"titles": titles, "loudness": level, "chapters": chapters, "footnotes": footnotes,
-                **_given_extras(subs, front_matter, dialogue_voice)}
+                **_given_extras(subs, front_matter, dialogue_voice, vmap)}
         tags = {"title": title, "author": author, "cover": _cover(cover)}
         job = Job(input, output, fmt.value if fmt else None, split.value if split else None,
                   resume=resume, force=force, quiet_time=quiet_time, lexicon=lex,
                   paragraph_pause=paragraph_pause, chapter_pause=chapter_pause, titles=titles, loudness=level, **tags,
                   chapters=chapters, footnotes=footnotes, subtitles=subs, front_matter=front_matter,
-                  dialogue=dialogue_voice is not None,
+                  dialogue=dialogue_voice is not None, voice_map=vmap,
                   settings={**_run_settings(model, revision, voice, speed, seed, temperature, lexicon_id, pauses,
                                             vocoder.value), **book})
         plan = make_plan(job, stdout_is_tty=_isatty(sys.stdout))
-        _check_voice(voice, quiet)
-        _check_voice(dialogue_voice, quiet)
+        for name in [voice, dialogue_voice, *(vmap.voices() if vmap else [])]:
+            _check_voice(name, quiet)
         narrator = _narrator(model, voice, revision, speed, seed, temperature, decoder_processes(plan),
-                             sentence_pause, vocoder.value, dialogue_voice)
+                             sentence_pause, vocoder.value, dialogue_voice, vmap)
         where = run(narrator, plan, progress, stdin=sys.stdin)
         stats = progress.end()
         if not quiet:
@@ -250,19 +253,25 @@ def list_chapters(
     footnotes: Footnotes = False,
     front_matter: FrontMatter = False,
     speed: Speed = 1.0,
+    voice_map: VoiceMapFile = None,
 ) -> None:
     """List a book's chapters as narrate reads them (number, title, words, estimated duration),
     front and back matter marked as skipped; renders nothing. Choose some with: narrate BOOK
-    --chapters 3-5,8 (a skipped one is read when named)."""
+    --chapters 3-5,8 (a skipped one is read when named). With --voice-map: which voice reads each."""
     from narrate.document import load_document
     from narrate.jobs.pipeline import Job, book_chapters
 
     with _reported():
-        job = Job(str(input), titles=titles)
-        chapters = book_chapters(load_document(input, footnotes), job)
+        vmap = _voice_map(voice_map)
+        job = Job(str(input), titles=titles, voice_map=vmap)
+        document = load_document(input, footnotes)
+        chapters = book_chapters(document, job)
+        voices = vmap.assign([name for name, _, _ in chapters]) if vmap else None
     table = Table("#", "chapter", title=f"{escape(input.name)}: {len(chapters)} chapters")
     table.add_column("words", justify="right")
     table.add_column("duration", justify="right")
+    if voices:
+        table.add_column("voice")
     total = 0
     skipping = not front_matter and not all(matter for _, _, matter in chapters)  # (as read_chapters)
     for i, (name, sents, matter) in enumerate(chapters, 1):
@@ -270,7 +279,12 @@ def list_chapters(
         skipped = bool(matter) and skipping
         total += 0 if skipped else words
         shown = escape(name) + (f" [dim](skipped: {escape(matter)})[/]" if skipped else "")
-        table.add_row(str(i), shown, str(words), _duration(words / (WORDS_PER_SECOND * speed)))
+        row = [str(i), shown, str(words), _duration(words / (WORDS_PER_SECOND * speed))]
+        if voices:
+            mapped, dialogue = voices[i - 1]
+            row.append(escape(_voice_name(mapped) if mapped else "--voice")
+                       + (f" (dialogue: {escape(_voice_name(dialogue))})" if dialogue else ""))
+        table.add_row(*row)
     table.add_row("", "all read", str(total), _duration(total / (WORDS_PER_SECOND * speed)))
     _out().print(table)
 
@@ -349,6 +363,30 @@ def _check_voice(voice: str | None, quiet: bool) -> None:
     problems = check_prompt(path)[0].problems()
     if problems and not quiet:
         warn(warning_line(voice, problems))
+
+
+def _voice_map(path: Path | None):
+    """The --voice-map file, read and checked (InputError naming the file and line)."""
+    if path is None:
+        return None
+    from narrate.errors import VoiceError
+    from narrate.jobs.voice_map import VoiceMap
+    from narrate.voice_store import user_voices
+    from narrate.voices import bundled_voices
+
+    vmap = VoiceMap.load(path)
+    known = set(user_voices()) | set(bundled_voices())
+    for rule in vmap.rules:  # an unknown voice is said now, not after the model load
+        for name in filter(None, (rule.voice, rule.dialogue)):
+            if name not in known and not Path(name).is_file():
+                raise VoiceError(f"voice map '{vmap.path}' line {rule.line}: no voice is named '{name}' and "
+                                 f"no such recording (see 'narrate voices')")
+    return vmap
+
+
+def _voice_name(voice: str) -> str:
+    # a recording by its file name, a named voice by its name
+    return Path(voice).name if "/" in voice else voice
 
 
 def _lexicon(path: Path | None):

@@ -14,7 +14,7 @@ import os
 import re
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import islice
 from pathlib import Path
 from typing import TextIO
@@ -94,6 +94,7 @@ class Job:
     front_matter: bool = False  # also read front and back matter (copyright, contents, index...: narrate.document.matter)
     dialogue: bool = False  # cut quoted speech out of the sentences for the dialogue voice (narrate.text.dialogue)
     subtitles: str | None = None  # "srt" or "vtt": cues in a file beside each audio file (narrate.audio.subtitles)
+    voice_map: object | None = None  # narrate.jobs.voice_map.VoiceMap: voices by chapter
     settings: dict = field(default_factory=dict)  # what a resumed run must share with the first
 
 
@@ -181,6 +182,8 @@ def _make_plan(job: Job, target: Target) -> Plan:
     if job.input == "-":
         if job.dialogue:
             raise InputError("--dialogue-voice needs an input file, not standard input")
+        if job.voice_map:
+            raise InputError("--voice-map needs an input file, not standard input: it names chapters")
         if job.subtitles:
             raise OutputError("--subtitles needs an input file, not standard input")
         if job.resume:
@@ -241,34 +244,44 @@ def _chapters(n: int) -> str:
 def book_chapters(document: Document, job: Job) -> list[tuple[str, list[Sentence], str]]:
     """The document's chapters as they are read: (name, sentences; the spoken title first, what
     it is if front or back matter, else ""), chapters without words left out; numbered from 1
-    in this order by ``narrate chapters``."""
-    def sentences(text: str) -> list[Sentence]:
-        said = spoken(text, MAX_CHARS, job.lexicon, job.paragraph_pause)
-        return list(dialogue_pieces(said) if job.dialogue else said)
-
-    chapters = [(c.title, sentences(c.text), c.matter or matter_by_title(c.title)) for c in document.chapters]
+    in this order by ``narrate chapters``. With a voice map, each sentence carries the voice
+    that reads it (``Sentence.voice``)."""
+    chapters = [(c.title, list(spoken(c.text, MAX_CHARS, job.lexicon, job.paragraph_pause)),
+                 c.matter or matter_by_title(c.title)) for c in document.chapters]
     chapters = [c for c in chapters if c[1]]
     if not chapters:
         raise InputError(f"'{job.input}' has nothing to read aloud (no words in it)")
     names = chapter_names([title for title, _, _ in chapters], document.title)
-    return [(name, (_spoken_title(title, job) if job.titles else []) + sents, matter)
-            for name, (title, sents, matter) in zip(names, chapters)]
+    voices = job.voice_map.assign(names) if job.voice_map else [(None, None)] * len(names)
+    listed = []
+    for name, (title, sents, matter), (voice, dialogue) in zip(names, chapters, voices):
+        if job.dialogue or dialogue:
+            sents = list(dialogue_pieces(sents))
+        if voice or dialogue:
+            # quoted speech: the chapter's dialogue voice, else --dialogue-voice (voice None), else the chapter's
+            sents = [replace(s, voice=(dialogue or (None if job.dialogue else voice)) if s.dialogue else voice)
+                     for s in sents]
+        heading = _spoken_title(title, job) if job.titles else []
+        listed.append((name, [replace(s, voice=voice) for s in heading] + sents, matter))
+    return listed
 
 
-def chapter_selection(text: str, count: int) -> list[int]:
+def chapter_selection(text: str, count: int, what: str | None = None) -> list[int]:
     """The chapter numbers (from 1, in order, each once) that ``text`` such as "3-5,8" names;
-    InputError if it is malformed or names a chapter the book does not have."""
+    InputError if it is malformed or names a chapter the book does not have. ``what`` starts the
+    messages (default: "--chapters TEXT:")."""
+    what = what or f"--chapters {text!r}:"
     chosen: set[int] = set()
     for part in text.split(","):
         m = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d*)\s*)?", part)
         if not m:
-            raise InputError(f"--chapters {text!r}: give chapter numbers and ranges such as 3-5,8")
+            raise InputError(f"{what} give chapter numbers and ranges such as 3-5,8")
         first = int(m.group(1))
         last = first if m.group(2) is None else int(m.group(2) or count)  # "7-": to the end
         if not 1 <= first <= last:
-            raise InputError(f"--chapters {text!r}: {part.strip()!r} is not a range of chapters")
+            raise InputError(f"{what} {part.strip()!r} is not a range of chapters")
         if last > count:
-            raise InputError(f"--chapters {text!r}: the book has {count} chapter{'s' if count != 1 else ''} "
+            raise InputError(f"{what} the book has {count} chapter{'s' if count != 1 else ''} "
                              f"(see 'narrate chapters')")
         chosen.update(range(first, last + 1))
     return sorted(chosen)
@@ -296,7 +309,7 @@ def _chapter_ends(chapters: list[tuple[str, list[Sentence]]], pause: float | Non
     in the same file; a file ends after a sentence's pause."""
     for n, (_, sents) in enumerate(chapters):
         last = pause if pause is not None and n + 1 < len(chapters) else None
-        sents[-1] = Sentence(sents[-1].text, last)
+        sents[-1] = replace(sents[-1], pause=last)
 
 
 def decoder_processes(plan: Plan) -> int:

@@ -112,7 +112,8 @@ class _Run:
     def _encode(self, item) -> None:
         text, pause = split_sentence(item)  # a str or a narrate.runtime.pauses.Sentence
         ph = self.n.phonemizer.encode(text)
-        self.queue.put((ph, self.n.engine.encode(ph.ids), pause, getattr(item, "dialogue", False)))
+        self.queue.put((ph, self.n.engine.encode(ph.ids), pause, getattr(item, "dialogue", False),
+                        getattr(item, "voice", None)))
 
     def _end(self, error: BaseException | None) -> None:
         self.error = error  # surfaced to the caller by _take
@@ -139,8 +140,8 @@ class _Run:
         if item is _EOF:
             self.n.engine.close(self.state)
             return False
-        ph, kv, pause, dialogue = item
-        self._voice_from(self.state.n_tokens, dialogue)
+        ph, kv, pause, dialogue, voice = item
+        self._voice_from(self.state.n_tokens, dialogue, voice)
         self.first_words.append((self.appended, self.state.n_words))
         self.n.engine.append(self.state, ph.ids, ph.words, ph.text_words, kv)
         self.cuts.ends.append(self.state.n_tokens)
@@ -150,11 +151,17 @@ class _Run:
         self.change_voice()
         return True
 
-    def _voice_from(self, start: int, dialogue: bool) -> None:
-        """The sentence appended at token ``start`` speaks in the dialogue voice or the stream's
-        own: the change is made as the position reaches the end token of the sentence before
-        (in the pause between them), or at once for the first."""
-        cond = self.n.dialogue_cond if dialogue and self.n.dialogue_cond is not None else self.state_voice
+    def _voice_from(self, start: int, dialogue: bool, voice: str | None = None) -> None:
+        """The sentence appended at token ``start`` speaks in the voice it names (a key of the
+        narrator's ``voices``), else in the dialogue voice (quoted speech) or the stream's own:
+        the change is made as the position reaches the end token of the sentence before (in the
+        pause between them), or at once for the first."""
+        if voice is not None:
+            cond = self.n.voice_conds[voice]
+        elif dialogue and self.n.dialogue_cond is not None:
+            cond = self.n.dialogue_cond
+        else:
+            cond = self.state_voice
         last = self.changes[-1][1] if self.changes else self.voice
         if cond is not last:
             self.changes.append((max(0, start - 1), cond))
@@ -242,8 +249,10 @@ class _Run:
 
 
 class Narrator:
-    def __init__(self, loaded, voice, settings: NarrateSettings | None = None, dialogue=None):
-        """dialogue: a second Voice, for sentences marked as quoted speech (narrate.text.dialogue)."""
+    def __init__(self, loaded, voice, settings: NarrateSettings | None = None, dialogue=None,
+                 voices: dict | None = None):
+        """dialogue: a second Voice, for sentences marked as quoted speech (narrate.text.dialogue).
+        voices: more Voices by key, for sentences that name one (``Sentence.voice``; a voice map)."""
         self.loaded = loaded
         self.settings = settings or NarrateSettings()
         torch.set_num_threads(max(1, self.settings.threads))  # however it was made (the benchmark makes it directly)
@@ -257,12 +266,13 @@ class Narrator:
         self.voice = voice
         self.speaker, self.prompt = self._conditioning(voice)
         self.dialogue = dialogue
+        self.voices = dict(voices or {})
         self.decoders = None  # forked first, before anything starts threads
         if self.settings.decoder_processes > 1:
             from narrate.runtime.decoders import DecoderProcesses
 
             alone = replace(self.settings, vocoder_process=False, decoder_processes=1)
-            self.decoders = DecoderProcesses(functools.partial(Narrator, loaded, voice, alone, dialogue),
+            self.decoders = DecoderProcesses(functools.partial(Narrator, loaded, voice, alone, dialogue, self.voices),
                                              self.settings.decoder_processes)
         self.engine = Engine(loaded.model, self.codec.frame_rate, self.settings.decode())
         if dialogue is None:
@@ -270,6 +280,10 @@ class Narrator:
         else:
             speaker, prompt = self._conditioning(dialogue)
             self.dialogue_cond = self.engine.condition(speaker, self.model_speed, prompt)
+        self.voice_conds = {}  # each of voices' conditioning, by its key
+        for key, v in self.voices.items():
+            speaker, prompt = self._conditioning(v)
+            self.voice_conds[key] = self.engine.condition(speaker, self.model_speed, prompt)
         self.vocoding = Vocoding(self.codec, self.settings.vocoder_process)  # forks now, before any run's threads
         self._keys = itertools.count()
 
@@ -289,17 +303,18 @@ class Narrator:
 
     @classmethod
     def load(cls, model: str | None = None, voice: str | None = None, settings: NarrateSettings | None = None,
-             revision: str | None = None, dialogue_voice: str | None = None) -> "Narrator":
-        """dialogue_voice: a voice name or recording for quoted speech (sentences so marked)."""
+             revision: str | None = None, dialogue_voice: str | None = None,
+             voices: Iterable[str] = ()) -> "Narrator":
+        """dialogue_voice: a voice name or recording for quoted speech (sentences so marked).
+        voices: more voice names or recordings, each its own key (``Sentence.voice``)."""
         settings = settings or NarrateSettings()
         torch.set_num_threads(max(1, settings.threads))  # before loading, too
         loaded, main = load_model_and_voice(model, voice, settings.speed, revision, settings.vocoder)
-        dialogue = None
-        if dialogue_voice is not None:
-            from narrate.voices import load_voice
+        from narrate.voices import load_voice
 
-            dialogue = load_voice(dialogue_voice, loaded.config.default_voice)
-        return cls(loaded, main, settings, dialogue)
+        dialogue = None if dialogue_voice is None else load_voice(dialogue_voice, loaded.config.default_voice)
+        more = {key: load_voice(key, loaded.config.default_voice) for key in voices}
+        return cls(loaded, main, settings, dialogue, more)
 
     def narrate(self, sentences: Iterable[str], live: bool = False) -> Iterator[AudioChunk]:
         """Audio for the sentences, in order, as it is made. live=True speaks each sentence as

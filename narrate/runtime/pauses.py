@@ -52,6 +52,9 @@ class Sentence:
     text: str
     pause: float | None = None
     dialogue: bool = False  # quoted speech, read in the dialogue voice if there is one (narrate.text.dialogue)
+    # the voice that reads it, a key of the narrator's ``voices`` (narrate.jobs.voice_map); None:
+    # the stream's own voice, or the dialogue voice for quoted speech
+    voice: str | None = None
 
 
 def split_sentence(item: "str | Sentence") -> tuple[str, float | None]:

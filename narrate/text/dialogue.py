@@ -26,7 +26,7 @@ def dialogue_pieces(sentences: Iterable[Sentence]) -> Iterator[Sentence]:
         pieces, inside = _cut(sentence.text, inside)
         for i, (text, quoted) in enumerate(pieces):
             last = i == len(pieces) - 1
-            yield Sentence(text, sentence.pause if last else INNER, quoted)
+            yield Sentence(text, sentence.pause if last else INNER, quoted, sentence.voice)
         if sentence.pause is not None:
             inside = False
 
