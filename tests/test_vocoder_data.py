@@ -33,3 +33,23 @@ def test_joe_and_shifted_sources_give_frames_of_the_same_sentence():
     assert shifted.shape[1] == 80 and abs(len(shifted) - len(joe)) < 0.15 * len(joe)  # same sentence, same rate
     n = min(len(joe), len(shifted))
     assert not np.allclose(joe[:n].numpy(), shifted[:n].numpy(), atol=0.5)
+
+
+def test_world_source_uses_training_pseudo_speakers_only_high_voices_included():
+    from narrate.train.speakers import HELDOUT_FAMILY, HELDOUT_REAL
+    from narrate.train.vocoder_data import world_speakers
+
+    pool = world_speakers()
+    assert pool and all(s.transformed for s in pool)
+    assert not any(s.family == HELDOUT_FAMILY or s.base in HELDOUT_REAL for s in pool)
+    assert any(s.family == "f-high" and s.f0 >= 1.75 for s in pool)  # ~300 Hz voices are in it
+
+
+def test_world_source_gives_frames_of_the_sentence_in_another_voice():
+    text = training_texts(20)[0]
+    sources = Sources(None)
+    joe = sources.frames("joe", text, random.Random("a"))
+    world = sources.frames("world", text, random.Random("a"))  # joe's or another synthesizer's reading
+    assert world.shape[1] == 80 and 0.6 * len(joe) < len(world) < 1.6 * len(joe)
+    n = min(len(joe), len(world))
+    assert np.abs(joe[:n].numpy() - world[:n].numpy()).mean() > 0.3

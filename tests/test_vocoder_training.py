@@ -64,3 +64,35 @@ def test_train_resume_and_export_into_a_model_folder(tmp_path, tiny_model):
     mel = torch.randn(20, 80)
     assert np.allclose(loaded.codec.vocoder.vocode(mel), student.vocode(mel), atol=2e-3)  # fp16 in the folder
 
+
+
+def test_the_long_term_mel_term_sees_a_level_or_tilt_bias_that_the_others_spread_thin():
+    from narrate.train.vocoder import losses
+
+    g = torch.Generator().manual_seed(0)
+    target = torch.randn(2, 64 * HOP, generator=g) * 0.1
+    assert float(losses(target, target)["ltas"]) == 0.0
+    # half the amplitude: every mel bin's long-term log magnitude falls by log 2
+    assert abs(float(losses(0.5 * target, target)["ltas"]) - np.log(2)) < 0.01
+    # a tilt: the first difference (a high-pass) leaves the average spectrum tilted, not its frames random
+    tilted = torch.nn.functional.pad(target[:, 1:] - target[:, :-1], (1, 0))
+    assert float(losses(tilted, target)["ltas"]) > 0.3
+
+
+def test_init_starts_a_new_run_from_a_checkpoint_and_kept_copies_are_written(tmp_path):
+    data = tmp_path / "shards"
+    _shards(data)
+    arch = VocoderConfig(dim=16, intermediate=32, layers=2)
+    cfg = VocoderTrainConfig(data=str(data), steps=4, batch=2, frames=16, warmup=1)
+    train(tmp_path / "a", cfg, arch)
+    first = torch.load(tmp_path / "a" / "checkpoint.pt", weights_only=True)
+    # a new run from a's weights, with the long-term mel term on: 2 steps move it a little, not far
+    cfg_b = VocoderTrainConfig(**{**cfg.__dict__, "steps": 2, "lr": 1e-5, "w_mel": 1.0, "w_ltas": 4.0, "keep_every": 1})
+    train(tmp_path / "b", cfg_b, arch, init=tmp_path / "a" / "checkpoint.pt")
+    b = torch.load(tmp_path / "b" / "checkpoint.pt", weights_only=True)
+    assert b["step"] == 2 and b["train"]["w_ltas"] == 4.0
+    assert (tmp_path / "b" / "ckpt_1.pt").exists() and (tmp_path / "b" / "ckpt_2.pt").exists()
+    drift = max(float((b["model"][k] - first["model"][k]).abs().max()) for k in first["model"])
+    assert 0 < drift < 1e-3
+    header = (tmp_path / "b" / "log.csv").read_text().splitlines()[0]
+    assert header.startswith("step,split,loss,complex,logmag,mag,mel,ltas")

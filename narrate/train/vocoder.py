@@ -3,7 +3,11 @@
 The teacher is a deterministic function of the frames, so its waveform, phase included, can be
 learned by regression: L1 on the complex STFT and on log and linear magnitudes at three
 resolutions, between the student's waveform and the teacher's from the same frames (the shards
-of ``narrate.train.vocoder_data``). No adversarial term.
+of ``narrate.train.vocoder_data``). No adversarial term. Two optional terms on the 80-bin log-mel
+(narrate's own features): L1 per frame (``mel``), and L1 between each crop's long-term average
+(``ltas``), which holds the student to the teacher's spectral balance: the regression terms
+leave a bias there (a darker, quieter student where the phase is uncertain, e.g. at high pitch),
+and speaker similarity follows the balance.
 
 Resumable: a checkpoint every few minutes and on Ctrl-C/SIGTERM; run again to continue. New
 shards written meanwhile join the training set at each checkpoint.
@@ -18,6 +22,7 @@ import argparse
 import csv
 import json
 import math
+import shutil
 import signal
 import sys
 import time
@@ -44,6 +49,16 @@ class VocoderTrainConfig:
     warmup: int = 300
     checkpoint_minutes: float = 3.0
     seed: int = 0
+    keep_every: int = 0        # steps: also keep checkpoint copies ckpt_<step>.pt for selection (0: none)
+    # weights of the loss terms (``losses``)
+    w_complex: float = 1.0
+    w_logmag: float = 1.0
+    w_mag: float = 1.0
+    w_mel: float = 0.0
+    w_ltas: float = 0.0
+
+    def total(self, parts: dict[str, torch.Tensor]) -> torch.Tensor:
+        return sum(getattr(self, f"w_{k}") * v for k, v in parts.items())
 
 
 def _log(msg: str) -> None:
@@ -95,8 +110,22 @@ def student_waveform(net: Vocos, mel: torch.Tensor) -> torch.Tensor:
     return torch.istft(spec, net.cfg.n_fft, net.cfg.hop, window=net.window, center=True)
 
 
+_MEL_FB: torch.Tensor | None = None
+
+
+def _mel_fb() -> torch.Tensor:
+    """narrate's 80-bin mel filterbank [M, 513] (n_fft 1024)."""
+    global _MEL_FB
+    if _MEL_FB is None:
+        from narrate.codec.mel import MelConfig, mel_filterbank
+
+        _MEL_FB = torch.from_numpy(mel_filterbank(MelConfig())).float()
+    return _MEL_FB
+
+
 def losses(y: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Complex, log- and linear-magnitude STFT L1 summed over RESOLUTIONS."""
+    """Complex, log- and linear-magnitude STFT L1 summed over RESOLUTIONS; log-mel L1 per frame
+    (mel) and between the crops' time averages (ltas, [B, M] means over each crop's frames)."""
     out = {"complex": 0.0, "logmag": 0.0, "mag": 0.0}
     for n_fft, hop in RESOLUTIONS:
         window = torch.hann_window(n_fft)
@@ -106,6 +135,12 @@ def losses(y: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
         sm, tm = s.abs(), t.abs()
         out["logmag"] = out["logmag"] + (torch.log(sm + 1e-5) - torch.log(tm + 1e-5)).abs().mean()
         out["mag"] = out["mag"] + (sm - tm).abs().mean()
+        if n_fft == 1024:
+            fb = _mel_fb()
+            ym = torch.log((fb @ sm).clamp_min(1e-5))  # [B, M, T]
+            tgm = torch.log((fb @ tm).clamp_min(1e-5))
+            out["mel"] = (ym - tgm).abs().mean()
+            out["ltas"] = (ym.mean(-1) - tgm.mean(-1)).abs().mean()
     return out
 
 
@@ -132,15 +167,25 @@ def _validate(net: Vocos, shards: Shards, cfg: VocoderTrainConfig) -> dict[str, 
     net.eval()
     parts = losses(student_waveform(net, mel), wav)
     net.train()
-    return {k: float(v) for k, v in parts.items()}
+    return {"loss": float(cfg.total(parts)), **{k: float(v) for k, v in parts.items()}}
 
 
-def train(run: Path, cfg: VocoderTrainConfig, arch: VocoderConfig) -> None:
+PARTS = ("complex", "logmag", "mag", "mel", "ltas")
+
+
+def train(run: Path, cfg: VocoderTrainConfig, arch: VocoderConfig, init: Path | None = None) -> None:
+    """Train (or continue) the run; a new run with ``init`` (a checkpoint) starts from its weights."""
     run.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(cfg.seed)
     net = Vocos(arch)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=0.01)
     step = 0
+    if init is not None and not (run / "checkpoint.pt").exists():
+        state = torch.load(init, map_location="cpu", weights_only=True)
+        if state["vocoder"] != arch.to_dict():
+            sys.exit(f"train-vocoder: {init} holds a different architecture ({state['vocoder']})")
+        net.load_state_dict(state["model"])
+        _log(f"started from {init} (its step {state['step']})")
     if (run / "checkpoint.pt").exists():
         state = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)
         if state["vocoder"] != arch.to_dict():
@@ -160,7 +205,7 @@ def train(run: Path, cfg: VocoderTrainConfig, arch: VocoderConfig) -> None:
     log = log_path.open("a", newline="")
     writer = csv.writer(log)
     if new_log:
-        writer.writerow(["step", "split", "loss", "complex", "logmag", "mag", "lr", "utterances", "time"])
+        writer.writerow(["step", "split", "loss", *PARTS, "lr", "utterances", "time"])
 
     stop = False
 
@@ -178,7 +223,7 @@ def train(run: Path, cfg: VocoderTrainConfig, arch: VocoderConfig) -> None:
                 group["lr"] = lr
             mel, wav = shards.crops(shards.train, cfg.batch, cfg.frames, g)
             parts = losses(student_waveform(net, mel), wav)
-            loss = parts["complex"] + parts["logmag"] + parts["mag"]
+            loss = cfg.total(parts)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
@@ -186,19 +231,22 @@ def train(run: Path, cfg: VocoderTrainConfig, arch: VocoderConfig) -> None:
             step += 1
             run_loss, n_loss = run_loss + loss.item(), n_loss + 1
             if step % 100 == 0:
-                writer.writerow([step, "train", run_loss / n_loss, *(float(parts[k]) for k in ("complex", "logmag", "mag")),
+                writer.writerow([step, "train", run_loss / n_loss, *(float(parts[k]) for k in PARTS),
                                  lr, len(shards.train), time.strftime("%H:%M:%S")])
                 log.flush()
                 _log(f"step {step} loss {run_loss / n_loss:.4f} lr {lr:.2e} utterances {len(shards.train)}")
                 run_loss, n_loss = 0.0, 0
-            if time.time() - last_save > cfg.checkpoint_minutes * 60:
+            kept = cfg.keep_every and step % cfg.keep_every == 0
+            if kept or time.time() - last_save > cfg.checkpoint_minutes * 60:
                 _save(run, net, opt, step, cfg)
+                if kept:
+                    shutil.copyfile(run / "checkpoint.pt", run / f"ckpt_{step}.pt")
                 v = _validate(net, shards, cfg)
                 if v:
-                    writer.writerow([step, "valid", sum(v.values()), v["complex"], v["logmag"], v["mag"], lr,
+                    writer.writerow([step, "valid", v["loss"], *(v[k] for k in PARTS), lr,
                                      len(shards.train), time.strftime("%H:%M:%S")])
                     log.flush()
-                    _log(f"checkpoint at step {step}; validation {sum(v.values()):.4f} {v}")
+                    _log(f"checkpoint at step {step}; validation {v}")
                 if shards.refresh():
                     _log(f"now {len(shards.train)} training utterances")
                 last_save = time.time()
@@ -231,7 +279,9 @@ def provenance(run: Path) -> dict:
     minutes = sum(len(w) for _, w in shards.train) / 22050 / 60
     return {"teacher": TEACHER,
             "training": f"{state['step']} steps of {cfg.batch} crops x {cfg.frames} frames, regression on the "
-                        f"teacher's waveform (complex STFT, log and linear magnitudes at 3 resolutions); "
+                        f"teacher's waveform (complex STFT, log and linear magnitudes at 3 resolutions"
+                        + "".join(f"; {name} x{w:g}" for name, w in (("log-mel", cfg.w_mel), ("long-term log-mel", cfg.w_ltas)) if w)
+                        + "); "
                         f"{len(shards.train)} training utterances, {minutes:.1f} min of teacher audio "
                         f"(narrate.train.vocoder_data)"}
 
@@ -246,6 +296,11 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--dim", type=int, default=VocoderConfig.dim)
     p.add_argument("--layers", type=int, default=VocoderConfig.layers)
+    p.add_argument("--init", type=Path, help="a new run starts from this checkpoint's weights (fresh optimizer)")
+    p.add_argument("--keep-every", type=int, default=0, help="keep a checkpoint copy every N steps (for selection)")
+    for part in PARTS:
+        p.add_argument(f"--w-{part}", type=float, default=getattr(VocoderTrainConfig, f"w_{part}"),
+                       help=f"weight of the {part} loss term")
     p.add_argument("--export", type=Path, help="write the run's vocoder into this model folder and stop")
     a = p.parse_args(argv)
     torch.set_num_threads(a.threads)
@@ -258,7 +313,9 @@ def main(argv: list[str] | None = None) -> None:
     if a.data is None:
         p.error("--data is needed to train")
     arch = VocoderConfig(dim=a.dim, intermediate=3 * a.dim, layers=a.layers)
-    train(a.run, VocoderTrainConfig(data=str(a.data), steps=a.steps, batch=a.batch, lr=a.lr), arch)
+    weights = {f"w_{k}": getattr(a, f"w_{k}") for k in PARTS}
+    cfg = VocoderTrainConfig(data=str(a.data), steps=a.steps, batch=a.batch, lr=a.lr, keep_every=a.keep_every, **weights)
+    train(a.run, cfg, arch, a.init)
 
 
 if __name__ == "__main__":

@@ -6,8 +6,11 @@ Sources, taken in turn so that any prefix of the shards is varied:
   shifted  joe pitch-shifted by sox (-450 to +700 cents)
   awb      flite's awb voice;  kal16: flite's kal16 voice (resampled to 22,050 Hz)
   model    the frames the shipped narrate model gives its vocoder (so the vocoder is robust to them)
-flite's slt and rms and Festival's slt are held-out voices of the cloning benchmark: never used
-here; nor are the held-out sentences (data/heldout.txt) or the EVERYDAY list.
+  world    WORLD pseudo-speakers of the TTS corpus (``narrate.train.speakers.training_speakers``:
+           male and female families, F0 up to ~300 Hz, of joe, awb, kal16 and ked)
+flite's slt and rms, Festival's slt and the held-out pseudo-speaker family are held-out voices
+of the cloning benchmark: never used here; nor are the held-out sentences (data/heldout.txt) or
+the EVERYDAY list.
 
 A shard ``<source>_<k>.npz`` holds ``mel`` [N, 80] float16, ``mel_len`` [n], ``wav`` [sum of
 len * hop] float32 (the teacher's, aligned to the frames). Shards that exist are skipped, so a
@@ -29,7 +32,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
-SOURCES = ("joe", "shifted", "awb", "kal16", "model")
+SOURCES = ("joe", "shifted", "awb", "kal16", "model", "world")
 PER_SHARD = 8
 
 
@@ -71,6 +74,14 @@ def pitch_shift(audio: np.ndarray, cents: int, rate: int = 22050) -> np.ndarray:
     return np.pad(y, (0, len(x) - len(y))).astype(np.float32)
 
 
+def world_speakers() -> list:
+    """The pseudo-speakers of the 'world' source: the TTS corpus's transformed training speakers
+    (never the held-out family, never a held-out voice)."""
+    from narrate.train.speakers import training_speakers
+
+    return [s for s in training_speakers() if s.transformed]
+
+
 class Sources:
     """Audio or frames of one sentence from each source."""
 
@@ -94,6 +105,11 @@ class Sources:
             return self.spec.features(_flite(source, text))
         if source == "model":
             return self._model_frames(text)
+        if source == "world":
+            from narrate.train.speakers import render
+
+            _, audio, _, _, _ = _synth((0, text, rng.uniform(0.8, 1.25), rng.uniform(0.4, 0.8)))
+            return self.spec.features(render(rng.choice(world_speakers()), text, audio))
         raise ValueError(source)
 
     def _model_frames(self, text: str) -> torch.Tensor:
@@ -121,16 +137,21 @@ class Sources:
         return torch.cat(self._frames).float()
 
 
-def make_shards(out: Path, shards_per_source: int, model: str | None, seed: int = 1) -> None:
+def make_shards(out: Path, shards_per_source: int, model: str | None, seed: int = 1,
+                sources: tuple[str, ...] = SOURCES) -> None:
+    """Shards 0 .. shards_per_source - 1 of each of ``sources`` (texts are laid out over all of
+    SOURCES, so a subset makes the same shards a full run would)."""
     from narrate.codec.hifigan import HiFiGAN
 
     torch.set_num_threads(1)
     out.mkdir(parents=True, exist_ok=True)
     texts = training_texts(len(SOURCES) * shards_per_source * PER_SHARD + 50, seed)
     teacher = HiFiGAN("universal")
-    sources = Sources(model)
+    frames = Sources(model)
     for k in range(shards_per_source):
         for s, source in enumerate(SOURCES):
+            if source not in sources:
+                continue
             path = out / f"{source}_{k:04d}.npz"
             if path.exists():
                 continue
@@ -139,7 +160,7 @@ def make_shards(out: Path, shards_per_source: int, model: str | None, seed: int 
             rng = random.Random(f"{seed}-{source}-{k}")
             mels, wavs = [], []
             for text in texts[first : first + PER_SHARD]:
-                mel = sources.frames(source, text, rng)
+                mel = frames.frames(source, text, rng)
                 if len(mel) < 16:
                     continue
                 mels.append(mel.numpy().astype(np.float16))
@@ -157,8 +178,13 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", type=Path, required=True, help="cache folder (outside git)")
     p.add_argument("--shards", type=int, default=40, help="shards per source")
     p.add_argument("--model", default=None, help="narrate model whose frames are the 'model' source")
+    p.add_argument("--sources", default=",".join(SOURCES), help=f"comma-separated, of {', '.join(SOURCES)}")
     a = p.parse_args(argv)
-    make_shards(a.out, a.shards, a.model)
+    chosen = tuple(x for x in a.sources.split(",") if x)
+    unknown = sorted(set(chosen) - set(SOURCES))
+    if unknown:
+        p.error(f"unknown sources {unknown} (known: {', '.join(SOURCES)})")
+    make_shards(a.out, a.shards, a.model, sources=chosen)
 
 
 if __name__ == "__main__":
