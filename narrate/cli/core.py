@@ -60,6 +60,21 @@ class SubtitleFormat(str, Enum):
     vtt = "vtt"
 
 
+class InputFormat(str, Enum):
+    txt = "txt"
+    md = "md"
+    html = "html"
+    epub = "epub"
+    pdf = "pdf"
+
+
+InputFormatOption = Annotated[Optional[InputFormat], typer.Option(
+    "--input-format", show_default=False,
+    help="Read the input as this format, whatever its name says (default: by its suffix; standard "
+         "input: txt). Standard input takes txt, md or html, read as it arrives: markup, code and "
+         "link targets are not spoken.")]
+
+
 class Split(str, Enum):
     none = "none"
     chapters = "chapters"
@@ -230,12 +245,14 @@ def _narrator(model, voice, revision, speed, seed, temperature, decoder_processe
 
 
 def _given_extras(subtitles: str | None, front_matter: bool, dialogue_voice: str | None,
-                  voice_map=None) -> dict:
-    """The resume settings of --subtitles, --front-matter, --dialogue-voice and --voice-map, each
-    only when given, so that the records of runs made before these options existed still match."""
+                  voice_map=None, input_format: str | None = None) -> dict:
+    """The resume settings of --subtitles, --front-matter, --dialogue-voice, --voice-map and
+    --input-format, each only when given, so that the records of runs made before these options
+    existed still match."""
     return {**({"subtitles": subtitles} if subtitles else {}), **({"front_matter": True} if front_matter else {}),
             **({"dialogue_voice": _identity(dialogue_voice)} if dialogue_voice else {}),
-            **({"voice_map": voice_map.settings()} if voice_map else {})}
+            **({"voice_map": voice_map.settings()} if voice_map else {}),
+            **({"input_format": input_format} if input_format else {})}
 
 
 def _identity(name: str) -> str:

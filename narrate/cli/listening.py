@@ -39,6 +39,7 @@ from narrate.cli.core import (
     Titles,
     Vocoder,
     VocoderChoice,
+    InputFormatOption,
     Voice,
     VoiceMapFile,
     _err,
@@ -65,6 +66,7 @@ def speak(
     voice: Voice = None,
     dialogue_voice: DialogueVoice = None,
     voice_map: VoiceMapFile = None,
+    input_format: InputFormatOption = None,
     output: Annotated[Optional[str], typer.Option(
         "--output", "-o", show_default=False,
         help="Audio file to write; a folder (ending in / or existing) for one file per chapter; "
@@ -119,13 +121,13 @@ def speak(
         level = loudness if normalize else None
         subs = subtitles.value if subtitles else None
         book = {"titles": titles, "loudness": level, "chapters": chapters, "footnotes": footnotes,
-                **_given_extras(subs, front_matter, dialogue_voice, vmap)}
+                **_given_extras(subs, front_matter, dialogue_voice, vmap, _value(input_format))}
         tags = {"title": title, "author": author, "cover": _cover(cover)}
         job = Job(input, output, fmt.value if fmt else None, split.value if split else None,
                   resume=resume, force=force, quiet_time=quiet_time, lexicon=lex,
                   paragraph_pause=paragraph_pause, chapter_pause=chapter_pause, titles=titles, loudness=level, **tags,
                   chapters=chapters, footnotes=footnotes, subtitles=subs, front_matter=front_matter,
-                  dialogue=dialogue_voice is not None, voice_map=vmap,
+                  dialogue=dialogue_voice is not None, voice_map=vmap, input_format=_value(input_format),
                   settings={**_run_settings(model, revision, voice, speed, seed, temperature, lexicon_id, pauses,
                                             vocoder.value), **book})
         plan = make_plan(job, stdout_is_tty=_isatty(sys.stdout))
@@ -170,6 +172,7 @@ def batch(
     front_matter: FrontMatter = False,
     subtitles: Subtitles = None,
     dialogue_voice: DialogueVoice = None,
+    input_format: InputFormatOption = None,
     quiet: Quiet = False,
     ray_address: Annotated[Optional[str], typer.Option(
         "--ray", metavar="ADDRESS", show_default=False,
@@ -184,7 +187,8 @@ def batch(
     """
     if ray_address is not None:
         extras = [name for name, given in [("--front-matter", front_matter), ("--subtitles", subtitles),
-                                           ("--dialogue-voice", dialogue_voice)] if given]
+                                           ("--dialogue-voice", dialogue_voice),
+                                           ("--input-format", input_format)] if given]
         if extras:
             _fail(f"--ray does not take {', '.join(extras)} yet; narrate those documents without --ray")
         return _batch_on_cluster(ray_address, inputs, out_dir, fmt.value, voice, model, revision,
@@ -202,7 +206,8 @@ def batch(
         pauses = (sentence_pause, paragraph_pause, chapter_pause)
         level = loudness if normalize else None
         subs = subtitles.value if subtitles else None
-        book = {"titles": titles, "loudness": level, **_given_extras(subs, front_matter, dialogue_voice)}
+        book = {"titles": titles, "loudness": level,
+                **_given_extras(subs, front_matter, dialogue_voice, input_format=_value(input_format))}
         tags = {"title": title, "author": author, "cover": _cover(cover)}
         settings = {**_run_settings(model, revision, voice, speed, seed, temperature, lexicon_id, pauses, vocoder.value),
                     **book}
@@ -222,7 +227,8 @@ def batch(
                 job = Job(str(path), str(target), fmt.value, "none", resume=not force, force=force,
                           lexicon=lex, paragraph_pause=paragraph_pause, chapter_pause=chapter_pause,
                           titles=titles, loudness=level, **tags, front_matter=front_matter, subtitles=subs,
-                          dialogue=dialogue_voice is not None, settings=dict(settings))
+                          dialogue=dialogue_voice is not None, input_format=_value(input_format),
+                          settings=dict(settings))
                 try:
                     plan = make_plan(job, stdout_is_tty=True)
                     status = "resumed" if plan.record is not None else "done"
@@ -254,6 +260,7 @@ def list_chapters(
     front_matter: FrontMatter = False,
     speed: Speed = 1.0,
     voice_map: VoiceMapFile = None,
+    input_format: InputFormatOption = None,
 ) -> None:
     """List a book's chapters as narrate reads them (number, title, words, estimated duration),
     front and back matter marked as skipped; renders nothing. Choose some with: narrate BOOK
@@ -264,7 +271,7 @@ def list_chapters(
     with _reported():
         vmap = _voice_map(voice_map)
         job = Job(str(input), titles=titles, voice_map=vmap)
-        document = load_document(input, footnotes)
+        document = load_document(input, footnotes, _value(input_format))
         chapters = book_chapters(document, job)
         voices = vmap.assign([name for name, _, _ in chapters]) if vmap else None
     table = Table("#", "chapter", title=f"{escape(input.name)}: {len(chapters)} chapters")
@@ -382,6 +389,10 @@ def _voice_map(path: Path | None):
                 raise VoiceError(f"voice map '{vmap.path}' line {rule.line}: no voice is named '{name}' and "
                                  f"no such recording (see 'narrate voices')")
     return vmap
+
+
+def _value(choice) -> str | None:
+    return None if choice is None else choice.value
 
 
 def _voice_name(voice: str) -> str:

@@ -30,12 +30,18 @@ _UNSUPPORTED = {
 }
 
 
-def load_document(path: str | Path, footnotes: bool = False) -> Document:
-    """Read ``path`` as a Document, choosing the reader by suffix (unknown suffixes: plain text).
-    Footnotes of EPUB and HTML (marked as such) are left out unless ``footnotes``."""
+FORMATS = ("txt", "md", "html", "epub", "pdf")  # what --input-format names
+
+
+def load_document(path: str | Path, footnotes: bool = False, fmt: str | None = None) -> Document:
+    """Read ``path`` as a Document, choosing the reader by ``fmt`` (one of FORMATS) or else by
+    suffix (unknown suffixes: plain text). Footnotes of EPUB and HTML (marked as such) are left
+    out unless ``footnotes``."""
     shown = str(path)
     path = Path(path)
-    suffix = path.suffix.lower()
+    if fmt is not None and fmt not in FORMATS:
+        raise InputError(f"unknown input format '{fmt}' (use {', '.join(FORMATS)})")
+    suffix = f".{fmt}" if fmt else path.suffix.lower()
     if suffix in _UNSUPPORTED:
         raise InputError(f"'{shown}': unsupported input format '{suffix}' (use .txt, .md, .html, .epub or .pdf)")
     raw = _read_bytes(path, shown)

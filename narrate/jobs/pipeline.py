@@ -37,6 +37,7 @@ from narrate.cli.progress import Progress
 from narrate.audio.subtitles import SentenceTimes, SubtitleFile, subtitle_path
 from narrate.text.language import not_english
 from narrate.text.live import live_sentences
+from narrate.text.live_markup import markup_reader
 from narrate.text.segment import prepare_sentence, spoken
 
 DEFAULT_NAME = "narrate-output"  # output stem when the text comes from standard input
@@ -95,6 +96,7 @@ class Job:
     dialogue: bool = False  # cut quoted speech out of the sentences for the dialogue voice (narrate.text.dialogue)
     subtitles: str | None = None  # "srt" or "vtt": cues in a file beside each audio file (narrate.audio.subtitles)
     voice_map: object | None = None  # narrate.jobs.voice_map.VoiceMap: voices by chapter
+    input_format: str | None = None  # "txt", "md", "html", "epub", "pdf"; None: by the file's suffix (stdin: txt)
     settings: dict = field(default_factory=dict)  # what a resumed run must share with the first
 
 
@@ -184,6 +186,9 @@ def _make_plan(job: Job, target: Target) -> Plan:
             raise InputError("--dialogue-voice needs an input file, not standard input")
         if job.voice_map:
             raise InputError("--voice-map needs an input file, not standard input: it names chapters")
+        if job.input_format in ("epub", "pdf"):
+            raise InputError(f"--input-format {job.input_format} needs an input file; standard input "
+                             f"is read as it comes: txt, md or html")
         if job.subtitles:
             raise OutputError("--subtitles needs an input file, not standard input")
         if job.resume:
@@ -211,7 +216,7 @@ def read_chapters(job: Job, one_file: bool = True) -> tuple[Document, list[tuple
 
 def _read_chapters(job: Job, one_file: bool) -> tuple[Document, list[tuple[str, list[Sentence]]], str, list[str]]:
     # read_chapters, and in words what of the document is not read (for the run's summary)
-    document = load_document(job.input, job.footnotes)
+    document = load_document(job.input, job.footnotes, job.input_format)
     why = not_english("\n".join(c.text for c in islice(document.chapters, 20)))
     if why:
         warn(f"'{job.input}' does not look like English ({why}); the model reads every text as English")
@@ -652,7 +657,7 @@ def _run_live(narrator, plan: Plan, progress: Progress, stdin: TextIO) -> str:
     """Standard input, each sentence spoken as soon as it is complete and written at once."""
     target, rate = plan.target, narrator.sample_rate
     feed = live_sentences(stdin, quiet=plan.job.quiet_time, max_chars=MAX_CHARS,
-                          lexicon=plan.job.lexicon)
+                          lexicon=plan.job.lexicon, markup=markup_reader(plan.job.input_format, plan.job.footnotes))
     progress.begin("reading standard input", None, rate)
     sink: Sink | None = None
     normalizer = _normalizer(plan, rate)

@@ -29,9 +29,11 @@ _RUNAWAY = 4
 
 
 def live_sentences(
-    stream: TextIO, quiet: float = 0.8, max_chars: int = 200, lexicon=None
+    stream: TextIO, quiet: float = 0.8, max_chars: int = 200, lexicon=None, markup=None
 ) -> Iterator[str]:
-    """Engine-ready sentences (as ``segment.sentences`` makes them) from a live text stream."""
+    """Engine-ready sentences (as ``segment.sentences`` makes them) from a live text stream.
+    markup: a block reader (narrate.text.live_markup) the text goes through first: Markdown or
+    HTML read as such."""
     chunks: queue.Queue = queue.Queue()
     threading.Thread(target=_pump, args=(stream, chunks), name="narrate-stdin", daemon=True).start()
 
@@ -40,21 +42,30 @@ def live_sentences(
             yield from prepare_sentence(sentence, max_chars, lexicon)
 
     pending = ""
+    held = False  # markup received and not yet read as whole blocks
     deadline = 0.0
     while True:
-        timeout = max(0.0, deadline - time.monotonic()) if pending.strip() else None
+        timeout = max(0.0, deadline - time.monotonic()) if pending.strip() or held else None
         try:
             item = chunks.get(timeout=timeout)
         except queue.Empty:
             # Quiet for long enough: whatever is pending is all the writer has to say for now.
+            if markup is not None:
+                pending += markup.flush()
+                held = False
             yield from ready(split_sentences(pending))
             pending = ""
             continue
         if item is _EOF:
+            if markup is not None:
+                pending += markup.end()
             yield from ready(split_sentences(pending))
             return
         if isinstance(item, BaseException):
             raise InputError(f"cannot read the input stream: {item}") from item
+        if markup is not None:
+            item = markup.feed(item)
+            held = True
         pending += item
         deadline = time.monotonic() + quiet
         complete, pending = _complete_sentences(pending, max_chars)
