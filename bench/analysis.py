@@ -93,19 +93,6 @@ def score_windows(n: int, window: int) -> list[tuple[int, int]]:
     return spans
 
 
-def median_f0(wav: np.ndarray, sr: int, floor: float = 60.0, ceil: float = 500.0) -> float:
-    """Median F0 (Hz) over the voiced frames (Praat's autocorrelation pitch, via parselmouth); NaN
-    if none is voiced. WORLD's dio read piper's joe an octave-ish high (154 Hz against Praat's 85
-    and pYIN's 90) and found nothing voiced in some clean periodic signals."""
-    import parselmouth
-
-    x = np.ascontiguousarray(wav, np.float64)
-    pitch = parselmouth.Sound(x, sr).to_pitch_ac(pitch_floor=floor, pitch_ceiling=ceil)
-    f0 = pitch.selected_array["frequency"]
-    voiced = f0[f0 > 0]
-    return float(np.median(voiced)) if len(voiced) else math.nan
-
-
 def max_jump(wav: np.ndarray, center: int, sr: int, half_ms: float = 5.0) -> float:
     """Largest |x[i+1] - x[i]| with both samples within ±half_ms of ``center``."""
     h = int(round(sr * half_ms / 1000))

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.analysis import median_f0
+from narrate.pitch import median_pitch
 
 SEEN = ("awb", "joe-f-mid-0", "kal16-f-high-1")  # training speakers (narrate.train.speakers.training_speakers)
 
@@ -68,7 +68,7 @@ def main() -> None:
 
     base = render(default)
     base_emb = enc.embed(base, default.sample_rate)
-    rows = [("default voice", "-", "-", "-", median_f0(base, default.sample_rate), "-",
+    rows = [("default voice", "-", "-", "-", median_pitch(base, default.sample_rate), "-",
              wer([" ".join(texts)], [transcribe(base, default.sample_rate)]))]
     for name in names:
         prompt = prompt_audio(name, prompt_texts)
@@ -82,7 +82,7 @@ def main() -> None:
             sf.write(save / f"out_{name}.wav", out, n.sample_rate)
         sim = float(enc.embed(out, n.sample_rate) @ voice.embedding)
         rows.append((name, "held-out" if name in heldout_prompts() else "seen", sim, float(base_emb @ voice.embedding),
-                     median_f0(out, n.sample_rate), median_f0(prompt, SAMPLE_RATE),
+                     median_pitch(out, n.sample_rate), median_pitch(prompt, SAMPLE_RATE),
                      wer([" ".join(texts)], [transcribe(out, n.sample_rate)])))
         print(f"{name}: done", flush=True)
     default.close()

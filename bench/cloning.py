@@ -17,7 +17,7 @@ from typing import Callable
 
 import numpy as np
 
-from bench.analysis import median_f0
+from narrate.pitch import median_pitch
 from bench.quality import dnsmos, embed, file_embedding, intelligibility, sim
 
 PROMPT_SENTENCES = 4          # everyday sentences a made prompt reads (~10 s)
@@ -141,11 +141,11 @@ def measure(render_with: Callable[[str | None], object], prompt_dir: Path, names
         out = render_with(str(path))
         row = {"kind": p.kind, "description": p.description, "prompt_s": len(prompt_wav) / prompt_sr,
                "similarity": sim(embed(out.audio, out.sr), ref), "default_similarity": sim(default_emb, ref),
-               "f0_output": median_f0(out.audio, out.sr), "f0_prompt": median_f0(prompt_wav.mean(axis=1), prompt_sr),
+               "f0_output": median_pitch(out.audio, out.sr), "f0_prompt": median_pitch(prompt_wav.mean(axis=1), prompt_sr),
                "wer": intelligibility(out)["wer"], "dnsmos": dnsmos(out.audio, out.sr), "audio_s": out.seconds}
         row["bars"] = verdicts(row, default_intel["wer"])
         rows[name] = row
-    return {"default": {"wer": default_intel["wer"], "f0": median_f0(default.audio, default.sr),
+    return {"default": {"wer": default_intel["wer"], "f0": median_pitch(default.audio, default.sr),
                         "dnsmos": dnsmos(default.audio, default.sr), "audio_s": default.seconds},
             "prompts": rows,
             "bars": {"held_out_margin": HELD_OUT_MARGIN, "held_out_min": HELD_OUT_MIN, "seen_min": SEEN_MIN,

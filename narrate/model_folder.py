@@ -122,6 +122,8 @@ def _model(section: dict) -> ModelConfig:
     if unknown:
         raise ValueError(f"model has unknown keys {unknown[:5]}")
     _check_numbers("model", section, _MODEL_LIMITS)
+    if not isinstance(section.get("voice_stats", False), bool):
+        raise ValueError("model.voice_stats is not true or false")
     groups = section.get("codebook_groups", [])
     if not (isinstance(groups, list) and all(_is_int(g) and 0 < g <= 64 for g in groups)):
         raise ValueError("model.codebook_groups is not a list of small positive integers")

@@ -6,6 +6,7 @@ shipped inside its wheel), so a prompt never heard in training still lands somew
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,15 @@ class Voice:
     embedding: np.ndarray  # [256] unit-norm speaker embedding
     audio: np.ndarray | None = None  # the prompt recording (mono float32), for a model's prompt encoder
     sample_rate: int = 0
+
+    def pitch(self) -> float:
+        """Median pitch (Hz) of the prompt's voiced speech (narrate.pitch); NaN: no recording or
+        nothing voiced."""
+        if self.audio is None:
+            return math.nan
+        from narrate.pitch import median_pitch
+
+        return median_pitch(self.audio, self.sample_rate)
 
     def prompt_frames(self, mel_spec) -> np.ndarray | None:
         """The prompt's log-mel frames [T, F] in the model's mel configuration: its middle

@@ -180,23 +180,23 @@ def test_score_windows_cover_the_audio_in_whole_windows():
     assert score_windows(5, 10) == [(0, 5)] and score_windows(0, 10) == []
 
 
-def test_median_f0_of_a_voiced_tone_with_silence():
-    from bench.analysis import median_f0
+def test_median_pitch_of_a_voiced_tone_with_silence():
+    from narrate.pitch import median_pitch
 
     sr = 16000
     t = np.arange(sr) / sr
     voiced = sum(np.sin(2 * np.pi * 150 * k * t) / k for k in (1, 2, 3)) * 0.3
     x = np.concatenate([voiced, np.zeros(sr // 2)])  # silence is unvoiced: the median is the tone's
-    assert median_f0(x, sr) == pytest.approx(150, rel=0.02)
-    assert math.isnan(median_f0(np.zeros(sr), sr))  # nothing voiced
+    assert median_pitch(x, sr) == pytest.approx(150, rel=0.02)
+    assert math.isnan(median_pitch(np.zeros(sr), sr))  # nothing voiced
 
 
-def test_median_f0_of_a_low_voice_without_its_fundamental():
+def test_median_pitch_of_a_low_voice_without_its_fundamental():
     """An 85 Hz pulse train through three formants and a 250 Hz high-pass (a deep voice over a
     small speaker): WORLD's dio found nothing voiced here."""
     from scipy.signal import butter, lfilter
 
-    from bench.analysis import median_f0
+    from narrate.pitch import median_pitch
 
     sr, f0 = 22050, 85.0
     x = np.zeros(2 * sr)
@@ -206,18 +206,18 @@ def test_median_f0_of_a_low_voice_without_its_fundamental():
         x = lfilter([1 - r], [1, -2 * r * np.cos(th), r * r], x)
     b, a = butter(4, 250 / (sr / 2), "high")
     x = lfilter(b, a, x)
-    assert median_f0(0.5 * x / np.abs(x).max(), sr) == pytest.approx(f0, rel=0.02)
+    assert median_pitch(0.5 * x / np.abs(x).max(), sr) == pytest.approx(f0, rel=0.02)
 
 
-def test_median_f0_follows_a_known_pitch_shift_of_the_teacher_voice():
+def test_median_pitch_follows_a_known_pitch_shift_of_the_teacher_voice():
     import soundfile as sf
 
-    from bench.analysis import median_f0
+    from narrate.pitch import median_pitch
     from narrate.voices import bundled_voices
 
     joe, sr = sf.read(str(bundled_voices()["joe"]), dtype="float64")
     high, _ = sf.read(str(bundled_voices()["joe-high"]), dtype="float64")  # joe shifted +600 cents by sox
-    assert median_f0(high, sr) / median_f0(joe, sr) == pytest.approx(2 ** 0.5, rel=0.05)
+    assert median_pitch(high, sr) / median_pitch(joe, sr) == pytest.approx(2 ** 0.5, rel=0.05)
 
 
 def _natural(p808, ovrl, silence, longest):

@@ -231,3 +231,45 @@ def test_ctrl_c_saves_a_checkpoint_to_continue_from(corpus, tmp_path, monkeypatc
         train(TrainConfig(corpus=str(corpus), run=str(run), steps=10, max_steps_per_batch=400, eval_every=100,
                           ckpt_minutes=60.0, threads=1, model=TINY))
     assert torch.load(run / "checkpoint.pt", weights_only=False)["step"] == 2  # not lost to the 60-min interval
+
+
+def test_speaker_pitch_follows_the_pseudo_speakers_f0_scale(corpus):
+    """Each speaker's pitch is measured on its readings (made audible again from their frames)
+    the way a voice prompt's is at run time, and kept beside the corpus: among joe's
+    pseudo-speakers it rises with the F0 scale WORLD gave them."""
+    from scipy.stats import spearmanr
+
+    c = Corpus(corpus)
+    pitch = c.pitch
+    assert (corpus / "pitch.json").exists() and set(pitch) == set(c.renderings_of)
+    pseudo = [(c.speakers[s]["f0"], hz) for s, hz in pitch.items()
+              if c.speakers[s]["base"] == "joe" and c.speakers[s]["family"] and np.isfinite(hz)]
+    assert len(pseudo) >= 4
+    assert spearmanr(*zip(*pseudo)).statistic > 0.8
+    assert Corpus(corpus).pitch == pitch  # read back, not measured again
+
+
+def test_a_run_gains_voice_stats_and_the_narrator_feeds_them(corpus, tmp_path):
+    import torch
+
+    from narrate.hub import from_pretrained
+    from narrate.pitch import pitch_feature
+    from narrate.runtime.narrator import Narrator
+    from narrate.train.export import export
+    from narrate.voices import load_voice
+
+    base = dict(corpus=str(corpus), max_steps_per_batch=400, eval_every=100, threads=1)
+    train(TrainConfig(run=str(tmp_path / "first"), steps=1, model=TINY, **base))
+    train(TrainConfig(run=str(tmp_path / "stats"), steps=3, init=str(tmp_path / "first" / "checkpoint.pt"),
+                      model={"voice_stats": True}, **base))
+    state = torch.load(tmp_path / "stats" / "checkpoint.pt", weights_only=False)["model"]
+    assert state["stats_in.weight"].abs().sum() > 0  # zero at the start: trained since
+    loaded = from_pretrained(str(export(tmp_path / "stats", tmp_path / "model")))
+    assert loaded.config.model.voice_stats
+    voice = load_voice("joe", "joe")
+    n = Narrator(loaded, voice)
+    assert n.speaker.shape == (257,) and n.speaker[-1].item() == pytest.approx(pitch_feature(voice.pitch()))
+    assert 60 < voice.pitch() < 500
+    n.engine.settings.guidance.max_stall = 3  # an untrained progress head: keep the run short
+    audio = np.concatenate([chunk.samples for chunk in n.narrate(["Hi there."])])
+    assert len(audio) > 0 and np.isfinite(audio).all()

@@ -79,6 +79,10 @@ def train(
         "--prompt-tokens", min=0, show_default=False,
         help="Tokens of the voice prompt encoder of a new run (0: none; with --init, a model "
              "without one gains it)" + RECIPE)] = None,
+    voice_stats: Annotated[Optional[bool], typer.Option(
+        "--voice-stats/--no-voice-stats", show_default=False,
+        help="A new run's model also hears the voice's pitch and its prompt's average spectrum "
+             "(with --init, a model without them gains them)" + RECIPE)] = None,
     threads: Annotated[Optional[int], typer.Option(
         "--threads", min=1, show_default=False,
         help="Torch threads (default: 2, 1 while other processes take a core).")] = None,
@@ -95,7 +99,7 @@ def train(
 
         checkpoint = fit(TrainConfig([str(c) for c in corpus], str(run), **_given(
             steps=steps, max_minutes=minutes, max_steps_per_batch=batch_steps, lr=lr, init=init, threads=threads),
-            model={} if prompt_tokens is None else {"prompt_tokens": prompt_tokens}))
+            model=_given(prompt_tokens=prompt_tokens, voice_stats=voice_stats)))
         _err().print(f"narrate: checkpoint {checkpoint}; export it with "
                      f"'narrate export --run {run} --out DIR'", markup=False)
 

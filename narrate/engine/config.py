@@ -25,6 +25,8 @@ class ModelConfig:
     speaker_dim: int = 256         # speaker embedding (resemblyzer d-vector)
     speaker_tokens: int = 4        # speaker-embedding keys of the cross-attention (no rotary position)
     prompt_tokens: int = 0         # prompt-encoder keys (0: no prompt encoder), beside the speaker's
+    voice_stats: bool = False      # the voice's pitch (the speaker vector's last entry) and its prompt's
+                                   # average spectrum enter as global terms (see NarrateModel.voice_terms)
     band_back: int = 2             # text tokens visible behind the tracked position
     band_ahead: int = 3            # ... and ahead of it
     semantic_classes: int = 5      # progress per step: move 0, 1, 2, 3+ tokens, or STOP

@@ -110,7 +110,8 @@ class Engine:
     # --- stream lifecycle ------------------------------------------------------------------
     def new_stream(self, speaker: torch.Tensor, speed: float = 1.0, seed: int = 0,
                    prompt: torch.Tensor | None = None) -> StreamState:
-        """speaker [D] embedding; prompt [T, F] the voice prompt's frames (models with a prompt encoder)."""
+        """speaker: the voice's speaker vector (``NarrateModel.speaker_vector``); prompt [T, F] the
+        voice prompt's frames (models with a prompt encoder)."""
         g = torch.Generator().manual_seed(seed)
         return StreamState(self.model.init_state(1), self.condition(speaker, speed, prompt), g)
 

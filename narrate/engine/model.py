@@ -82,6 +82,19 @@ class PromptEncoder(nn.Module):
         return self.norm(self.queries + out.transpose(1, 2).flatten(2))
 
 
+def prompt_spectrum(frames: torch.Tensor | None, mask: torch.Tensor | None, like: torch.Tensor, feature_dim: int) -> torch.Tensor:
+    """The long-term average spectrum of a prompt's speech: the mean log-mel [B, F] of its frames
+    within 40 dB of its loudest (pauses left out), centred like the prompt encoder's input. No
+    prompt: silence. like: a [B, ...] tensor of the batch size, dtype and device wanted."""
+    if frames is None:
+        return like.new_full((like.shape[0], feature_dim), (PromptEncoder.SILENCE + 5.0) / 3.0)
+    valid = torch.ones(frames.shape[:2], dtype=torch.bool) if mask is None else mask
+    level = frames.mean(-1).masked_fill(~valid, -1e9)                      # [B, T]
+    speech = (level >= level.max(dim=1, keepdim=True).values - 4.6) & valid  # 40 dB of magnitude: ln(100)
+    w = speech.to(frames.dtype).unsqueeze(-1)
+    return ((frames * w).sum(1) / w.sum(1).clamp(min=1.0) + 5.0) / 3.0
+
+
 class CodebookHeads(nn.Module):
     """Logits of all codebooks of a step's r frames, group by group: group g sees the
     features of the codes chosen in groups < g (teacher-forced in training)."""
@@ -146,6 +159,12 @@ class NarrateModel(nn.Module):
             self.prompt_in = nn.Linear(d, d)
             nn.init.zeros_(self.prompt_in.weight)  # a model fine-tuned to use prompts starts as it was
             nn.init.zeros_(self.prompt_in.bias)
+        if cfg.voice_stats:  # pitch + average spectrum -> the decoder input and the speaker tokens
+            self.stats_in = nn.Linear(1 + cfg.feature_dim, d)
+            self.stats_tokens = nn.Linear(1 + cfg.feature_dim, cfg.speaker_tokens * d)
+            for layer in (self.stats_in, self.stats_tokens):  # a model fine-tuned to use them starts as it was
+                nn.init.zeros_(layer.weight)
+                nn.init.zeros_(layer.bias)
         self.rate_in = nn.Linear(1, d)
         self.mambas = nn.ModuleList(Mamba(d, cfg.d_state, cfg.d_conv, cfg.expand) for _ in range(cfg.n_layers))
         self.norms = nn.ModuleList(nn.LayerNorm(d) for _ in range(cfg.n_layers))
@@ -162,14 +181,34 @@ class NarrateModel(nn.Module):
         self.register_buffer("band_sin", sin, persistent=False)
 
     # --- conditioning -----------------------------------------------------------------------
+    def speaker_vector(self, embedding: torch.Tensor, pitch: torch.Tensor) -> torch.Tensor:
+        """embedding [B, speaker_dim], pitch [B] (narrate.pitch.pitch_feature of the voice) -> the
+        speaker input of this model (the pitch is appended where cfg.voice_stats asks for it)."""
+        if not self.cfg.voice_stats:
+            return embedding
+        return torch.cat([embedding, pitch.reshape(-1, 1).to(embedding.dtype)], dim=1)
+
     def voice_terms(self, speaker: torch.Tensor, rate: torch.Tensor, prompt: torch.Tensor | None = None,
                     prompt_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """speaker [B, speaker_dim] (embedding), rate [B] (log length scale), prompt [B, T, F]
-        (the prompt's log-mel frames; None: none) -> (decoder input bias [B, d], the voice's
-        cross-attention tokens [B, Ns, d]: the embedding's, then the prompt encoder's)."""
-        B = speaker.shape[0]
-        bias = self.speaker_in(speaker) + self.rate_in(rate.unsqueeze(-1))
-        tokens = self.speaker_tokens(speaker).view(B, self.cfg.speaker_tokens, -1)
+        """speaker [B, speaker_dim] (embedding; with cfg.voice_stats [B, speaker_dim + 1], the
+        voice's pitch_feature last), rate [B] (log length scale), prompt [B, T, F] (the prompt's
+        log-mel frames; None: none) -> (decoder input bias [B, d], the voice's cross-attention
+        tokens [B, Ns, d]: the embedding's, then the prompt encoder's).
+
+        With cfg.voice_stats, the pitch and the prompt's average spectrum (``prompt_spectrum``)
+        shift both: two numbers every voice has, measured the same way on any recording, so
+        their effect carries over to voices training never heard."""
+        B, D = speaker.shape[0], self.cfg.speaker_dim
+        if speaker.shape[1] != D + self.cfg.voice_stats:
+            raise ValueError(f"speaker vector of {speaker.shape[1]} values, the model takes {D + self.cfg.voice_stats} "
+                             f"(see speaker_vector)")
+        embedding = speaker[:, :D]
+        bias = self.speaker_in(embedding) + self.rate_in(rate.unsqueeze(-1))
+        tokens = self.speaker_tokens(embedding).view(B, self.cfg.speaker_tokens, -1)
+        if self.cfg.voice_stats:
+            stats = torch.cat([speaker[:, D : D + 1], prompt_spectrum(prompt, prompt_mask, speaker, self.cfg.feature_dim)], -1)
+            bias = bias + self.stats_in(stats)
+            tokens = tokens + self.stats_tokens(stats).view(B, self.cfg.speaker_tokens, -1)
         if self.cfg.prompt_tokens:
             ptok = self.prompt_encoder(prompt, prompt_mask, B)
             bias = bias + self.prompt_in(ptok.mean(1))

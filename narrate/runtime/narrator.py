@@ -22,6 +22,7 @@ from narrate.engine.generate import DecodeSettings, Engine, StreamState, WordTim
 from narrate.engine.guidance import GuidanceSettings
 from narrate.engine.sampling import SamplingSettings
 from narrate.errors import NarrateError
+from narrate.pitch import pitch_feature
 from narrate.runtime.feeding import Feeder
 from narrate.runtime.pauses import SENTENCE_PAUSE, PauseShaper, split_sentence
 from narrate.text.phonemes import Phonemizer
@@ -288,10 +289,13 @@ class Narrator:
         self._keys = itertools.count()
 
     def _conditioning(self, voice) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """A voice's speaker embedding [D] and its prompt's frames [T, F] (None: the model has no
-        prompt encoder)."""
-        speaker = torch.from_numpy(np.asarray(voice.embedding, np.float32))
-        use_prompt = self.loaded.model.cfg.prompt_tokens and hasattr(self.codec, "spec")
+        """A voice's speaker vector (its embedding, and its pitch where the model takes it) and
+        its prompt's frames [T, F] (None: the model has no prompt encoder)."""
+        model = self.loaded.model
+        embedding = torch.from_numpy(np.asarray(voice.embedding, np.float32)).view(1, -1)
+        pitch = pitch_feature(voice.pitch()) if model.cfg.voice_stats else 0.0
+        speaker = model.speaker_vector(embedding, torch.tensor([pitch]))[0]
+        use_prompt = (model.cfg.prompt_tokens or model.cfg.voice_stats) and hasattr(self.codec, "spec")
         frames = voice.prompt_frames(self.codec.spec) if use_prompt else None
         return speaker, None if frames is None else torch.from_numpy(frames)
 

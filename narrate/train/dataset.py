@@ -3,6 +3,7 @@ semantic target (progress), the codec codes and the frames, from the teacher's a
 
 from __future__ import annotations
 
+import functools
 import json
 import random
 from dataclasses import dataclass
@@ -13,11 +14,14 @@ import torch
 
 from narrate.engine.model import PromptEncoder
 from narrate.errors import NarrateError
+from narrate.pitch import pitch_feature
 from narrate.train.prepare import TRACKS, split
 
 PROMPT_SECONDS = (2.0, 8.0)  # a training prompt's length: what users give (see voices.MAX_PROMPT_SECONDS)
 FRAME_RATE = 22050 / 256
 NO_PROMPT = 0.1              # share of examples without a prompt (the embedding alone must also work)
+PITCH_FILE = "pitch.json"    # per speaker, the median pitch of its readings (made once, beside the corpus)
+PITCH_READINGS = 3           # readings per speaker it is measured on
 
 
 @dataclass
@@ -44,6 +48,7 @@ class Example:
     speaker: np.ndarray       # [D] speaker embedding (of another rendering by the same speaker)
     rate: float
     prompt: np.ndarray | None = None  # [T, F] log-mel of another rendering by the same speaker
+    pitch: float = 0.0        # the speaker's pitch_feature (narrate.pitch)
 
 
 class Corpus:
@@ -94,6 +99,30 @@ class Corpus:
                 if s >= 0:
                     self.renderings_of.setdefault(s, []).append(Rendering(u, tr, s))
 
+    @functools.cached_property
+    def pitch(self) -> dict[int, float]:
+        """Speaker index -> median pitch (Hz) of its voiced speech (NaN: none found), measured as a
+        voice prompt's is at run time (narrate.pitch) on up to PITCH_READINGS of its readings made
+        audible again from their frames (Griffin-Lim keeps the harmonics). Made once and kept in
+        the first folder as pitch.json."""
+        path = self.roots[0] / PITCH_FILE
+        if path.exists():
+            return {int(k): float(v) for k, v in json.loads(path.read_text()).items()}
+        from narrate.codec.mel import MelConfig, MelSpec
+        from narrate.pitch import median_pitch
+
+        spec = MelSpec(MelConfig())
+        out = {}
+        for speaker, rends in sorted(self.renderings_of.items()):
+            values = [median_pitch(spec.vocode(torch.from_numpy(self.feats[r.track][r.utt].astype(np.float32))),
+                                   spec.cfg.sample_rate) for r in rends[:PITCH_READINGS]]
+            values = [v for v in values if np.isfinite(v)]
+            out[speaker] = float(np.median(values)) if values else float("nan")
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(out, indent=0))
+        tmp.replace(path)
+        return out
+
     def train_ids(self) -> list[int]:
         return list(self._train)
 
@@ -141,7 +170,8 @@ class Corpus:
         spk = self.embeddings[rends[0].speaker]
         prompt = None if rng.random() < NO_PROMPT else self.prompt(rends[0], rng, {x.utt for x in rends})
         return Example(chunks, steps, semantic, codes.reshape(S, r, -1).astype(np.int64), feats.reshape(S, r, -1),
-                       spk[rng.randrange(len(spk))], float(np.mean([self.utts[x.utt].rate for x in rends])), prompt)
+                       spk[rng.randrange(len(spk))], float(np.mean([self.utts[x.utt].rate for x in rends])), prompt,
+                       pitch_feature(self.pitch.get(rends[0].speaker, float("nan"))))
 
 
 @dataclass
@@ -159,6 +189,7 @@ class Batch:
     rate: torch.Tensor        # [B]
     prompt: torch.Tensor | None = None       # [B, T, F] voice prompts' log-mel
     prompt_mask: torch.Tensor | None = None  # [B, T]
+    pitch: torch.Tensor | None = None        # [B] the speakers' pitch_feature
 
     @property
     def frames(self) -> int:
@@ -204,7 +235,7 @@ def collate(examples: list[Example]) -> Batch:
         prompt_mask[b, :n] = True
     return Batch(chunk_ids, chunk_mask, owner, torch.tensor(offsets), positions, semantic, codes, feats, mask,
                  torch.from_numpy(np.stack([e.speaker for e in examples])).float(), torch.tensor([e.rate for e in examples]),
-                 prompt, prompt_mask)
+                 prompt, prompt_mask, torch.tensor([e.pitch for e in examples], dtype=torch.float32))
 
 
 # how often each track is read: joe (the natural reader) most, as the issue asks

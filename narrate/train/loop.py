@@ -109,8 +109,10 @@ def prev_features(model: NarrateModel, codes: torch.Tensor) -> torch.Tensor:
 def compute_losses(model: NarrateModel, batch: Batch, cfg: TrainConfig) -> dict[str, torch.Tensor]:
     core = model.module if hasattr(model, "module") else model
     memory = memory_of(core, batch)
-    hidden, _ = model(memory, batch.mem_len, batch.positions, prev_features(core, batch.codes), batch.speaker, batch.rate,
-                      prompt=batch.prompt if core.cfg.prompt_tokens else None, prompt_mask=batch.prompt_mask)
+    speaker = core.speaker_vector(batch.speaker, batch.pitch)
+    prompted = core.cfg.prompt_tokens or core.cfg.voice_stats
+    hidden, _ = model(memory, batch.mem_len, batch.positions, prev_features(core, batch.codes), speaker, batch.rate,
+                      prompt=batch.prompt if prompted else None, prompt_mask=batch.prompt_mask)
     logits = core.codebook_heads.teacher_forced(hidden, batch.codes, core.codebooks)
     code_l, code_acc = codebook_loss(logits, batch.codes, batch.step_mask, cfg.codebook_lambda)
     feat_l = feature_loss(core.expected_features(logits), batch.feats, batch.step_mask)
@@ -217,7 +219,7 @@ def train(cfg: TrainConfig) -> Path:
             print(f"[train] {cfg.init} was trained with another codec: its code heads are carried over "
                   f"by nearest code vector", flush=True)
         missing, unexpected = model.load_state_dict({k: v.float() for k, v in init_state.items()}, strict=False)
-        if unexpected or any(not k.startswith(("prompt_encoder.", "prompt_in.")) for k in missing):
+        if unexpected or any(not k.startswith(("prompt_encoder.", "prompt_in.", "stats_in.", "stats_tokens.")) for k in missing):
             raise NarrateError(f"--init {cfg.init} does not fit this model (missing {missing[:3]}, unexpected {unexpected[:3]})")
         print(f"[train] starting from the weights of {cfg.init}", flush=True)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.98), weight_decay=cfg.weight_decay)
