@@ -18,6 +18,7 @@ from typing import Callable
 import numpy as np
 
 from narrate.pitch import median_pitch
+from narrate.voices import bundled_voices
 from bench.quality import dnsmos, embed, file_embedding, intelligibility, sim
 
 PROMPT_SENTENCES = 4          # everyday sentences a made prompt reads (~10 s)
@@ -63,8 +64,6 @@ def _per_sentence(render_one: Callable[[str, Path], list[str]]) -> Callable[[Pat
 
 def _bundled(name: str) -> Callable[[Path, list[str]], None]:
     def write(out: Path, sentences: list[str]) -> None:  # the bundled prompt as it is (its own text)
-        from narrate.voices import bundled_voices
-
         shutil.copyfile(bundled_voices()[name], out)
 
     return write
@@ -101,10 +100,8 @@ PROMPTS: dict[str, Prompt] = {
     "rms": Prompt("held out", _per_sentence(_flite_rms), "flite rms (US male, CMU ARCTIC; Debian flite)"),
     "joe-f-breathy-0": Prompt("held out", _pseudo("joe-f-breathy-0"),
                               "joe resynthesized by WORLD as a pseudo-speaker of the held-out family f-breathy"),
-    "joe": Prompt("seen", _bundled("joe"), "bundled voices/joe.wav"),
-    "joe-bright": Prompt("seen", _bundled("joe-bright"), "bundled voices/joe-bright.wav"),
-    "joe-deep": Prompt("seen", _bundled("joe-deep"), "bundled voices/joe-deep.wav"),
-    "joe-high": Prompt("seen", _bundled("joe-high"), "bundled voices/joe-high.wav"),
+    # the bundled voices: training speakers (narrate.train.bundled_voices)
+    **{name: Prompt("seen", _bundled(name), f"bundled voices/{name}.wav") for name in bundled_voices()},
 }
 
 # The bars (issue 16): held-out voices against the default voice's output, seen voices absolute.
