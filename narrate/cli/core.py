@@ -137,6 +137,12 @@ Lexicon = Annotated[Optional[Path], typer.Option(
     help="Pronunciation file: one 'word = respelling' or 'word<TAB>[[ phonemes ]]' per line.")]
 
 
+ProgressEvery = Annotated[float, typer.Option(
+    "--progress-every", min=0.0, metavar="SECONDS",
+    help="When stderr is not a terminal (a log, nohup, a service): a progress line this often "
+         "(percent, audio, speed, ETA); 0: none. On a terminal the live display shows it.")]
+
+
 Quiet = Annotated[bool, typer.Option(
     "--quiet", "-q", help="No progress display, no summary line and no warnings; only errors.")]
 

@@ -27,6 +27,7 @@ from narrate.cli.core import (
     Model,
     Normalize,
     ParagraphPause,
+    ProgressEvery,
     Quiet,
     Resume,
     Revision,
@@ -108,12 +109,13 @@ def speak(
         help="Standard input: seconds without new text after which a sentence without final "
              "punctuation is spoken anyway.")] = 0.8,
     quiet: Quiet = False,
+    progress_every: ProgressEvery = 30.0,
 ) -> None:
     """Read INPUT aloud into an audio file (the default command: narrate INPUT is the same)."""
     from narrate.jobs.pipeline import Job, decoder_processes, make_plan, run
     from narrate.cli.progress import Progress, summary_line
 
-    progress = Progress.for_terminal(quiet)
+    progress = Progress.for_terminal(quiet, progress_every)
     with _reported(progress):
         lex, lexicon_id = _lexicon(lexicon)
         vmap = _voice_map(voice_map)
@@ -174,6 +176,7 @@ def batch(
     dialogue_voice: DialogueVoice = None,
     input_format: InputFormatOption = None,
     quiet: Quiet = False,
+    progress_every: ProgressEvery = 30.0,
     ray_address: Annotated[Optional[str], typer.Option(
         "--ray", metavar="ADDRESS", show_default=False,
         help="Narrate on a Ray cluster: auto (the running one), host:port or ray://host:10001. "
@@ -197,9 +200,9 @@ def batch(
                                  loudness if normalize else None,
                                  {"title": title, "author": author, "cover": _cover(cover)}, vocoder.value)
     from narrate.jobs.pipeline import Interrupted, Job, make_plan, run
-    from narrate.cli.progress import Progress
+    from narrate.cli.progress import BatchClock, Progress
 
-    progress = Progress.for_terminal(quiet)
+    progress = Progress.for_terminal(quiet, progress_every)
     rows: list[tuple[str, str, str, str]] = []
     with _reported(progress):
         lex, lexicon_id = _lexicon(lexicon)
@@ -215,10 +218,14 @@ def batch(
         _check_voice(dialogue_voice, quiet)
         narrator = _narrator(model, voice, revision, speed, seed, temperature, sentence_pause=sentence_pause,
                              vocoder=vocoder.value, dialogue_voice=dialogue_voice)
+        if not quiet:
+            progress.batch = BatchClock(_text_lengths(inputs, _value(input_format)))
         used: dict[Path, Path] = {}
         try:
             for k, path in enumerate(inputs):
                 target = out_dir / f"{path.stem}.{fmt.value}"
+                if progress.batch:
+                    progress.batch.document(k)
                 if target in used:
                     rows.append((str(path), "failed", "", f"same output name as {used[target]}"))
                     continue
@@ -235,10 +242,14 @@ def batch(
                     where = run(narrator, plan, progress)
                     rows.append((str(path), status, f"{progress.end().audio_seconds:.1f}", where))
                 except AlreadyFinished:
+                    if progress.batch:
+                        progress.batch.skip(k)
                     rows.append((str(path), "done", "", f"{target} (finished earlier: skipped; --force "
                                                         f"redoes it)"))
                 except (NarrateError, OSError) as e:  # this document only; go on with the next
                     progress.end()
+                    if progress.batch:
+                        progress.batch.skip(k)  # (it took next to no time: not a measure of speed)
                     rows.append((str(path), "failed", "", _message(e)))
                 except Interrupted:
                     seconds = f"{progress.end().audio_seconds:.1f}"
@@ -389,6 +400,20 @@ def _voice_map(path: Path | None):
                 raise VoiceError(f"voice map '{vmap.path}' line {rule.line}: no voice is named '{name}' and "
                                  f"no such recording (see 'narrate voices')")
     return vmap
+
+
+def _text_lengths(inputs: list[Path], fmt: str | None) -> list[float]:
+    """Each document's characters of text, the weights of a batch's ETA (0: unreadable; its
+    error is reported when its turn comes)."""
+    from narrate.document import load_document
+
+    lengths = []
+    for path in inputs:
+        try:
+            lengths.append(float(sum(len(c.text) for c in load_document(path, False, fmt).chapters)))
+        except (NarrateError, OSError):
+            lengths.append(0.0)
+    return lengths
 
 
 def _value(choice) -> str | None:

@@ -1,7 +1,8 @@
 """Progress of a narration on stderr: a live rich display while it runs, one summary line after.
 
 stdout carries audio only, so everything here goes to stderr. The live display appears only on
-a terminal (a log file would fill with redraws); the summary line is printed either way.
+a terminal (a log file would fill with redraws); elsewhere (a log, nohup, a service) a progress
+line is printed every ``every`` seconds instead. The summary line is printed either way.
 """
 
 from __future__ import annotations
@@ -33,15 +34,51 @@ class Stats:
         return self.new_seconds / self.wall_seconds if self.wall_seconds > 0 else 0.0
 
 
+class BatchClock:
+    """A batch's overall ETA: each document weighs its text's length; the time the batch has
+    taken so far, over the weight done, gives the time the rest will take."""
+
+    def __init__(self, weights: list[float]):
+        self.weights = list(weights)  # of each document, in order (0: nothing to narrate)
+        self.index = 0  # the document being narrated
+        self.done = 0.0  # weight of the documents before it
+        self.started = time.monotonic()
+
+    def document(self, index: int) -> None:
+        """Now at document ``index``; those before it are finished (or failed or skipped)."""
+        self.done += sum(self.weights[self.index:index])
+        self.index = index
+
+    def skip(self, index: int) -> None:
+        """Document ``index`` needs no narrating (finished earlier, or failed): it weighs nothing."""
+        self.weights[index] = 0.0
+
+    def eta(self, fraction: float) -> float | None:
+        """Seconds until the batch ends, ``fraction`` of the current document being done."""
+        done = self.done + fraction * self.weights[self.index]
+        left = sum(self.weights) - done
+        elapsed = time.monotonic() - self.started
+        if done <= 0 or elapsed <= 0:
+            return None
+        return max(0.0, elapsed * left / done)
+
+
 class Progress:
     """Counts sentences and audio of one narration at a time and shows them live.
 
-    ``live`` False keeps the counting (for the summary) without drawing anything.
+    ``live`` False keeps the counting (for the summary) without drawing anything, except a
+    progress line every ``every`` seconds when that is given (a log has no live display).
     """
 
-    def __init__(self, live: bool, console: Console | None = None):
+    def __init__(self, live: bool, console: Console | None = None, every: float | None = None):
         self.console = console or Console(stderr=True)
         self.live = live
+        self.every = every if not live and every else None
+        self.batch: BatchClock | None = None  # set by a batch: "document k of n", its ETA
+        self._name = ""  # the narration's (its input's name)
+        self._chapter = ""  # the chapter being narrated
+        self._done = 0  # sentences written
+        self._logged = 0.0
         self._bar: RichProgress | None = None
         self._task: TaskID | None = None
         self._rate = 1
@@ -53,9 +90,11 @@ class Progress:
         self._notes: list[str] = []
 
     @classmethod
-    def for_terminal(cls, quiet: bool) -> "Progress":
-        """The live display only when stderr is a terminal and --quiet is not given."""
-        return cls(live=not quiet and sys.stderr.isatty())
+    def for_terminal(cls, quiet: bool, every: float | None = None) -> "Progress":
+        """The live display only when stderr is a terminal and --quiet is not given; elsewhere a
+        line every ``every`` seconds (None or 0: none)."""
+        live = not quiet and sys.stderr.isatty()
+        return cls(live=live, every=None if quiet else every)
 
     def begin(self, label: str, total_sentences: int | None, sample_rate: int) -> None:
         """Start counting a narration of ``total_sentences`` (None: unknown, live input)."""
@@ -65,7 +104,9 @@ class Progress:
         self._total = total_sentences
         self._kept = self._written = None
         self._notes = []
-        self._started = time.monotonic()
+        self._started = self._logged = time.monotonic()
+        self._name, self._chapter = label, ""
+        self._done = 0
         if not self.live:
             return
         count = "{task.completed}/{task.total}" if total_sentences is not None else "{task.completed}"
@@ -78,16 +119,23 @@ class Progress:
             TextColumn("{task.fields[speed]}"),
             TextColumn("ETA"),
             TimeRemainingColumn(),
+            TextColumn("{task.fields[batch]}"),
             console=self.console,
             transient=True,  # the summary line replaces it
         )
         self._bar.start()
-        self._task = self._bar.add_task(_short(label), total=total_sentences, audio="0:00", speed="")
+        self._task = self._bar.add_task(self._fit(label), total=total_sentences, audio="0:00", speed="",
+                                        batch=self._batch_text(None))
+
+    def _fit(self, label: str) -> str:
+        # The other columns take ~62 characters (~85 with a batch's); the title gets the rest.
+        return _short(label, max(20, self.console.width - (86 if self.batch else 63)))
 
     def chapter(self, label: str) -> None:
         """Now narrating ``label`` (e.g. "3/12 The Storm")."""
+        self._chapter = label
         if self._bar is not None:
-            self._bar.update(self._task, description=_short(label))
+            self._bar.update(self._task, description=self._fit(label))
 
     def audio(self, n_samples: int) -> None:
         """``n_samples`` more samples were written."""
@@ -95,7 +143,44 @@ class Progress:
         if self._bar is not None:
             stats = self.stats()
             speed = f"{stats.speed:.1f}x" if stats.wall_seconds > 1 else ""
-            self._bar.update(self._task, audio=_clock(stats.audio_seconds), speed=speed)
+            self._bar.update(self._task, audio=_clock(stats.audio_seconds), speed=speed,
+                             batch=self._batch_text(self._fraction()))
+        elif self.every and time.monotonic() - self._logged >= self.every:
+            self._logged = time.monotonic()
+            self.console.print(self.line(), markup=False, highlight=False, soft_wrap=True)
+
+    def _fraction(self) -> float:
+        return min(1.0, self._done / self._total) if self._total else 0.0
+
+    def _batch_text(self, fraction: float | None) -> str:
+        if self.batch is None:
+            return ""
+        eta = self.batch.eta(fraction) if fraction is not None else None
+        where = f"doc {self.batch.index + 1}/{len(self.batch.weights)}"
+        return f"{where}, all: {_clock(eta)}" if eta is not None else where
+
+    def line(self) -> str:
+        """The progress line printed in a log: "narrate: book.epub, 3/12 The Storm: 45% (540 of
+        1200 sentences), 12:30 of audio, 2.1x real time, ETA 8:20" (a batch: "document 2 of 5:"
+        first, "batch ETA 1:03:20" last)."""
+        stats = self.stats()
+        parts = []
+        if self._total:
+            parts.append(f"{100 * self._fraction():.0f}% ({self._done} of {self._total} sentences)")
+        else:
+            parts.append(f"{self._done} sentences")
+        parts.append(f"{_clock(stats.audio_seconds)} of audio")
+        if stats.wall_seconds > 0:
+            parts.append(f"{stats.speed:.1f}x real time")
+        if self._total and self._done and stats.wall_seconds > 0:
+            parts.append(f"ETA {_clock(stats.wall_seconds * (self._total - self._done) / self._done)}")
+        if self.batch is not None:
+            eta = self.batch.eta(self._fraction())
+            if eta is not None:
+                parts.append(f"batch ETA {_clock(eta)}")
+        where = ", ".join(p for p in (self._name, self._chapter) if p)
+        head = f"document {self.batch.index + 1} of {len(self.batch.weights)}: " if self.batch else ""
+        return f"narrate: {head}{where}: " + ", ".join(parts)
 
     def resumed(self, kept_samples: int) -> None:
         """This narration continues an interrupted one, whose output held ``kept_samples``."""
@@ -111,6 +196,7 @@ class Progress:
 
     def sentence(self) -> None:
         """One more sentence is fully written."""
+        self._done += 1
         if self._bar is not None:
             self._bar.advance(self._task)
 
