@@ -61,7 +61,7 @@ def main() -> None:
         gen.close()
     wall = time.perf_counter() - t0
     trace.append((n / sr, _rss_mb()))
-    vocoder = _maxrss_mb(str(narrator.vocoding.proc.pid)) if narrator.vocoding.in_process else 0.0
+    vocoder = _maxrss_mb(str(narrator.vocoding.process.proc.pid)) if narrator.vocoding.process else 0.0
     narrator.close()
     print(json.dumps({"minutes_target": args.minutes, "audio_s": n / sr, "wall_s": wall,
                       "maxrss_loaded_mb": loaded_peak, "maxrss_main_mb": _maxrss_mb(), "maxrss_vocoder_mb": vocoder,

@@ -90,8 +90,8 @@ class Bench:
         processes): not left behind."""
         pids = set()
         for n in (v for k, v in self.cache.items() if isinstance(k, tuple) and k[0] == "narrator"):
-            if n.vocoding.proc is not None:
-                pids.add(n.vocoding.proc.pid)
+            if n.vocoding.process is not None:
+                pids.add(n.vocoding.process.proc.pid)
             if n.decoders is not None:
                 pids.update(w.proc.pid for w in n.decoders.workers)
         return pids

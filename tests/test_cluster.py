@@ -262,7 +262,7 @@ def test_worker_chapters_assembled_equal_the_local_one_file_run(tmp_path, docs, 
     scrambled order; assemble() writes them: the same bytes as the local run of the document
     (wav: the samples; m4b: the encoded audio and its chapter marks), also when levelled to a
     loudness (over the whole document, replaying the chunks each worker narrated)."""
-    from narrate.jobs.cluster import ChapterTask, ChapterWorker, assemble, store_of
+    from narrate.jobs.cluster import ChapterDone, ChapterTask, ChapterWorker, assemble, store_of
     from narrate.runtime.narrator import NarrateSettings, Narrator, load_model_and_voice
     from dataclasses import replace
 
@@ -284,7 +284,14 @@ def test_worker_chapters_assembled_equal_the_local_one_file_run(tmp_path, docs, 
     worker = ChapterWorker(loaded, voice, NarrateSettings(seed=int(SEED)))
     tasks = [ChapterTask(0, c, str(store), tuple(chapters[c][1])) for c in (2, 0, 1)]
     events = list(worker.narrate(tasks))
-    assert sorted(e[1] for e in events if e[0] == "done") == [(0, 0), (0, 1), (0, 2)]
+    done = {e.key: e.samples for e in events if isinstance(e, ChapterDone)}
+    assert sorted(done) == [(0, 0), (0, 1), (0, 2)]
+    reported: dict = {}  # the progress reports add up to each chapter's samples, before it is done
+    for e in events:
+        if not isinstance(e, ChapterDone):
+            assert e.key not in done or reported.get(e.key, 0) < done[e.key]
+            reported[e.key] = reported.get(e.key, 0) + e.samples
+    assert reported == done
     assemble(str(store), str(target), fmt, loaded.codec.sample_rate, [t for t, _ in chapters],
              book_tags(replace(plan, target=Target("file", target, fmt))), loudness)
     assert target.read_bytes() == local.read_bytes()

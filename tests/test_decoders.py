@@ -168,3 +168,24 @@ def test_a_read_torn_by_a_signal_stops_that_worker_and_the_next_call_goes_on(nar
         assert same(got, chunks(here, 1))
     finally:
         n.close()
+
+
+def test_the_backend_chosen_by_the_narrator_reaches_its_engine_vocoder_and_workers(narrators):
+    """NarrateSettings(kernels=False): torch's operations in the narrator's engine and vocoder and
+    in its decoder processes, whose audio is then that of such a narrator here (and, where our
+    kernels run, not that of the default backend: the choice did reach the workers)."""
+    from narrate import kernels
+    from narrate.runtime.narrator import NarrateSettings, Narrator
+
+    here, _ = narrators
+    plain = Narrator(here.loaded, here.voice, NarrateSettings(seed=0, kernels=False))
+    pooled = Narrator(here.loaded, here.voice, NarrateSettings(seed=0, kernels=False, decoder_processes=2))
+    try:
+        assert plain.kernel is False and plain.engine.kernel is False and plain.vocoding.kernel is False
+        ref = chunks(plain, 1)
+        assert same(chunks(pooled, 2), ref)
+        if kernels.available():
+            assert here.kernel is True and not same(chunks(here, 1), ref)
+    finally:
+        pooled.close()
+        plain.close()

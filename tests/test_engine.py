@@ -135,7 +135,7 @@ def test_cached_decode_step_equals_step(decoding_copy, kernel, prompt_tokens):
     if kernel:
         assert kernels.available(), "our kernels are not built: run `make setup`"
     m = small_model(prompt_tokens=prompt_tokens)
-    d = for_decoding(m, packed=False) if decoding_copy else m
+    d = for_decoding(m, packed=False, kernel=kernel) if decoding_copy else m
     layout = SteppingMamba.reference_layout if decoding_copy else (lambda st: st)
     for h, hf, layers, fast_layers in _cached_steps(m, d, kernel):
         assert torch.allclose(h, hf, atol=1e-5)
@@ -169,24 +169,49 @@ KERNELS = [pytest.param(True, marks=pytest.mark.skipif(not kernels.cpu_supported
 
 
 @pytest.mark.parametrize("kernel", KERNELS)
-def test_int8_decoding_stays_close_to_fp32(kernel, monkeypatch):
+def test_int8_decoding_stays_close_to_fp32(kernel):
     """Both int8 kernels (ours, torch's) against the dequantized fp32 weights and the fp32 model."""
     if kernel:
         assert kernels.available(), "our kernels are not built: run `make setup`"
-    else:
-        monkeypatch.setattr(kernels, "available", lambda: False)
     lin = torch.nn.Linear(64, 48)
-    packed = PackedLinear(lin)
-    assert packed.kernel == kernel
+    packed = PackedLinear(lin, kernel)
     x = torch.randn(5, 64)
     assert torch.allclose(packed(x), packed.reference(x), rtol=0.02, atol=0.02)
     assert (packed.reference(x) - lin(x)).abs().max() < 0.02 * lin(x).abs().max()
     m = small_model()
-    d = for_decoding(m, packed=True)
-    assert any(isinstance(mod, PackedLinear) and mod.kernel == kernel for mod in d.modules())
+    d = for_decoding(m, packed=True, kernel=kernel)
+    assert any(isinstance(mod, PackedLinear) for mod in d.modules())
     assert not any(isinstance(mod, PackedLinear) for mod in m.modules())  # the caller's model is untouched
-    for h, hf, _, _ in _cached_steps(m, d):
+    for h, hf, _, _ in _cached_steps(m, d, kernel):
         assert (h - hf).norm() < 0.03 * h.norm()
+
+
+@pytest.mark.parametrize("kernel", [pytest.param(True, marks=pytest.mark.skipif(not kernels.cpu_supported(),
+                                                                                 reason="no AVX2 here")), False])
+def test_the_engines_backend_is_chosen_once_and_reaches_every_layer(kernel):
+    """Engine(kernel=...) puts every layer that has two ways to run on that one backend: the
+    int8 linears, the Mamba steps and the step function's cross-attention and code mixing."""
+    if kernel:
+        assert kernels.available(), "our kernels are not built: run `make setup`"
+    eng = Engine(small_model(), 86.13, DecodeSettings(packed=kernel or torch_int8_supported()), kernel)
+    layers = [mod for mod in eng.model.modules() if isinstance(mod, (PackedLinear, SteppingMamba))]
+    assert any(isinstance(mod, PackedLinear) for mod in layers) and any(isinstance(mod, SteppingMamba) for mod in layers)
+    assert all(mod.kernel is kernel for mod in layers)
+    assert eng.kernel is kernel and eng._step.fn.kernel is kernel
+    if not kernel:  # the reference backend runs without the library (it may be missing)
+        assert not any(mod.kernel for mod in eng.model.modules() if hasattr(mod, "kernel"))
+
+
+def test_asking_for_our_kernels_where_they_are_missing_is_a_one_line_error(monkeypatch):
+    from narrate.errors import NarrateError
+
+    monkeypatch.setattr(kernels, "available", lambda: False)
+    assert kernels.choose() is False and kernels.choose(False) is False
+    with pytest.raises(NarrateError, match="^our CPU kernels are not available here") as e:
+        kernels.choose(True)
+    assert "\n" not in str(e.value)
+    eng = Engine(small_model(), 86.13, DecodeSettings(packed=False))  # chosen by the engine: torch's
+    assert eng.kernel is False and not any(getattr(mod, "kernel", False) for mod in eng.model.modules())
 
 
 @pytest.mark.skipif(not kernels.cpu_supported(), reason="no AVX2 here")

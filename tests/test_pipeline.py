@@ -274,8 +274,8 @@ def test_a_dead_vocoder_process_is_a_one_line_error(narrator):
     from narrate.runtime.narrator import NarrateSettings, Narrator
 
     n = Narrator(narrator.loaded, narrator.voice, NarrateSettings(seed=0))
-    n.vocoding.proc.kill()
-    n.vocoding.proc.join()
+    n.vocoding.process.proc.kill()
+    n.vocoding.process.proc.join()
     with pytest.raises(NarrateError, match="vocoder process ended"):
         list(n.narrate(["A sentence that will not be heard."]))
     n.close()

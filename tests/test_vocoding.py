@@ -7,10 +7,13 @@ import numpy as np
 import pytest
 import torch
 
+from narrate import kernels
 from narrate.codec.mel import MelConfig, MelSpec
 from narrate.codec.mel_rvq import MelRVQCodec
 from narrate.runtime.vocoding import VocodeJob, Vocoding, run_job
 from tests.test_codec import speechy
+
+KERNEL = kernels.choose()  # the backend narrate chooses here
 
 
 def _codec_and_steps(n_steps=40, r=3):
@@ -41,8 +44,8 @@ def test_sentence_ends_cut_the_audio_exactly_and_change_none_of_it():
     codec, steps = _codec_and_steps()
     last = len(steps) - 1
     plain, cut = {}, {}
-    whole = [p for j in _jobs(steps, {last: 1}, {last}) for p in run_job(codec, plain, j)]
-    parts = [run_job(codec, cut, j) for j in _jobs(steps, {9: 1, 20: 2, last: 1}, {last})]
+    whole = [p for j in _jobs(steps, {last: 1}, {last}) for p in run_job(codec, KERNEL, plain, j)]
+    parts = [run_job(codec, KERNEL, cut, j) for j in _jobs(steps, {9: 1, 20: 2, last: 1}, {last})]
     # the same samples: a sentence end inside the stream is a mark, not a restart of the vocoder
     assert np.array_equal(np.concatenate(whole), np.concatenate([p for ps in parts for p in ps]))
     # each end is exactly where its step's frames end
@@ -59,8 +62,8 @@ def test_an_end_before_its_job_cuts_there_or_at_once_where_the_audio_is_out():
     jobs = _jobs(steps, {}, {len(steps) - 1})
     jobs[30].ends = [60, 85]
     plain, cut = {}, {}
-    whole = np.concatenate([p for j in _jobs(steps, {}, {len(steps) - 1}) for p in run_job(codec, plain, j)])
-    parts = [run_job(codec, cut, j) for j in jobs]
+    whole = np.concatenate([p for j in _jobs(steps, {}, {len(steps) - 1}) for p in run_job(codec, KERNEL, plain, j)])
+    parts = [run_job(codec, KERNEL, cut, j) for j in jobs]
     assert [len(ps) for ps in parts].count(2) == 2  # two jobs each end one sentence
     sentences, rest = _sentences(parts)
     assert [len(s) for s in sentences] == [72 * 256, (85 - 72) * 256]
@@ -69,7 +72,7 @@ def test_an_end_before_its_job_cuts_there_or_at_once_where_the_audio_is_out():
 
 def test_vocoder_process_answers_each_owner_in_order_like_inline():
     codec, steps = _codec_and_steps(20)
-    inline, child = Vocoding(codec, process=False), Vocoding(codec, process=True)
+    inline, child = Vocoding(codec, KERNEL, process=False), Vocoding(codec, KERNEL, process=True)
     try:
         assert child.in_process and not inline.in_process
         a, b = object(), object()  # two callers; b's jobs must not come back to a
@@ -98,7 +101,7 @@ def test_large_jobs_do_not_fill_the_pipes_both_ways():
     mel = MelSpec(MelConfig()).features(np.tile(speechy(5.0), 5)).numpy()  # ~2150 frames
     # 64 kB in and 205 kB out each: a socket pair's buffers (~200 kB) hold a few of them at most
     jobs = [VocodeJob(0, mel[i * 200 : (i + 1) * 200], "features", [], i == 9) for i in range(10)]
-    child = Vocoding(codec, process=True)
+    child = Vocoding(codec, KERNEL, process=True)
     got: list = []
     worker = threading.Thread(target=lambda: (
         [child.send("me", [(i, j)]) for i, j in enumerate(jobs)], got.extend(child.results("me", wait=True))), daemon=True)
@@ -145,17 +148,17 @@ def test_an_interrupt_mid_pipe_stops_the_child_and_vocoding_goes_on_inline(tear)
     import threading
 
     codec, steps = _codec_and_steps(12)
-    child, inline = Vocoding(codec, process=True), Vocoding(codec, process=False)
-    proc = child.proc
+    child, inline = Vocoding(codec, KERNEL, process=True), Vocoding(codec, KERNEL, process=False)
+    proc = child.process.proc
     try:
         for i, job in enumerate(_jobs(steps[:4], {}, set())):
             child.send("call", [(i, job)])
         if tear == "answer":
-            child.conn.recv = _read_then_interrupted(child.conn)
+            child.process.conn.recv = _read_then_interrupted(child.process.conn)
             with pytest.raises(KeyboardInterrupt):
                 list(child.results("call", wait=True))
         else:
-            child.conn.send = _interrupted_mid_message(child.conn)
+            child.process.conn.send = _interrupted_mid_message(child.process.conn)
             with pytest.raises(KeyboardInterrupt):
                 child.send("call", [(4, _jobs(steps[4:5], {}, set())[0])])
         assert child.torn
@@ -175,3 +178,22 @@ def test_an_interrupt_mid_pipe_stops_the_child_and_vocoding_goes_on_inline(tear)
         child.close()
         if proc.is_alive():
             proc.kill()
+
+
+@pytest.mark.parametrize("kernel", [pytest.param(True, marks=pytest.mark.skipif(not kernels.cpu_supported(),
+                                                                                 reason="no AVX2 here")), False])
+def test_the_vocoder_runs_on_the_backend_it_is_given(kernel):
+    """The narrator's one backend choice reaches each stream's Griffin-Lim, whatever the codec's
+    own default: the audio is the codec's when that backend is its default, to the last bit."""
+    codec, steps = _codec_and_steps(12)
+    jobs = _jobs(steps, {11: 1}, {11})
+    codec.spec.kernel = not kernel  # (the codec's default, which the vocoder must not follow)
+    v = Vocoding(codec, kernel, process=False)
+    for i, job in enumerate(jobs):
+        v.send("me", [(i, job)])
+    assert v.streams[0].decoder.vocoder.kernel is kernel
+    got = np.concatenate([p for _, parts in v.results("me", wait=True) for p in parts])
+    codec.spec.kernel = kernel
+    decoder = codec.stream_decoder()  # the codec's default backend
+    ref = np.concatenate([decoder.push_features(torch.from_numpy(f)) for f in steps] + [decoder.flush()])
+    assert len(got) == 12 * 3 * 256 and np.array_equal(got, ref)

@@ -46,8 +46,9 @@ class Codec(ABC):
         """[K, T] -> [S] float32."""
 
     @abstractmethod
-    def stream_decoder(self) -> StreamDecoder:
-        """A fresh incremental decoder."""
+    def stream_decoder(self, kernel: bool | None = None) -> StreamDecoder:
+        """A fresh incremental decoder; kernel: the backend (``narrate.kernels.choose``; None:
+        the codec's own choice), where the codec has operations of ours."""
 
     def state_dict(self) -> dict[str, torch.Tensor]:
         """Learned tensors (saved beside the model's weights under the prefix ``codec.``)."""

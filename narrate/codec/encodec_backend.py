@@ -97,8 +97,8 @@ class EncodecCodec(Codec):
         wav = self.model.decode([(codes.unsqueeze(0).long(), None)])
         return wav[0, 0].numpy().astype(np.float32)
 
-    def stream_decoder(self) -> StreamDecoder:
-        return _EncodecStreamDecoder(self)
+    def stream_decoder(self, kernel: bool | None = None) -> StreamDecoder:
+        return _EncodecStreamDecoder(self)  # (no operations of ours: the backend changes nothing)
 
 
 class _EncodecStreamDecoder(StreamDecoder):

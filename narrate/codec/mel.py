@@ -53,7 +53,7 @@ def mel_filterbank(cfg: MelConfig) -> np.ndarray:
 class MelSpec:
     """wav -> log-mel [T, n_mels] (T = len(wav) // hop) and log-mel -> wav."""
 
-    def __init__(self, cfg: MelConfig):
+    def __init__(self, cfg: MelConfig, kernel: bool | None = None):
         self.cfg = cfg
         self.fb = torch.from_numpy(mel_filterbank(cfg))  # [M, F]
         self.fb_pinv = torch.linalg.pinv(self.fb)  # [F, M]
@@ -63,7 +63,9 @@ class MelSpec:
             self.fb_sparse = self.fb.to_sparse_csr()          # [M, F]
             self.fb_t_sparse = self.fb.T.contiguous().to_sparse_csr()  # [F, M]
         self.window = torch.hann_window(cfg.n_fft)
-        self.kernel = kernels.available()  # our magnitudes and Griffin-Lim iterations (narrate.kernels), float32
+        # our magnitudes and Griffin-Lim iterations (in float32) by default: the backend
+        # (narrate.kernels.choose); the streaming vocoder is given the narrator's
+        self.kernel = kernels.choose(kernel)
         self._envelopes: dict[tuple[int, torch.dtype], torch.Tensor] = {}
 
     def features(self, wav: np.ndarray) -> torch.Tensor:
@@ -74,11 +76,11 @@ class MelSpec:
         n = len(x) // self.cfg.hop
         return torch.log(mel[:, :n].clamp_min(1e-5)).T.contiguous()
 
-    def magnitudes(self, logmel: torch.Tensor) -> torch.Tensor:
+    def magnitudes(self, logmel: torch.Tensor, kernel: bool | None = None) -> torch.Tensor:
         """[T, M] log-mel -> [F, T] linear magnitudes (pseudo-inverse, then NNLS-style updates).
         ``reference_magnitudes`` with sparse filterbank products, faster on a streaming block;
-        where our kernels are built, one operation of ours (``mel_magnitudes.cpp``)."""
-        if self.kernel and self.fb.dtype == torch.float32:
+        with our kernels (``kernel``; None: ``self.kernel``), one operation of ours (``mel_magnitudes.cpp``)."""
+        if (self.kernel if kernel is None else kernel) and self.fb.dtype == torch.float32:
             return torch.ops.narrate.mel_magnitudes(logmel.float(), self.fb, self.fb_pinv, 4)
         mel = logmel.float().exp().T.contiguous()  # [M, T]
         mag = (self.fb_pinv @ mel).clamp_min_(1e-8)
@@ -123,7 +125,7 @@ class MelSpec:
         return mag * angles
 
     def griffin_lim(self, mag: torch.Tensor, phase: torch.Tensor | None = None, iters: int | None = None,
-                    fixed: int = 0, fixed_spec: torch.Tensor | None = None) -> torch.Tensor:
+                    fixed: int = 0, fixed_spec: torch.Tensor | None = None, kernel: bool | None = None) -> torch.Tensor:
         """Fast Griffin-Lim (momentum 0.99). mag [F, T]; phase: initial angles [F, T] or None.
         The first ``fixed`` frames keep their initial phase (continuity with audio already out);
         ``fixed_spec`` [F, fixed], complex, gives them as a spectrum instead (streaming's context,
@@ -133,8 +135,8 @@ class MelSpec:
         faster on streaming's small blocks: frame-major [T, F] so the FFTs run over contiguous
         rows, an own STFT pair (strided overlap-add, no torch.istft window checks per call), and the
         fixed frames' inverse FFT done once, their forward FFT not at all (its phase is dropped).
-        In float32, where our kernels are built, the iterations run as one operation of ours
-        (``griffin_lim.cpp``; this function's torch operations are its fallback)."""
+        In float32, with our kernels (``kernel``; None: ``self.kernel``), the iterations run as one
+        operation of ours (``griffin_lim.cpp``; this function's torch operations are its fallback)."""
         n_fft, hop, T = self.cfg.n_fft, self.cfg.hop, mag.shape[1]
         half = n_fft // 2
         if half % hop or (T - 1) * hop <= half:  # not whole hops / too short to reflect-pad: as before
@@ -157,7 +159,7 @@ class MelSpec:
         envelope = self._envelope(T, mag.dtype)
         if fixed:
             torch.fft.irfft(spec[:fixed], n=n_fft, out=frames[:fixed]).mul_(self.window)
-        if self.kernel and fixed < T and mag.dtype == self.window.dtype == torch.float32:
+        if (self.kernel if kernel is None else kernel) and fixed < T and mag.dtype == self.window.dtype == torch.float32:
             return torch.ops.narrate.griffin_lim(spec, mag, frames, self.window, envelope, hop, fixed, iters,
                                                  0.99 / 1.99).T
         padded = mag.new_empty((T - 1) * hop + n_fft)  # the signal, reflect-padded by n_fft // 2 each side
@@ -237,8 +239,10 @@ class StreamingVocoder:
     smaller share (less vocoding per second of audio: docs/performance.md).
     """
 
-    def __init__(self, mel: MelSpec, block: int = 48, context: int = 8, hold: int = 3, first_block: int = 24):
+    def __init__(self, mel: MelSpec, kernel: bool | None = None, block: int = 48, context: int = 8, hold: int = 3,
+                 first_block: int = 24):
         self.mel, self.block, self.context, self.hold, self.first_block = mel, block, context, hold, first_block
+        self.kernel = mel.kernel if kernel is None else kernel  # the backend (narrate.kernels.choose)
         self.fresh = True  # nothing emitted since the start or the last flush
         self.pending: list[torch.Tensor] = []  # frames not yet emitted (including held ones)
         self.n_pending = 0  # their number
@@ -274,12 +278,12 @@ class StreamingVocoder:
         hop = self.mel.cfg.hop
         new = torch.cat(self.pending)
         c = 0 if self.ctx_spec is None else self.ctx_spec.shape[1]
-        mag = self.mel.magnitudes(new)
+        mag = self.mel.magnitudes(new, self.kernel)
         if c:
             mag = torch.cat([self.ctx_spec.abs(), mag], dim=1)
         if final:
             mag = _extend(mag)
-        spec = self.mel.griffin_lim(mag, fixed=c, fixed_spec=self.ctx_spec)
+        spec = self.mel.griffin_lim(mag, fixed=c, fixed_spec=self.ctx_spec, kernel=self.kernel)
         wav = self.mel.istft(spec).numpy().astype(np.float32)  # covers frames*hop samples
         emit_frames = new.shape[0] if final else new.shape[0] - self.hold
         start, end = c * hop, (c + emit_frames) * hop

@@ -70,8 +70,8 @@ class MelRVQCodec(Codec):
     def decode(self, codes: torch.Tensor) -> np.ndarray:
         return self.vocode(self.dequantize(codes))
 
-    def stream_decoder(self) -> StreamDecoder:
-        return _MelStreamDecoder(self)
+    def stream_decoder(self, kernel: bool | None = None) -> StreamDecoder:
+        return _MelStreamDecoder(self, self.spec.kernel if kernel is None else kernel)
 
     @staticmethod
     def fit(feats: torch.Tensor, n_codebooks: int, size: int, iters: int = 12, seed: int = 0) -> torch.Tensor:
@@ -99,9 +99,10 @@ def _nearest(x: torch.Tensor, cb: torch.Tensor, block: int = 65536) -> torch.Ten
 
 
 class _MelStreamDecoder(StreamDecoder):
-    def __init__(self, codec: MelRVQCodec):
+    def __init__(self, codec: MelRVQCodec, kernel: bool):
         self.codec = codec
-        self.vocoder = StreamingVocoder(codec.spec) if codec.vocoder is None else StreamingNeuralVocoder(codec.vocoder)
+        self.vocoder: StreamingVocoder | StreamingNeuralVocoder = (
+            StreamingVocoder(codec.spec, kernel) if codec.vocoder is None else StreamingNeuralVocoder(codec.vocoder))
 
     def push(self, codes: torch.Tensor) -> np.ndarray:
         return self.vocoder.push(self.codec.dequantize(codes))

@@ -15,6 +15,7 @@ from typing import Iterator
 
 import torch
 
+from narrate import kernels
 from narrate.engine.guidance import GuidanceSettings, allowed_moves, guide
 from narrate.engine.mamba import MambaState
 from narrate.engine.model import Conditioning, DecoderState, NarrateModel
@@ -34,7 +35,7 @@ class DecodeSettings:
     emit: str = "mean"                 # "mean": expected code vectors; "codes": the sampled codes
     mean_temperature: float = 1.0      # softmax temperature of the expected code vectors (< 1: sharper frames)
     window_past: int = 1               # chunks kept behind the one being spoken
-    packed: bool = True                # int8 decoder weights (narrate.engine.packed) where torch supports them
+    packed: bool = True                # int8 decoder weights (narrate.engine.packed) where they run here
     traced: bool = True                # steps replayed from recorded graphs (narrate.engine.stepping); False: run directly
 
 
@@ -97,13 +98,17 @@ class StepOutput:
 
 
 class Engine:
-    def __init__(self, model: NarrateModel, frame_rate: float, settings: DecodeSettings | None = None):
+    """kernel: the backend its layers run on (``narrate.kernels.choose``; None: chosen here)."""
+
+    def __init__(self, model: NarrateModel, frame_rate: float, settings: DecodeSettings | None = None,
+                 kernel: bool | None = None):
         self.settings = settings or DecodeSettings()
-        self.model = for_decoding(model, self.settings.packed)  # decoding's copy (the caller's model is untouched)
+        self.kernel = kernels.choose(kernel)
+        self.model = for_decoding(model, self.settings.packed, self.kernel)  # decoding's copy (the caller's is untouched)
         self.cfg = model.cfg
         self.step_seconds = self.cfg.reduction / frame_rate
         s = self.settings
-        self._step = StepGraphs(StepFunction(self.model, s.sampling, s.emit, mean_temperature=s.mean_temperature), s.traced)
+        self._step = StepGraphs(StepFunction(self.model, s.sampling, s.emit, self.kernel, s.mean_temperature), s.traced)
         self._batch: StepBatch | None = None  # the streams of the last step (they hold it till the next)
         self._whole_band = torch.ones(self.cfg.band_back + self.cfg.band_ahead + 1, dtype=torch.bool)
 

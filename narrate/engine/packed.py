@@ -48,13 +48,13 @@ class PackedLinear(nn.Module):
       - int8 x int8 (``torch._int_mm``) with each row quantized on its own: faster for a large
         layer alone, but slower within the step."""
 
-    def __init__(self, linear: nn.Linear, kernel: bool | None = None):
+    def __init__(self, linear: nn.Linear, kernel: bool):
         super().__init__()
         w = linear.weight.detach().float()
         scale = (w.abs().amax(1) / 127).clamp_min(1e-12).to(torch.bfloat16)
         q = torch.round(w / scale.float()[:, None]).clamp(-127, 127).to(torch.int8)
         self.in_features, self.out_features = linear.in_features, linear.out_features
-        self.kernel = kernels.available() if kernel is None else kernel
+        self.kernel = kernel
         if self.kernel:
             self.register_buffer("weight_panels", kernels.panels(q))  # [ceil(out / 16), in, 16]
             self.register_buffer("scale", scale.float())
@@ -96,23 +96,20 @@ def torch_int8_supported() -> bool:
         return False
 
 
-def int8_supported() -> bool:
-    """Whether int8 weights run here: our kernel, or torch's."""
-    return kernels.available() or torch_int8_supported()
-
-
-def _linear(layer: nn.Module, packed: bool) -> nn.Module:
-    if packed and isinstance(layer, nn.Linear) and layer.in_features % _INT8_MULTIPLE == 0 and int8_supported():
-        return PackedLinear(layer)
+def _linear(layer: nn.Module, packed: bool, kernel: bool) -> nn.Module:
+    """The layer with int8 weights where they run here (our kernel, or torch's), else itself."""
+    if packed and isinstance(layer, nn.Linear) and layer.in_features % _INT8_MULTIPLE == 0 and (
+            kernel or torch_int8_supported()):
+        return PackedLinear(layer, kernel)
     return layer
 
 
-def _pack_linears(module: nn.Module, packed: bool) -> None:
+def _pack_linears(module: nn.Module, packed: bool, kernel: bool) -> None:
     for name, child in module.named_children():
         if isinstance(child, nn.Linear):
-            setattr(module, name, _linear(child, packed))
+            setattr(module, name, _linear(child, packed, kernel))
         else:
-            _pack_linears(child, packed)
+            _pack_linears(child, packed, kernel)
 
 
 class SteppingMamba(nn.Module):
@@ -120,18 +117,18 @@ class SteppingMamba(nn.Module):
     to float rounding). Its state is laid out transposed: conv [B, d_conv - 1, d_inner], ssm
     [B, d_state, d_inner], so the step's products and sums run along the long, contiguous d_inner
     axis (faster: docs/performance.md); ``reference_layout``
-    gives ``Mamba``'s. Where our kernels are built (``kernels``) the convolution and the scan
-    each run as one operation of ours (``mamba_step.cpp``); ``ops_step``, torch's operations,
-    is the fallback and their reference."""
+    gives ``Mamba``'s. With our kernels (``kernel``, and a d_inner they take: a multiple of 8)
+    the convolution and the scan each run as one operation of ours (``mamba_step.cpp``);
+    ``ops_step``, torch's operations, is the fallback and their reference."""
 
-    def __init__(self, m: Mamba, packed: bool, kernel: bool | None = None):
+    def __init__(self, m: Mamba, packed: bool, kernel: bool):
         super().__init__()
-        self.kernel = kernels.available() and m.d_inner % 8 == 0 if kernel is None else kernel
+        self.kernel = kernel and m.d_inner % 8 == 0
         self.d_inner, self.d_state, self.d_conv, self.dt_rank = m.d_inner, m.d_state, m.d_conv, m.dt_rank
-        self.in_proj = _linear(m.in_proj, packed)
-        self.x_proj = _linear(m.x_proj, packed)
-        self.dt_proj = _linear(m.dt_proj, packed)
-        self.out_proj = _linear(m.out_proj, packed)
+        self.in_proj = _linear(m.in_proj, packed, kernel)
+        self.x_proj = _linear(m.x_proj, packed, kernel)
+        self.dt_proj = _linear(m.dt_proj, packed, kernel)
+        self.out_proj = _linear(m.out_proj, packed, kernel)
         self.register_buffer("conv_weight", m.conv1d.weight.detach()[:, 0].t().contiguous())  # [d_conv, d_inner]
         self.register_buffer("conv_bias", m.conv1d.bias.detach().clone())
         # the decay exp(dt * A) as exp2(dt * A * log2(e)): torch's exp2 is the faster of the two on CPU
@@ -174,14 +171,14 @@ class SteppingMamba(nn.Module):
         return self.out_proj(y), state
 
 
-def for_decoding(model: nn.Module, packed: bool = True) -> nn.Module:
-    """A copy of ``model`` for the engine (see the module text); int8 weights only where this
-    torch's kernel works."""
+def for_decoding(model: nn.Module, packed: bool, kernel: bool) -> nn.Module:
+    """A copy of ``model`` for the engine (see the module text), its layers on the backend
+    ``kernel`` (``narrate.kernels.choose``); int8 weights only where they run here."""
     m = copy.deepcopy(model).eval().requires_grad_(False)
-    m.mambas = nn.ModuleList(SteppingMamba(layer, packed) for layer in m.mambas)
+    m.mambas = nn.ModuleList(SteppingMamba(layer, packed, kernel) for layer in m.mambas)
     for c in m.cross:  # (text and speaker keys/values are computed once per chunk / stream)
-        c.q, c.out = _linear(c.q, packed), _linear(c.out, packed)
+        c.q, c.out = _linear(c.q, packed, kernel), _linear(c.out, packed, kernel)
     for part in (m.prenet, m.codebook_heads):
-        _pack_linears(part, packed)
-    m.semantic_head = _linear(m.semantic_head, packed)
+        _pack_linears(part, packed, kernel)
+    m.semantic_head = _linear(m.semantic_head, packed, kernel)
     return m

@@ -22,7 +22,6 @@ import warnings
 import torch
 import torch.nn as nn
 
-from narrate import kernels
 from narrate.engine.mamba import MambaState
 from narrate.engine.model import Conditioning, DecoderState, NarrateModel
 from narrate.engine.sampling import SamplingSettings, pick
@@ -35,12 +34,12 @@ class StepFunction(nn.Module):
     greedy). Writes the new layer states and the emitted features (``prev_feats``) in place.
     Returns (semantic probabilities [B, classes], codes [B, K, r], frames [B, r, F])."""
 
-    def __init__(self, model: NarrateModel, sampling: SamplingSettings, emit: str, kernel: bool | None = None,
+    def __init__(self, model: NarrateModel, sampling: SamplingSettings, emit: str, kernel: bool,
                  mean_temperature: float = 1.0):
         super().__init__()
         self.model, self.sampling, self.emit = model, sampling, emit
         self.mean_temperature = mean_temperature  # < 1: the expected frame leans to the likeliest codes (less blur)
-        self.kernel = kernels.available() if kernel is None else kernel  # our rowwise_mm and band_attention
+        self.kernel = kernel  # our rowwise_mm and band_attention (the backend: narrate.kernels.choose)
 
     def forward(self, band_kv, valid, input_bias, speaker_kv, prev_feats, convs: list[torch.Tensor],
                 ssms: list[torch.Tensor], draws: torch.Tensor):

@@ -70,6 +70,23 @@ class ChapterTask:
         return self.document, self.chapter
 
 
+@dataclass(frozen=True)
+class ChapterAudio:
+    """A worker's report: audio narrated for a chapter since its last report."""
+
+    key: tuple[int, int]  # ChapterTask.key
+    samples: int
+    sentences: int  # sentences ended
+
+
+@dataclass(frozen=True)
+class ChapterDone:
+    """A worker's report: the chapter's file is in place."""
+
+    key: tuple[int, int]
+    samples: int  # all of the chapter's
+
+
 def store_of(target: Path) -> Path:
     """The chapter store of the output ``target``: a hidden folder beside it."""
     return target.with_name(f".{target.name}.ray")
@@ -146,15 +163,14 @@ class ChapterWorker:
 
         return ray.get_runtime_context().get_node_id()
 
-    def narrate(self, tasks: list[ChapterTask]) -> Iterator[tuple]:
-        """Narrate the chapters into their files, yielding what happens:
-        ("audio", key, samples, sentences) since the last report, and ("done", key, samples)
-        once a chapter's file is in place."""
+    def narrate(self, tasks: list[ChapterTask]) -> Iterator[ChapterAudio | ChapterDone]:
+        """Narrate the chapters into their files, yielding what happens: each chapter's audio
+        since the last report, and when a chapter's file is in place."""
         todo = []
         for task in tasks:
             path = chapter_file(Path(task.store), task.chapter)
             if path.exists():  # completed by an attempt whose worker died before saying so
-                yield ("done", task.key, path.stat().st_size // 4)
+                yield ChapterDone(task.key, path.stat().st_size // 4)
             else:
                 todo.append(task)
         files: dict[int, _ChapterFile] = {}
@@ -162,18 +178,18 @@ class ChapterWorker:
         unreported: dict[tuple[int, int], list[int]] = {}
         last = time.monotonic()
 
-        def report() -> Iterator[tuple]:
+        def report() -> Iterator[ChapterAudio]:
             for key, (samples, sentences) in unreported.items():
-                yield ("audio", key, samples, sentences)
+                yield ChapterAudio(key, samples, sentences)
             unreported.clear()
 
-        def finish_ended() -> Iterator[tuple]:
+        def finish_ended() -> Iterator[ChapterAudio | ChapterDone]:
             while ended:
                 i = ended.pop(0)
                 yield from report()
                 chapter = files.pop(i, None) or _ChapterFile(Path(todo[i].store), todo[i].chapter)
                 chapter.finish()
-                yield ("done", todo[i].key, chapter.samples)
+                yield ChapterDone(todo[i].key, chapter.samples)
 
         chunks = self.narrator.decode_streams(((i, task.sentences) for i, task in enumerate(todo)),
                                               width=CHAPTERS_AT_ONCE, on_end=ended.append,
@@ -532,20 +548,20 @@ class _Driver:
                 if not doc.final:
                     self._end(doc, "failed", _message(_cause(e)))
             return
-        kind, key = event[0], event[1]
+        key = event.key
         shown = call.reported.setdefault(key, [0, 0])
-        if kind == "audio":
-            shown[0] += event[2]
-            shown[1] += event[3]
-            self.progress.audio(event[2], event[3])
+        if isinstance(event, ChapterAudio):
+            shown[0] += event.samples
+            shown[1] += event.sentences
+            self.progress.audio(event.samples, event.sentences)
             return
         task = call.tasks.pop(key)
         call.reported.pop(key)
         doc = self.documents[key[0]]
         # What the reports did not show (all of it for a chapter found already finished).
-        self.progress.audio(event[2] - shown[0], len(task.sentences) - shown[1])
+        self.progress.audio(event.samples - shown[0], len(task.sentences) - shown[1])
         self.progress.chapter_done()
-        doc.narrated += event[2]
+        doc.narrated += event.samples
         doc.done.add(key[1])
         if len(doc.done) == len(doc.chapters) and not doc.final:
             self._assemble(doc)

@@ -22,6 +22,10 @@ builds the library into the user's cache (``$XDG_CACHE_HOME/narrate/kernels``, d
 ``~/.cache/narrate/kernels``; ``NARRATE_KERNEL_DIR`` overrides). At run time the library is only
 loaded, never built: where the CPU lacks AVX2/FMA, or the library is missing (then narrate says
 so once, on stderr), decoding and vocoding run torch's operations instead.
+
+Which of the two runs (the backend) is decided once, by ``choose``: the narrator calls it when it
+is made (in each process that narrates, so each node of a cluster decides for its own CPU) and
+passes the answer down to the engine's layers and the vocoder.
 """
 
 from __future__ import annotations
@@ -108,3 +112,17 @@ def available() -> bool:
         return bool(torch.allclose(y, torch.addmm(bias, x, (w.float() * scale[:, None]).t()), rtol=1e-3, atol=1e-2))
     except (OSError, RuntimeError):
         return False
+
+
+def choose(wanted: bool | None = None) -> bool:
+    """The backend: True runs our kernels, False torch's operations (the reference; the same
+    results up to float rounding). None: ours where they are built and right on this CPU. True
+    where they are not: a one-line NarrateError."""
+    if wanted is None:
+        return available()
+    if wanted and not available():
+        from narrate.errors import NarrateError
+
+        raise NarrateError("our CPU kernels are not available here (built by python -m narrate.kernels, "
+                           "on a CPU with AVX2 and FMA)")
+    return bool(wanted)

@@ -3,14 +3,27 @@
 
 Children are forked, not spawned: they start at once with the model already in memory.
 Fork them before the parent starts threads (a lock another thread holds at the fork stays
-held in the child)."""
+held in the child).
+
+Both kinds are driven by the parent through one class, ``ChildProcess``; in the child,
+``ChildEnd`` reads the parent's messages and sends answers. Messages are dataclasses (each
+module defines its own), never tuples read by position.
+
+A signal (Ctrl-C, SIGTERM) raises wherever the parent is, also half-way through writing a
+message, or just after reading one and before accounting for it. Then the pipe is out of step:
+the child would take the middle of a message for a length, or the parent would wait for an
+answer that never comes. So a message is marked torn from before it is written, or read, until
+it is written or read whole and counted; a child whose pipe is torn is not talked to again, only
+killed (``ChildProcess.torn``, ``ChildProcess.kill``).
+"""
 
 from __future__ import annotations
 
 import multiprocessing
 import pickle
 import signal
-from typing import Callable
+import threading
+from typing import Any, Callable, Iterator
 
 from narrate.errors import NarrateError
 
@@ -37,13 +50,6 @@ def _child_main(target: Callable, args: tuple, parent_end, child_end) -> None:
     target(*args, child_end)
 
 
-def child_signals() -> None:
-    """In the child, first: Ctrl-C is the parent's to handle, and SIGTERM just ends the child
-    (not the parent's handler, which it inherited)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-
-
 def sendable(e: BaseException) -> BaseException:
     """An exception the child can send to the parent: itself if it survives pickling (some
     exception classes do not), else a NarrateError with its text."""
@@ -54,21 +60,104 @@ def sendable(e: BaseException) -> BaseException:
         return NarrateError(f"{type(e).__name__}: {e}")
 
 
-def stop_child(proc, conn, timeout: float = 5.0) -> None:
-    """Ask the child to end (None on the pipe), wait for it, and kill it if it has not ended."""
-    try:
-        conn.send(None)
-        conn.close()
-    except OSError:  # it is gone already
-        pass
-    proc.join(timeout=timeout)
-    if proc.is_alive():
-        proc.kill()
+class ChildProcess:
+    """The parent's handle on a forked child: ``serve(*args, ChildEnd)`` runs in it. ``ended``
+    is the one-line error raised when the child is found gone (killed, out of memory).
+
+    ``send`` may be called from several threads (one at a time gets the pipe), ``receive`` from
+    one. Each takes an optional ``counted``: the caller's accounting of the message, done before
+    the pipe is marked whole again (see the module text)."""
+
+    def __init__(self, serve: Callable, args: tuple, name: str, ended: str):
+        self.proc, self.conn = fork_child(_child_serve, (serve, args), name)
+        self.ended = ended
+        self.lock = threading.Lock()
+        self._writing = False  # set under the lock: one writer at a time
+        self._reading = False
+
+    @property
+    def torn(self) -> bool:
+        """A message was cut short, or not counted: the pipe is out of step."""
+        return self._writing or self._reading
+
+    def send(self, msg: Any, counted: Callable[[], None] | None = None) -> None:
+        with self.lock:
+            self._writing = True
+            try:
+                self.conn.send(msg)
+            except OSError:
+                raise NarrateError(self.ended) from None
+            if counted is not None:
+                counted()
+            self._writing = False
+
+    def receive(self, counted: Callable[[Any], None] | None = None) -> Any:
+        self._reading = True
+        try:
+            msg = self.conn.recv()
+        except (EOFError, OSError):
+            raise NarrateError(self.ended) from None
+        if counted is not None:
+            counted(msg)
+        self._reading = False
+        return msg
+
+    def poll(self) -> bool:
+        return self.conn.poll()
+
+    def send_quietly(self, msg: Any) -> None:
+        """``send``, where a child already gone changes nothing (nothing is lost then)."""
+        try:
+            self.send(msg)
+        except NarrateError:
+            pass
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Ask the child to end (None on the pipe), wait for it, and kill it if it has not ended."""
+        try:
+            self.conn.send(None)
+            self.conn.close()
+        except OSError:  # it is gone already
+            pass
+        self.proc.join(timeout=timeout)
+        if self.proc.is_alive():
+            self.proc.kill()
+
+    def kill(self) -> None:
+        """End the child now, without a word on the pipe (it may be out of step), and close the
+        parent's end."""
+        self.proc.kill()
+        self.proc.join()
+        self.conn.close()
 
 
-def kill_child(proc, conn) -> None:
-    """End the child now, without a word on the pipe (it may be out of step: see
-    narrate.runtime.vocoding), and close the parent's end."""
-    proc.kill()
-    proc.join()
-    conn.close()
+class ChildEnd:
+    """The child's end of the pipe: the parent's messages in order until it says no more (None)
+    or is gone, and ``send`` for answers, from any thread."""
+
+    def __init__(self, conn):
+        self.conn = conn
+        self.lock = threading.Lock()
+
+    def messages(self) -> Iterator[Any]:
+        while True:
+            try:
+                msg = self.conn.recv()
+            except (EOFError, OSError):  # the parent is gone
+                return
+            if msg is None:
+                return
+            yield msg
+
+    def send(self, msg: Any) -> None:
+        """OSError: the parent is gone."""
+        with self.lock:
+            self.conn.send(msg)
+
+
+def _child_serve(serve: Callable, args: tuple, conn) -> None:
+    # Ctrl-C is the parent's to handle, and SIGTERM just ends the child (not the parent's
+    # handler, which it inherited).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    serve(*args, ChildEnd(conn))

@@ -12,14 +12,13 @@ A stream's audio equals what it is in the parent's own batch: the same seed (its
 a stream's decoding does not depend on the streams beside it.
 
 Messages carry their call's number, so the answers of a call the caller abandoned half-way
-(still in flight) are told apart from the next call's and dropped. A signal that lands while
-the parent reads a worker's message tears that pipe (the next read would start in the middle
-of a message): that worker is stopped before the next call, as in narrate.runtime.vocoding.
+(still in flight) are told apart from the next call's and dropped. A worker whose pipe a signal
+tore (narrate.runtime.children) is stopped before the next call, as the vocoder process is.
 
-Parent -> worker: ("call", c, live, width) ("start", c, n) ("text", c, n, sentence)
-("end", c, n) ("no more", c) ("abandon", c), None to exit.
-Worker -> parent: ("audio", c, n, chunk) ("took", c, n) ("finished", c, n, cpu_seconds)
-("error", c, exception).
+Parent -> worker: ``Call``, then per stream ``Start``, ``Text``... ``End``; ``NoMore`` (no
+more streams in the call), ``Abandon``; None to exit.
+Worker -> parent: ``Audio``, ``Took`` (a sentence: credit for one more), ``Finished`` (a
+stream), ``Failed``.
 """
 
 from __future__ import annotations
@@ -28,15 +27,81 @@ import itertools
 import queue
 import threading
 import time
+from dataclasses import dataclass
 from multiprocessing.connection import wait
 from typing import Callable, Iterable, Iterator
 
-from narrate.runtime.children import can_fork, child_signals, fork_child, kill_child, sendable, stop_child
 from narrate.errors import NarrateError
+from narrate.runtime.children import ChildEnd, ChildProcess, can_fork, sendable
 from narrate.runtime.feeding import Feeder
 
 AHEAD = 4  # sentences a stream's text runs ahead of what its worker has taken
 _EOF = object()
+
+
+# --- messages ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Call:
+    call: int
+    live: bool
+    width: int  # streams the worker decodes at once (0: all it is given)
+
+
+@dataclass
+class Start:
+    call: int
+    stream: int
+
+
+@dataclass
+class Text:
+    call: int
+    stream: int
+    sentence: object  # a str or narrate.runtime.pauses.Sentence
+
+
+@dataclass
+class End:
+    call: int
+    stream: int
+
+
+@dataclass
+class NoMore:
+    call: int
+
+
+@dataclass
+class Abandon:
+    call: int
+
+
+@dataclass
+class Audio:
+    call: int
+    stream: int
+    chunk: object  # narrate.runtime.narrator.AudioChunk
+
+
+@dataclass
+class Took:
+    call: int
+    stream: int
+
+
+@dataclass
+class Finished:
+    call: int
+    stream: int
+    cpu_seconds: float  # the worker's CPU time so far
+
+
+@dataclass
+class Failed:
+    call: int
+    error: BaseException  # raised in the parent
 
 
 # --- the worker ---------------------------------------------------------------------------------
@@ -45,21 +110,35 @@ _EOF = object()
 class _Call:
     """A worker's side of one narrating call: the streams the parent starts on it and their text."""
 
-    def __init__(self, number: int, live: bool, width: int):
-        self.number, self.live, self.width = number, live, width
+    def __init__(self, msg: Call):
+        self.number, self.live, self.width = msg.call, msg.live, msg.width
         self.starts: queue.SimpleQueue = queue.SimpleQueue()  # stream numbers; None: no more
         self.texts: dict[int, queue.SimpleQueue] = {}
         self.abandoned = False
 
-    def streams(self, send) -> Iterator[tuple[int, Iterator[str]]]:
+    def streams(self, end: ChildEnd) -> Iterator[tuple[int, Iterator[object]]]:
         while (n := self.starts.get()) is not None:
-            yield n, self._sentences(n, send)
+            yield n, self._sentences(n, end)
 
-    def _sentences(self, n: int, send) -> Iterator[str]:
+    def _sentences(self, n: int, end: ChildEnd) -> Iterator[object]:
         q = self.texts[n]
         while (s := q.get()) is not _EOF:
-            send(("took", self.number, n))
+            end.send(Took(self.number, n))
             yield s
+
+    def take(self, msg) -> None:
+        """One of the call's messages (``Start``, ``Text``, ``End``, ``NoMore``, ``Abandon``)."""
+        if isinstance(msg, Start):
+            self.texts[msg.stream] = queue.SimpleQueue()
+            self.starts.put(msg.stream)
+        elif isinstance(msg, Text):
+            self.texts[msg.stream].put(msg.sentence)
+        elif isinstance(msg, End):
+            self.texts[msg.stream].put(_EOF)
+        elif isinstance(msg, NoMore):
+            self.starts.put(None)
+        elif isinstance(msg, Abandon):
+            self.abandon()
 
     def abandon(self) -> None:
         self.abandoned = True
@@ -68,67 +147,42 @@ class _Call:
         self.starts.put(None)
 
 
-def _read(conn, calls: queue.SimpleQueue) -> None:
+def _read(end: ChildEnd, calls: queue.SimpleQueue) -> None:
     """The worker's reader thread: it always goes back to reading, so the parent never waits on
     a full pipe (see narrate.runtime.vocoding)."""
     call: _Call | None = None
-    while True:
-        try:
-            msg = conn.recv()
-        except (EOFError, OSError):
-            msg = None
-        if msg is None:
+    for msg in end.messages():
+        if isinstance(msg, Call):
             if call is not None:
                 call.abandon()
-            calls.put(None)
-            return
-        kind, number = msg[0], msg[1]
-        if kind == "call":
-            if call is not None:
-                call.abandon()
-            call = _Call(number, msg[2], msg[3])
+            call = _Call(msg)
             calls.put(call)
-        elif call is None or number != call.number:
-            continue  # an abandoned call's last words
-        elif kind == "start":
-            call.texts[msg[2]] = queue.SimpleQueue()
-            call.starts.put(msg[2])
-        elif kind == "text":
-            call.texts[msg[2]].put(msg[3])
-        elif kind == "end":
-            call.texts[msg[2]].put(_EOF)
-        elif kind == "no more":
-            call.starts.put(None)
-        elif kind == "abandon":
-            call.abandon()
+        elif call is not None and msg.call == call.number:  # (else an abandoned call's last words)
+            call.take(msg)
+    if call is not None:
+        call.abandon()
+    calls.put(None)
 
 
-def _serve(make_narrator: Callable, conn) -> None:
+def _serve(make_narrator: Callable, end: ChildEnd) -> None:
     """The worker: narrate each call's streams with a narrator of its own (inline vocoding)."""
-    child_signals()
     narrator = make_narrator()
-    lock = threading.Lock()
-
-    def send(msg) -> None:
-        with lock:
-            conn.send(msg)
-
     calls: queue.SimpleQueue = queue.SimpleQueue()
-    threading.Thread(target=_read, args=(conn, calls), daemon=True).start()
+    threading.Thread(target=_read, args=(end, calls), daemon=True).start()
     try:
         while (call := calls.get()) is not None:
             c = call.number
 
-            def finished(n: int, c=c) -> None:
-                send(("finished", c, n, time.process_time()))
+            def finished(n: int, c: int = c) -> None:
+                end.send(Finished(c, n, time.process_time()))
 
             try:
-                for n, chunk in narrator.decode_streams(call.streams(send), call.live, call.width, finished):
+                for n, chunk in narrator.decode_streams(call.streams(end), call.live, call.width, finished):
                     if call.abandoned:
                         break
-                    send(("audio", c, n, chunk))
+                    end.send(Audio(c, n, chunk))
             except Exception as e:  # the parent raises it
-                send(("error", c, sendable(e)))
+                end.send(Failed(c, sendable(e)))
     except OSError:  # the parent is gone
         pass
     finally:
@@ -152,41 +206,30 @@ class _Feed:
     def _send(self, sentence: str) -> None:
         self.credit.acquire()
         if not self.feeder.stopping.is_set():
-            self.worker.send(("text", self.call, self.number, sentence))
+            self.worker.send(Text(self.call, self.number, sentence))
 
     def _end(self, error: BaseException | None) -> None:
         self.error = error  # raised in the caller when the stream finishes
-        try:
-            self.worker.send(("end", self.call, self.number))
-        except NarrateError:  # the worker is gone: the caller hears of it from its pipe
-            pass
+        self.worker.send_quietly(End(self.call, self.number))  # (a worker gone: the caller hears of it from its pipe)
 
     def stop(self) -> None:
         self.feeder.stop()
 
 
-class _Worker:
+DECODER_ENDED = "a decoder process ended unexpectedly (killed, or out of memory?)"
+
+
+class _Worker(ChildProcess):
+    """A decoder process; the caller and the feed threads all send to it."""
+
     def __init__(self, make_narrator: Callable, name: str):
-        self.proc, self.conn = fork_child(_serve, (make_narrator,), name)
-        self.lock = threading.Lock()  # the caller and the feed threads all send
+        super().__init__(_serve, (make_narrator,), name, DECODER_ENDED)
         self.slots = 0                # streams it may hold in the current call (0: any number)
         self.streams = 0              # streams it holds now
         self.cpu_seconds = 0.0        # its CPU time, as last reported
-        self.torn = False             # a read was cut short: the pipe is out of step
-
-    def send(self, msg) -> None:
-        try:
-            with self.lock:
-                self.conn.send(msg)
-        except OSError:
-            raise _ended() from None
 
     def free(self) -> bool:
         return not self.slots or self.streams < self.slots
-
-
-def _ended() -> NarrateError:
-    return NarrateError("a decoder process ended unexpectedly (killed, or out of memory?)")
 
 
 class DecoderProcesses:
@@ -208,7 +251,7 @@ class DecoderProcesses:
         """Stop the workers whose pipe is torn (their answers cannot be read in step any more);
         True if any worker is left."""
         for w in [w for w in self.workers if w.torn]:
-            kill_child(w.proc, w.conn)
+            w.kill()
             self.workers.remove(w)
         return bool(self.workers)
 
@@ -225,7 +268,7 @@ class DecoderProcesses:
             workers = [w for w in workers if w.slots]
         for w in workers:
             w.streams = 0
-            w.send(("call", call, live, w.slots))
+            w.send(Call(call, live, w.slots))
         feeds: dict[int, _Feed] = {}
         exhausted = False
 
@@ -236,12 +279,12 @@ class DecoderProcesses:
                 if item is None:
                     exhausted = True
                     for w in workers:
-                        w.send(("no more", call))
+                        w.send(NoMore(call))
                     return
                 n, sentences = item
                 w = min((w for w in workers if w.free()), key=lambda w: w.streams)
                 w.streams += 1
-                w.send(("start", call, n))
+                w.send(Start(call, n))
                 feeds[n] = _Feed(n, w, call, sentences)
 
         complete = False
@@ -251,42 +294,33 @@ class DecoderProcesses:
             while feeds:
                 for conn in wait(list(by_conn)):
                     w = by_conn[conn]
-                    w.torn = True  # until the message is read whole
-                    try:
-                        msg = conn.recv()
-                    except (EOFError, OSError):
-                        raise _ended() from None
-                    w.torn = False
-                    if msg[1] != call:
+                    msg = w.receive()
+                    if msg.call != call:
                         continue  # from a call abandoned earlier
-                    kind = msg[0]
-                    if kind == "audio":
-                        yield msg[2], msg[3]
-                    elif kind == "took":
-                        if msg[2] in feeds:
-                            feeds[msg[2]].credit.release()
-                    elif kind == "finished":
-                        feed = feeds.pop(msg[2])
+                    if isinstance(msg, Audio):
+                        yield msg.stream, msg.chunk
+                    elif isinstance(msg, Took):
+                        if msg.stream in feeds:
+                            feeds[msg.stream].credit.release()
+                    elif isinstance(msg, Finished):
+                        feed = feeds.pop(msg.stream)
                         feed.stop()  # it has ended (or ends now)
                         w.streams -= 1
-                        w.cpu_seconds = msg[3]
+                        w.cpu_seconds = msg.cpu_seconds
                         if feed.error is not None:
                             raise feed.error
                         assign()
-                    elif kind == "error":
-                        raise msg[2]
+                    elif isinstance(msg, Failed):
+                        raise msg.error
             complete = True
         finally:
             for feed in feeds.values():
                 feed.stop()
             if not complete:
                 for w in workers:
-                    try:
-                        w.send(("abandon", call))
-                    except NarrateError:  # gone already
-                        pass
+                    w.send_quietly(Abandon(call))  # (a worker gone already: nothing to abandon)
 
     def close(self) -> None:
         for w in self.workers:
-            stop_child(w.proc, w.conn)
+            w.stop()
         self.workers = []

@@ -16,6 +16,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 import torch
 
+from narrate import kernels
 from narrate.audio.stretch import SPEEDS, SentenceStretch
 from narrate.runtime.cuts import SentenceCuts
 from narrate.engine.generate import DecodeSettings, Engine, StreamState, WordTiming
@@ -46,6 +47,9 @@ class NarrateSettings:
     # (the second core; see narrate.runtime.vocoding). False vocodes inline: the reference, same samples.
     vocoder_process: bool = True
     packed: bool = True            # int8 decoder weights (narrate.engine.packed)
+    # The backend: our CPU kernels (True) or torch's operations (False), for decoding and
+    # vocoding alike; None: ours where built (narrate.kernels.choose, made once per narrator).
+    kernels: bool | None = None
     # Frames to audio: "neural" (the model's vocoder), "griffin-lim", or "auto" (neural when the
     # model has one). Read when the model is loaded (Narrator.load).
     vocoder: str = "auto"
@@ -268,14 +272,15 @@ class Narrator:
         self.speaker, self.prompt = self._conditioning(voice)
         self.dialogue = dialogue
         self.voices = dict(voices or {})
+        self.kernel = kernels.choose(self.settings.kernels)  # the backend, passed down from here
         self.decoders = None  # forked first, before anything starts threads
         if self.settings.decoder_processes > 1:
             from narrate.runtime.decoders import DecoderProcesses
 
-            alone = replace(self.settings, vocoder_process=False, decoder_processes=1)
+            alone = replace(self.settings, vocoder_process=False, decoder_processes=1, kernels=self.kernel)
             self.decoders = DecoderProcesses(functools.partial(Narrator, loaded, voice, alone, dialogue, self.voices),
                                              self.settings.decoder_processes)
-        self.engine = Engine(loaded.model, self.codec.frame_rate, self.settings.decode())
+        self.engine = Engine(loaded.model, self.codec.frame_rate, self.settings.decode(), self.kernel)
         if dialogue is None:
             self.dialogue_cond = None
         else:
@@ -285,7 +290,7 @@ class Narrator:
         for key, v in self.voices.items():
             speaker, prompt = self._conditioning(v)
             self.voice_conds[key] = self.engine.condition(speaker, self.model_speed, prompt)
-        self.vocoding = Vocoding(self.codec, self.settings.vocoder_process)  # forks now, before any run's threads
+        self.vocoding = Vocoding(self.codec, self.kernel, self.settings.vocoder_process)  # forks now, before any run's threads
         self._keys = itertools.count()
 
     def _conditioning(self, voice) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -7,11 +7,12 @@ a forked child process shares nothing but a pipe. Jobs run in the order they are
 stays in order; a bounded number in flight keeps memory flat. ``Vocoding(process=False)`` runs
 the same jobs inline: the reference, with the same samples.
 
-A signal (Ctrl-C, SIGTERM) raises wherever the parent is, also half-way through writing a
-message or just after reading an answer and before matching it to its message. Then the pipe
-is out of step: an answer would be waited for that never comes. So each message and answer is
-marked torn until it is accounted for; a torn pipe is not read again: the child is stopped and
-vocoding goes on inline (the same samples; the streams it held start afresh).
+A signal that tears the pipe (narrate.runtime.children) stops the child, and vocoding goes on
+inline (the same samples; the streams it held start afresh).
+
+Parent -> child: ``VocodeStep`` (one decoder step's jobs), ``EndStream``, None to exit.
+Child -> parent: ``Vocoded`` (the parts of each job) or ``VocodeFailed``, each message answered
+once, in order.
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ from typing import Iterator
 import numpy as np
 import torch
 
-from narrate.runtime.children import can_fork, child_signals, fork_child, kill_child, sendable, stop_child
 from narrate.errors import NarrateError
+from narrate.runtime.children import ChildEnd, ChildProcess, can_fork, sendable
 
 
 @dataclass
@@ -43,19 +44,19 @@ class StreamVocoder:
     """One stream's decoder, fed without a break across sentences (a flush would restart the
     phase estimate: a click at the join), and the sample positions where sentences end."""
 
-    def __init__(self, codec):
-        self.decoder = codec.stream_decoder()
+    def __init__(self, codec, kernel: bool):
+        self.decoder = codec.stream_decoder(kernel)
         self.samples_per_frame = int(round(codec.sample_rate / codec.frame_rate))
         self.emitted = 0       # samples emitted
         self.ends: deque = deque()  # sample positions of sentence ends not yet emitted
 
 
-def run_job(codec, streams: dict, job: VocodeJob) -> list[np.ndarray]:
+def run_job(codec, kernel: bool, streams: dict, job: VocodeJob) -> list[np.ndarray]:
     """The samples of each sentence whose end is now emitted (one array each), then what is
-    final of the sentence still going (possibly empty)."""
+    final of the sentence still going (possibly empty). kernel: the backend."""
     st = streams.get(job.stream)
     if st is None:
-        st = streams[job.stream] = StreamVocoder(codec)
+        st = streams[job.stream] = StreamVocoder(codec, kernel)
     frames = torch.from_numpy(job.frames)
     samples = st.decoder.push_features(frames) if job.kind == "features" else st.decoder.push(frames)
     st.ends.extend(f * st.samples_per_frame for f in job.ends)  # (where already emitted: at once)
@@ -72,48 +73,60 @@ def run_job(codec, streams: dict, job: VocodeJob) -> list[np.ndarray]:
     return parts
 
 
-def _serve(codec, conn) -> None:
-    """The child: run each message's jobs until the pipe closes; answer (parts of each job,
-    seconds spent vocoding so far). Answers go out from a thread of their own, so the child
-    always goes back to reading: however much the parent has sent, neither side waits on the
-    other with both pipes full."""
-    child_signals()
+@dataclass
+class VocodeStep:
+    jobs: list[VocodeJob]  # one decoder step's jobs, one per stream
+
+
+@dataclass
+class EndStream:
+    stream: int  # the stream is over: its decoder is dropped
+
+
+@dataclass
+class Vocoded:
+    parts: list[list[np.ndarray]]  # ``run_job``'s answer for each job of the step, in order
+    seconds: float                 # spent vocoding so far, in all
+
+
+@dataclass
+class VocodeFailed:
+    error: BaseException           # raised in the parent
+
+
+def _serve(codec, kernel: bool, end: ChildEnd) -> None:
+    """The child: run each step's jobs until the parent says no more. Answers go out from a
+    thread of their own, so the child always goes back to reading: however much the parent has
+    sent, neither side waits on the other with both pipes full."""
     torch.set_num_threads(1)
     answers: queue.SimpleQueue = queue.SimpleQueue()
-    threading.Thread(target=_answer, args=(conn, answers), daemon=True).start()
+    threading.Thread(target=_answer, args=(end, answers), daemon=True).start()
     streams: dict = {}
     busy = 0.0
-    while True:
-        try:
-            msg = conn.recv()
-        except (EOFError, OSError):
-            break
-        if msg is None:
-            break
-        if isinstance(msg, int):  # the stream is over: drop its decoder
-            streams.pop(msg, None)
+    for msg in end.messages():
+        if isinstance(msg, EndStream):
+            streams.pop(msg.stream, None)
             continue
         t = time.perf_counter()
         try:
-            parts = [run_job(codec, streams, job) for job in msg]
+            parts = [run_job(codec, kernel, streams, job) for job in msg.jobs]
         except Exception as e:  # re-raised in the parent
-            answers.put((sendable(e), busy))
+            answers.put(VocodeFailed(sendable(e)))
             continue
         busy += time.perf_counter() - t
-        answers.put((parts, busy))
+        answers.put(Vocoded(parts, busy))
     answers.put(None)
 
 
-def _answer(conn, answers: queue.SimpleQueue) -> None:
+def _answer(end: ChildEnd, answers: queue.SimpleQueue) -> None:
     while (answer := answers.get()) is not None:
         try:
-            conn.send(answer)
+            end.send(answer)
         except OSError:
             return
 
 
-def _ended() -> NarrateError:
-    return NarrateError("the vocoder process ended unexpectedly (killed, or out of memory?)")
+VOCODER_ENDED = "the vocoder process ended unexpectedly (killed, or out of memory?)"
 
 
 class Vocoding:
@@ -121,22 +134,25 @@ class Vocoding:
     tag) and belongs to an owner (one narrating call); ``results`` hands an owner back its
     (tag, parts) in the order sent, so a call abandoned half-way (its answers still in flight)
     cannot mix into the next one. At most ``backlog`` messages are in flight: memory stays flat
-    however far decoding runs ahead."""
+    however far decoding runs ahead. kernel: the backend (``narrate.kernels.choose``)."""
 
-    def __init__(self, codec, process: bool = True, backlog: int = 64):
-        self.codec, self.backlog = codec, backlog
+    def __init__(self, codec, kernel: bool, process: bool = True, backlog: int = 64):
+        self.codec, self.kernel, self.backlog = codec, kernel, backlog
         self.sent: deque = deque()    # (owner, tags) of each message sent and not yet answered
         self.done: list = []          # answered (owner, tag, parts), not yet collected
         self.streams: dict = {}       # inline mode's StreamVocoders
         self.seconds = 0.0            # spent vocoding (in the child: as it reports)
-        self.torn = False             # a message or answer was cut short: the pipe is out of step
-        self.proc = None
+        self.process: ChildProcess | None = None
         if process and can_fork():
-            self.proc, self.conn = fork_child(_serve, (codec,), "narrate-vocoder")
+            self.process = ChildProcess(_serve, (codec, kernel), "narrate-vocoder", VOCODER_ENDED)
 
     @property
     def in_process(self) -> bool:
-        return self.proc is not None
+        return self.process is not None
+
+    @property
+    def torn(self) -> bool:
+        return self.process is not None and self.process.torn
 
     def send(self, owner, tagged: list[tuple[object, VocodeJob]]) -> None:
         """One message: jobs with their tags."""
@@ -144,48 +160,38 @@ class Vocoding:
             return
         tags, jobs = zip(*tagged)
         self._mend()
-        if self.proc is None:
+        if self.process is None:
             t = time.perf_counter()
-            self.done.extend((owner, tag, run_job(self.codec, self.streams, job)) for tag, job in tagged)
+            self.done.extend((owner, tag, run_job(self.codec, self.kernel, self.streams, job)) for tag, job in tagged)
             self.seconds += time.perf_counter() - t
             return
         while len(self.sent) >= self.backlog:
-            self._receive()
-        self.torn = True  # until the message is written and counted
-        try:
-            self.conn.send(list(jobs))
-        except OSError:
-            raise _ended() from None
-        self.sent.append((owner, tags))
-        self.torn = False
+            self._receive(self.process)
+        self.process.send(VocodeStep(list(jobs)), counted=lambda: self.sent.append((owner, tags)))
 
     def end_stream(self, stream: int) -> None:
         """Drop the stream's decoder (quietly if the process is gone: nothing is lost then)."""
-        if self.proc is None:
+        if self.process is None:
             self.streams.pop(stream, None)
-            return
-        try:
-            self.conn.send(stream)
-        except OSError:
-            pass
+        else:
+            self.process.send_quietly(EndStream(stream))
 
-    def _receive(self) -> None:
-        self.torn = True  # until the answer is read and matched to its message
-        try:
-            parts, self.seconds = self.conn.recv()
-        except (EOFError, OSError):
-            raise _ended() from None
-        owner, tags = self.sent.popleft()
-        self.torn = False
-        if isinstance(parts, BaseException):
-            raise parts
-        self.done.extend((owner, tag, p) for tag, p in zip(tags, parts))
+    def _receive(self, process: ChildProcess) -> None:
+        answered: list = []
+        answer = process.receive(counted=lambda _: answered.append(self.sent.popleft()))
+        (owner, tags), = answered
+        if isinstance(answer, VocodeFailed):
+            raise answer.error
+        self.seconds = answer.seconds
+        self.done.extend((owner, tag, p) for tag, p in zip(tags, answer.parts))
 
     def results(self, owner, wait: bool = False) -> Iterator[tuple[object, list[np.ndarray]]]:
         """The owner's answers so far, in order; wait=True: to its last job sent."""
         self._mend()
-        while self.sent and (self.conn.poll() or (wait and any(o is owner for o, _ in self.sent))):
-            self._receive()
+        process = self.process
+        while self.sent and process is not None and (
+                process.poll() or (wait and any(o is owner for o, _ in self.sent))):
+            self._receive(process)
         mine = [d for d in self.done if d[0] is owner]
         self.done = [d for d in self.done if d[0] is not owner]
         for _, tag, parts in mine:
@@ -202,13 +208,12 @@ class Vocoding:
     def _mend(self) -> None:
         """After a torn message or answer: stop the child (its answers cannot be told apart any
         more; those not yet read are lost, as the interrupted call is) and vocode inline."""
-        if self.torn and self.proc is not None:
-            kill_child(self.proc, self.conn)
-            self.proc = None
+        if self.process is not None and self.process.torn:
+            self.process.kill()
+            self.process = None
             self.sent.clear()
-        self.torn = False
 
     def close(self) -> None:
-        if self.proc is not None:
-            stop_child(self.proc, self.conn)
-            self.proc = None
+        if self.process is not None:
+            self.process.stop()
+            self.process = None

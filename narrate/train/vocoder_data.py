@@ -120,6 +120,9 @@ class Sources:
             recorded = self._frames
 
             class _Recorder:
+                def __init__(self, kernel: bool | None = None):  # (as Codec.stream_decoder is called)
+                    pass
+
                 def push_features(self, feats):
                     recorded.append(feats.clone())
                     return np.zeros(0, np.float32)
