@@ -44,9 +44,10 @@ demo: $(STAMP) $(KERNEL)
 	$(BIN)/narrate examples/lighthouse.md -o examples/out/lighthouse.wav --force
 	@echo "wrote examples/out/lighthouse.wav"
 
-# ruff with the rules in pyproject.toml ([tool.ruff]); the test command runs it first
+# ruff with the rules in pyproject.toml ([tool.ruff]), then mypy ([tool.mypy]); the test command runs it first
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 test: lint $(KERNEL)
 	$(BIN)/python -m pytest -q

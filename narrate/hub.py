@@ -138,7 +138,7 @@ def from_pretrained(id_or_path: str | None = None, revision: str | None = None, 
     codec_tensors = {k[len("codec."):]: v.float() for k, v in tensors.items() if k.startswith("codec.")}
     weights = {k: v.float() for k, v in tensors.items() if not k.startswith("codec.")}
     try:
-        codec = codec_from_config(config.source["codec"], codec_tensors)
+        codec = codec_from_config(config.to_dict()["codec"], codec_tensors)
         model = NarrateModel(mcfg)
         model.load_state_dict(weights, strict=True)
     except (RuntimeError, ValueError, KeyError) as e:

@@ -77,7 +77,7 @@ class ModelFolderConfig:
 
     def to_dict(self) -> dict:
         """config.json as read (a copy): what is written back beside re-exported weights."""
-        return copy.deepcopy(self.source)
+        return copy.deepcopy(self.source) if self.source is not None else {}
 
     @classmethod
     def from_dict(cls, config) -> "ModelFolderConfig":

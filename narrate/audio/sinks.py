@@ -21,7 +21,7 @@ import stat
 import subprocess
 import sys
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Literal
 
 import numpy as np
 import soundfile as sf
@@ -130,7 +130,7 @@ class Sink:
     def __enter__(self) -> Sink:
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> bool:
+    def __exit__(self, exc_type, exc, tb) -> Literal[False]:
         if exc_type is None:
             self.close()
         else:
@@ -287,9 +287,11 @@ class _FileSink(Sink):
         _update_header_after_writes(self._sf)
 
     def _write(self, block: np.ndarray) -> None:
+        audio = self._sf
+        assert audio is not None  # (open from __init__ until close)
         try:
             for start in range(0, block.size, _BLOCK):
-                self._sf.write(block[start:start + _BLOCK])
+                audio.write(block[start:start + _BLOCK])
         except (OSError, RuntimeError, AssertionError) as exc:
             # soundfile raises LibsndfileError (a RuntimeError) or asserts on a short write.
             self._failed = True
@@ -557,7 +559,7 @@ class ChapterFiles:
     def __enter__(self) -> ChapterFiles:
         return self
 
-    def __exit__(self, exc_type, exc, tb) -> bool:
+    def __exit__(self, exc_type, exc, tb) -> Literal[False]:
         if exc_type is None:
             self.close()
         else:
@@ -672,7 +674,7 @@ def _update_header_after_writes(audio: sf.SoundFile) -> None:
     # Should a soundfile release rename them, files are still correct, just not crash-proof.
     snd, ffi = getattr(sf, "_snd", None), getattr(sf, "_ffi", None)
     handle = getattr(audio, "_file", None)
-    if audio.format in ("WAV", "W64") and None not in (snd, ffi, handle):
+    if audio.format in ("WAV", "W64") and snd is not None and ffi is not None and handle is not None:
         snd.sf_command(handle, _SFC_SET_UPDATE_HEADER_AUTO, ffi.NULL, 1)
 
 

@@ -9,8 +9,12 @@ and the words' times move with their audio.
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:  # (the command line imports SPEEDS at start: no torch for it)
+    from narrate.engine.generate import WordTiming
 
 SPEEDS = (0.5, 2.0)  # the --speed range: the model's trained range, then time-scaling beyond it
 FRAME_SECONDS = 0.03  # analysis window: a few pitch periods of speech
@@ -64,7 +68,7 @@ class SentenceStretch:
         self.tempo = tempo
         self.sample_rate = sample_rate
         self._parts: list[np.ndarray] = []
-        self._words = []
+        self._words: list[WordTiming] = []
         self._taken = 0   # samples of the stream received before the sentence being collected
         self._given = 0   # samples given out for them
 

@@ -88,7 +88,7 @@ def _id3(path: Path, tags: Tags) -> None:
     audio = MP3(path)
     if audio.tags is None:
         audio.add_tags()
-    frames = [id3.TIT2(encoding=3, text=tags.title), id3.TALB(encoding=3, text=tags.album),
+    frames: list[id3.Frame] = [id3.TIT2(encoding=3, text=tags.title), id3.TALB(encoding=3, text=tags.album),
               id3.TCON(encoding=3, text="Audiobook")]
     if tags.author:
         frames += [id3.TPE1(encoding=3, text=tags.author), id3.TPE2(encoding=3, text=tags.author)]
@@ -105,6 +105,7 @@ def _id3(path: Path, tags: Tags) -> None:
     if tags.cover:
         frames.append(id3.APIC(encoding=3, mime=cover_type(tags.cover) or "image/jpeg", type=3, desc="Cover",
                                data=tags.cover))
+    assert audio.tags is not None  # (added above if missing)
     for frame in frames:
         audio.tags.add(frame)
     audio.save()

@@ -46,6 +46,8 @@ def load_generator(name: str = "universal") -> torch.nn.Module:
     log-mel [B, 80, T] -> waveform [B, 1, T * 256]."""
     root = _package_dir()
     spec = importlib.util.spec_from_file_location("_narrate_hifigan_models", root / "models.py")
+    if spec is None or spec.loader is None:
+        raise NarrateError(f"HiFi-GAN's models.py cannot be loaded from {root}")
     models = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(models)
     hyper = _Hyper(json.loads((root / "data" / "config.json").read_text()))

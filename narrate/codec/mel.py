@@ -22,7 +22,7 @@ class MelConfig:
     gl_iters: int = 16  # fast Griffin-Lim converges early: more iterations did not lower the WER
 
 
-def _hz_to_mel(f: np.ndarray) -> np.ndarray:
+def _hz_to_mel(f: np.ndarray | float) -> np.ndarray:
     """Slaney's mel scale: linear below 1 kHz, logarithmic above."""
     f = np.asarray(f, np.float64)
     lin = f / (200.0 / 3)
@@ -279,7 +279,7 @@ class StreamingVocoder:
         new = torch.cat(self.pending)
         c = 0 if self.ctx_spec is None else self.ctx_spec.shape[1]
         mag = self.mel.magnitudes(new, self.kernel)
-        if c:
+        if self.ctx_spec is not None and c:
             mag = torch.cat([self.ctx_spec.abs(), mag], dim=1)
         if final:
             mag = _extend(mag)

@@ -73,6 +73,8 @@ class ConvNeXtBlock(nn.Module):
 
 
 class Vocos(nn.Module):
+    window: torch.Tensor  # (a buffer)
+
     """log-mel [B, T, n_mels] -> complex spectrum [B, n_fft // 2 + 1, T]."""
 
     def __init__(self, cfg: VocoderConfig):

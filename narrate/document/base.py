@@ -27,7 +27,9 @@ class BookInfo:
     year: str = ""
     publisher: str = ""
     description: str = ""
-    cover: bytes | None = None  # the cover image's bytes (JPEG or PNG)
+    # the cover image's bytes (JPEG or PNG); a Markdown file's front matter gives a path (str),
+    # which load_document reads
+    cover: bytes | str | None = None
 
 
 @dataclass

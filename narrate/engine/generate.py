@@ -179,6 +179,7 @@ class Engine:
 
     def _band(self, s: StreamState) -> tuple[torch.Tensor, torch.Tensor]:
         """The text keys/values around the stream's position: [W, X, 2, H, dh] and valid [W]."""
+        assert s.window is not None  # (a stream steps only with text: active)
         n = s.window.shape[0]
         lo = s.position - s.chunks[0].start - self.cfg.band_back
         hi = lo + self.cfg.band_back + self.cfg.band_ahead + 1
@@ -271,7 +272,8 @@ class Engine:
                     s.word_text.pop(w, None)
         # the chunks left are the window's last rows: a view of them, no copy (the next append
         # makes a window of its own again, and the dropped chunks' memory goes then)
-        s.window = s.window[s.chunks[0].start - gone[0].start :]
+        if s.window is not None:
+            s.window = s.window[s.chunks[0].start - gone[0].start :]
 
 
 @dataclass

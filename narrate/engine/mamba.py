@@ -23,7 +23,7 @@ class MambaState:
     conv: torch.Tensor
     ssm: torch.Tensor
 
-    def select(self, index: torch.Tensor) -> "MambaState":
+    def select(self, index: torch.Tensor | slice) -> "MambaState":
         return MambaState(self.conv[index], self.ssm[index])
 
     @staticmethod
@@ -92,6 +92,7 @@ class Mamba(nn.Module):
         """x [B, d_model] -> y [B, d_model]; one recurrent step."""
         xi, z = self.in_proj(x).chunk(2, dim=-1)
         window = torch.cat([state.conv, xi.unsqueeze(-1)], dim=2)  # [B, d_inner, d_conv]
+        assert self.conv1d.bias is not None  # (made with one)
         conv = (window * self.conv1d.weight.squeeze(1)).sum(-1) + self.conv1d.bias
         xc = F.silu(conv)
         dt, Bm, Cm = self._ssm_inputs(xc)

@@ -8,6 +8,7 @@ N text tokens, r frames per step, K codebooks, C codes per codebook, F feature d
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol, cast
 
 import torch
 import torch.nn as nn
@@ -110,17 +111,19 @@ class CodebookHeads(nn.Module):
     def group_logits(self, g: int, h: torch.Tensor, prev_feats: torch.Tensor | None) -> torch.Tensor:
         """h [..., d]; prev_feats [..., r, F] (sum of code vectors of groups < g) -> [..., r, K_g, C]."""
         if g > 0:
+            assert prev_feats is not None  # (groups after the first see the codes before them)
             h = h + self.conds[g - 1](prev_feats.flatten(-2))
         k = self.cfg.codebook_groups[g]
         return self.heads[g](F.gelu(h) if g > 0 else h).unflatten(-1, (self.cfg.reduction, k, self.cfg.codebook_size))
 
     def teacher_forced(self, h: torch.Tensor, codes: torch.Tensor, codebooks: torch.Tensor) -> list[torch.Tensor]:
         """h [B, S, d], true codes [B, S, r, K] -> logits per group."""
-        out, feats = [], None
+        out: list[torch.Tensor] = []
+        feats: torch.Tensor | None = None
         for g, k in enumerate(self.cfg.codebook_groups):
             out.append(self.group_logits(g, h, feats))
             s = self.starts[g]
-            part = sum(codebooks[s + j][codes[..., s + j]] for j in range(k))  # [B, S, r, F]
+            part = cast(torch.Tensor, sum(codebooks[s + j][codes[..., s + j]] for j in range(k)))  # [B, S, r, F]
             feats = part if feats is None else feats + part
         return out
 
@@ -132,7 +135,8 @@ class DecoderState:
     layers: list[MambaState]
     prev_feats: torch.Tensor  # [B, r * F] features emitted by the previous step
 
-    def select(self, index: torch.Tensor) -> "DecoderState":
+    def select(self, index: torch.Tensor | slice) -> "DecoderState":
+        """The streams ``index`` of the batch."""
         return DecoderState([s.select(index) for s in self.layers], self.prev_feats[index])
 
 
@@ -144,7 +148,20 @@ class Conditioning:
     speaker_kv: torch.Tensor  # [B, X, 2, Ns, H, dh] speaker-token keys/values per cross layer
 
 
+class StepLayer(Protocol):
+    """A decoder layer that steps: ``Mamba``, or ``SteppingMamba`` in decoding's copy."""
+
+    def init_state(self, batch: int) -> MambaState: ...
+
+    def step(self, x: torch.Tensor, state: MambaState) -> tuple[torch.Tensor, MambaState]: ...
+
+
 class NarrateModel(nn.Module):
+    codebooks: torch.Tensor  # (buffers)
+    band_cos: torch.Tensor
+    band_sin: torch.Tensor
+    semantic_head: nn.Module  # nn.Linear; int8 (narrate.engine.packed) in decoding's copy
+
     def __init__(self, cfg: ModelConfig, codebooks: torch.Tensor | None = None):
         super().__init__()
         self.cfg = cfg
@@ -237,7 +254,7 @@ class NarrateModel(nn.Module):
 
     # --- decoding -------------------------------------------------------------------------------
     def init_state(self, batch: int) -> DecoderState:
-        layers = [m.init_state(batch) for m in self.mambas]
+        layers = [m.init_state(batch) for m in self._steppers()]
         return DecoderState(layers, torch.zeros(batch, self.cfg.reduction * self.cfg.feature_dim))
 
     def step(self, memory, mem_len, position, speaker, rate, state: DecoderState, prompt=None):
@@ -252,7 +269,7 @@ class NarrateModel(nn.Module):
     def _step_layers(self, x, state: DecoderState, cross):
         """The decoder stack for one step; cross(j, x) is cross-attention layer j's update."""
         new = []
-        for i, (mamba, norm) in enumerate(zip(self.mambas, self.norms)):
+        for i, (mamba, norm) in enumerate(zip(self._steppers(), self.norms)):
             y, st = mamba.step(norm(x), state.layers[i])
             x = x + y
             new.append(st)
@@ -264,12 +281,12 @@ class NarrateModel(nn.Module):
     def condition(self, speaker: torch.Tensor, rate: torch.Tensor, prompt: torch.Tensor | None = None) -> Conditioning:
         """speaker [B, D], rate [B], prompt [B, T, F] or None -> the per-stream terms of every step."""
         bias, spk = self.voice_terms(speaker, rate, prompt)
-        kv = torch.stack([c.speaker_kv(spk) for c in self.cross], dim=1)
+        kv = torch.stack([c.speaker_kv(spk) for c in self._crosses()], dim=1)
         return Conditioning(bias, kv)
 
     def text_kv(self, memory: torch.Tensor) -> torch.Tensor:
         """Encoded text [..., n, d] -> keys/values of every cross layer [..., n, X, 2, H, dh], once per chunk."""
-        return torch.stack([c.text_kv(memory) for c in self.cross], dim=-4)
+        return torch.stack([c.text_kv(memory) for c in self._crosses()], dim=-4)
 
     def decode_step(self, band_kv: torch.Tensor, valid: torch.Tensor, cond: Conditioning, state: DecoderState,
                     kernel: bool = False):
@@ -278,15 +295,22 @@ class NarrateModel(nn.Module):
         kernel: cross-attention through our operation (``TextCrossAttention.attend_band``; where
         ``narrate.kernels`` is built), else the keys made once for all layers (``decode_keys``)."""
         x = self.prenet(state.prev_feats) + cond.input_bias
+        cross = self._crosses()
         if kernel:
-            return self._step_layers(x, state, lambda j, x: self.cross[j].attend_band(
+            return self._step_layers(x, state, lambda j, x: cross[j].attend_band(
                 x, band_kv, valid, cond.speaker_kv, self.band_cos, self.band_sin, j))
         keys, values, mask = decode_keys(band_kv, valid, cond.speaker_kv, self.band_cos, self.band_sin)
-        return self._step_layers(x, state, lambda j, x: self.cross[j].attend(x, keys[:, j], values[:, j], mask))
+        return self._step_layers(x, state, lambda j, x: cross[j].attend(x, keys[:, j], values[:, j], mask))
+
+    def _steppers(self) -> list[StepLayer]:
+        return cast("list[StepLayer]", list(self.mambas))
+
+    def _crosses(self) -> list[TextCrossAttention]:
+        return cast("list[TextCrossAttention]", list(self.cross))
 
     def expected_features(self, logits: list[torch.Tensor]) -> torch.Tensor:
         """Per-group logits [..., r, K_g, C] -> expected code-vector sum [..., r, F]."""
-        out = 0
+        out = torch.zeros(())
         for g, lg in enumerate(logits):
             s = self.codebook_heads.starts[g]
             books = self.codebooks[s : s + lg.shape[-2]]  # [K_g, C, F]

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 from narrate import kernels
 from narrate.engine.mamba import Mamba, MambaState
+from narrate.engine.model import NarrateModel
 
 # the int8 kernel returns NaN or crashes for inner sizes below 16 (torch 2.13)
 _INT8_MULTIPLE = 16
@@ -47,6 +48,11 @@ class PackedLinear(nn.Module):
         stream's output would depend on the streams beside it;
       - int8 x int8 (``torch._int_mm``) with each row quantized on its own: faster for a large
         layer alone, but slower within the step."""
+
+    weight_panels: torch.Tensor  # (buffers: ours, or torch's layout)
+    weight_int8: torch.Tensor
+    scale: torch.Tensor
+    bias: torch.Tensor | None
 
     def __init__(self, linear: nn.Linear, kernel: bool):
         super().__init__()
@@ -121,6 +127,11 @@ class SteppingMamba(nn.Module):
     the convolution and the scan each run as one operation of ours (``mamba_step.cpp``);
     ``ops_step``, torch's operations, is the fallback and their reference."""
 
+    conv_weight: torch.Tensor  # (buffers)
+    conv_bias: torch.Tensor
+    A2: torch.Tensor
+    D: torch.Tensor
+
     def __init__(self, m: Mamba, packed: bool, kernel: bool):
         super().__init__()
         self.kernel = kernel and m.d_inner % 8 == 0
@@ -130,6 +141,7 @@ class SteppingMamba(nn.Module):
         self.dt_proj = _linear(m.dt_proj, packed, kernel)
         self.out_proj = _linear(m.out_proj, packed, kernel)
         self.register_buffer("conv_weight", m.conv1d.weight.detach()[:, 0].t().contiguous())  # [d_conv, d_inner]
+        assert m.conv1d.bias is not None  # (Mamba's convolution has one)
         self.register_buffer("conv_bias", m.conv1d.bias.detach().clone())
         # the decay exp(dt * A) as exp2(dt * A * log2(e)): torch's exp2 is the faster of the two on CPU
         A = -torch.exp(m.A_log.detach().float())  # [d_inner, d_state]
@@ -171,14 +183,21 @@ class SteppingMamba(nn.Module):
         return self.out_proj(y), state
 
 
-def for_decoding(model: nn.Module, packed: bool, kernel: bool) -> nn.Module:
+def for_decoding(model: NarrateModel, packed: bool, kernel: bool) -> NarrateModel:
     """A copy of ``model`` for the engine (see the module text), its layers on the backend
     ``kernel`` (``narrate.kernels.choose``); int8 weights only where they run here."""
     m = copy.deepcopy(model).eval().requires_grad_(False)
-    m.mambas = nn.ModuleList(SteppingMamba(layer, packed, kernel) for layer in m.mambas)
+    m.mambas = nn.ModuleList(SteppingMamba(_mamba(layer), packed, kernel) for layer in m.mambas)
     for c in m.cross:  # (text and speaker keys/values are computed once per chunk / stream)
+        assert isinstance(c.q, nn.Module) and isinstance(c.out, nn.Module)
         c.q, c.out = _linear(c.q, packed, kernel), _linear(c.out, packed, kernel)
     for part in (m.prenet, m.codebook_heads):
         _pack_linears(part, packed, kernel)
     m.semantic_head = _linear(m.semantic_head, packed, kernel)
     return m
+
+
+def _mamba(layer: nn.Module) -> Mamba:
+    if not isinstance(layer, Mamba):
+        raise TypeError(f"a model for decoding has Mamba layers, not {type(layer).__name__}")
+    return layer

@@ -52,6 +52,8 @@ def pick(logits: torch.Tensor, s: SamplingSettings, u: torch.Tensor | None) -> t
     faster than Gumbel noise on every code, which needs C numbers and two logarithms per draw)."""
     if s.temperature <= 0:
         return logits.argmax(-1)
+    if u is None:
+        raise ValueError("sampling above temperature 0 needs its draws")
     cdf = filter_logits(logits / s.temperature, s.top_k, s.top_p).softmax(-1).cumsum(-1)
     # right: the first code whose running sum exceeds the draw, never one of probability 0
     idx = torch.searchsorted(cdf, u.unsqueeze(-1) * cdf[..., -1:], right=True).squeeze(-1)

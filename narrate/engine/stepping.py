@@ -54,7 +54,9 @@ class StepFunction(nn.Module):
         sampled in the groups before it)."""
         heads, books = self.model.codebook_heads, self.model.codebooks
         C = self.model.cfg.codebook_size
-        chosen, sampled_feats, mean_feats = [], None, 0
+        chosen = []
+        sampled_feats: torch.Tensor | None = None
+        mean_feats: torch.Tensor | int = 0
         for gi, k in enumerate(self.model.cfg.codebook_groups):
             logits = heads.group_logits(gi, h, sampled_feats)  # [B, r, k, C]
             s = heads.starts[gi]
@@ -66,7 +68,9 @@ class StepFunction(nn.Module):
             mean_feats = mean_feats + self.mix(probs, flat_books)  # [B, r, F]
             chosen.append(idx)
         codes = torch.cat(chosen, dim=-1).transpose(1, 2)  # [B, K, r]
-        return codes, (mean_feats if self.emit == "mean" else sampled_feats)
+        feats = mean_feats if self.emit == "mean" else sampled_feats
+        assert isinstance(feats, torch.Tensor)  # (a model has at least one group of codebooks)
+        return codes, feats
 
     def mix(self, probs: torch.Tensor, books: torch.Tensor) -> torch.Tensor:
         """probs [B, r, n] @ books [n, F], each stream's rows on their own, not one product over

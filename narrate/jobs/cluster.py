@@ -38,15 +38,19 @@ import time
 import uuid
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 import numpy as np
 from rich.console import Console
-from rich.progress import BarColumn, Progress as RichProgress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, Progress as RichProgress, TaskID, TextColumn, TimeRemainingColumn
 
 from narrate.audio.resume import (ResumeRecord, check_compatible, clear_record, load_record,
                                   save_record)
 from narrate.errors import NarrateError, OutputError, one_line as _message
+
+if TYPE_CHECKING:
+    from narrate.runtime.narrator import NarrateSettings
+    from narrate.runtime.pauses import Sentence
 
 CHAPTERS_AT_ONCE = 8  # a worker's batch (as narrate.jobs.pipeline decodes chapter files)
 CALL_CHAPTERS = 16  # chapters handed to a worker at once: its batch refills from them as chapters end
@@ -267,7 +271,7 @@ class ClusterBatch:
     out_dir: Path
     fmt: str
     settings: dict  # what a resumed run must share with the first (see narrate.cli._run_settings)
-    narrate: object  # narrate.runtime.narrator.NarrateSettings
+    narrate: NarrateSettings
     model: str | None = None
     voice: str | None = None
     revision: str | None = None
@@ -284,7 +288,7 @@ class _Document:
     target: Path
     store: Path
     titles: list[str]
-    chapters: list[list[str]]
+    chapters: list[Sequence[str | Sentence]]
     record: ResumeRecord | None  # to save in a new store (None: the store exists already)
     tags: object  # narrate.audio.tags.Tags of the output, as the local run writes them
     done: set[int] = field(default_factory=set)
@@ -426,7 +430,7 @@ class _Driver:
         self.assembling: dict = {}  # ObjectRef -> _Document
         self.workers = 0  # ready and alive
         self.failure = ""  # why workers could not start, if they could not
-        self._starved = None
+        self._starved: float | None = None  # since when no worker was alive, with chapters waiting
 
     def run(self) -> None:
         ray = self.ray
@@ -612,7 +616,7 @@ class ClusterProgress:
         self.live = live
         self.quiet = quiet
         self._bar: RichProgress | None = None
-        self._task = None
+        self._task: TaskID | None = None
         self._counts = {"documents": 0, "chapters": 0, "samples": 0, "workers": 0}
         self._totals = {"documents": 0, "chapters": 0}
         self._rate = 1
@@ -647,7 +651,7 @@ class ClusterProgress:
 
     def audio(self, samples: int, sentences: int) -> None:
         self._counts["samples"] += samples
-        if self._bar is not None:
+        if self._bar is not None and self._task is not None:
             self._bar.advance(self._task, sentences)
         self._show()
 
@@ -682,7 +686,7 @@ class ClusterProgress:
                 "speed": f"{seconds / elapsed:.1f}x" if elapsed > 1 else ""}
 
     def _show(self) -> None:
-        if self._bar is not None:
+        if self._bar is not None and self._task is not None:
             self._bar.update(self._task, **self._fields())
 
 

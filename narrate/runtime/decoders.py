@@ -29,11 +29,14 @@ import threading
 import time
 from dataclasses import dataclass
 from multiprocessing.connection import wait
-from typing import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator
 
 from narrate.errors import NarrateError
 from narrate.runtime.children import ChildEnd, ChildProcess, can_fork, sendable
 from narrate.runtime.feeding import Feeder
+
+if TYPE_CHECKING:
+    from narrate.runtime.narrator import AudioChunk
 
 AHEAD = 4  # sentences a stream's text runs ahead of what its worker has taken
 _EOF = object()
@@ -82,7 +85,7 @@ class Abandon:
 class Audio:
     call: int
     stream: int
-    chunk: object  # narrate.runtime.narrator.AudioChunk
+    chunk: AudioChunk
 
 
 @dataclass
@@ -256,7 +259,7 @@ class DecoderProcesses:
         return bool(self.workers)
 
     def narrate_many(self, pending: Iterator[tuple[int, Iterable[str]]], live: bool,
-                     width: int) -> Iterator[tuple[int, object]]:
+                     width: int) -> Iterator[tuple[int, AudioChunk]]:
         """``Narrator.narrate_many`` on the workers: (number, sentences) streams in, (number,
         AudioChunk) out. width > 0: at most that many at once over all workers (split between
         them), the next starting as soon as one finishes."""

@@ -11,7 +11,7 @@ import itertools
 import queue
 from collections import deque
 from dataclasses import dataclass, field, replace
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Generator, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -222,6 +222,7 @@ class _Run:
             if end is None:  # held by the pause shaper: later
                 break
             start = self._out_frame(w.start)
+            assert start is not None  # (placed before its end was)
             end = max(end, start)
             while len(self.first_words) > 1 and self.first_words[1][1] <= w.index:
                 self.first_words.popleft()  # (words only move forward)
@@ -328,7 +329,7 @@ class Narrator:
     def narrate(self, sentences: Iterable[str], live: bool = False) -> Iterator[AudioChunk]:
         """Audio for the sentences, in order, as it is made. live=True speaks each sentence as
         soon as it arrives instead of waiting to see the next one."""
-        streams = self.decode_streams(iter([(0, sentences)]), live)
+        streams = self.decode_streams(iter([(0, sentences)]), live)  # (a generator: closed below)
         try:
             for _, chunk in streams:
                 yield chunk
@@ -342,16 +343,16 @@ class Narrator:
         stream joining as soon as one ends, so a batch stays full however the lengths differ.
         With decoder processes, two streams or more go to them (one alone decodes here, where
         the vocoder process overlaps it; so do all when no worker is left)."""
-        pending = enumerate(streams)
-        first = list(itertools.islice(pending, 2))
-        pending = itertools.chain(first, pending)
+        numbered = enumerate(streams)
+        first = list(itertools.islice(numbered, 2))
+        pending = itertools.chain(first, numbered)
         if self.decoders is not None and len(first) > 1 and width != 1 and self.decoders.mend():
             return self.decoders.narrate_many(pending, live, width)
         return self.decode_streams(pending, live, width)
 
     def decode_streams(self, pending: Iterator[tuple[int, Iterable[str]]], live: bool = False, width: int = 0,
                        on_end: Callable[[int], None] | None = None,
-                       offset_seeds: bool = True) -> Iterator[tuple[int, AudioChunk]]:
+                       offset_seeds: bool = True) -> Generator[tuple[int, AudioChunk], None, None]:
         """``narrate_many`` in this process over (number, sentences) streams: a stream's number
         is its index in the output and its seed's offset (offset_seeds=False: every stream starts
         from the seed, as each chapter of a one-file narration does). on_end(number) is called as

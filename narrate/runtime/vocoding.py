@@ -22,7 +22,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -154,7 +154,7 @@ class Vocoding:
     def torn(self) -> bool:
         return self.process is not None and self.process.torn
 
-    def send(self, owner, tagged: list[tuple[object, VocodeJob]]) -> None:
+    def send(self, owner, tagged: Sequence[tuple[object, VocodeJob]]) -> None:
         """One message: jobs with their tags."""
         if not tagged:
             return

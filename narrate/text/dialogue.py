@@ -41,7 +41,9 @@ def _cut(text: str, inside: bool) -> tuple[list[tuple[str, bool]], bool]:
             i += 1
             continue
         if inside:  # closing: the mark and the punctuation after it end the quoted piece
-            end = _TRAILING.match(text, i + 1).end()
+            trailing = _TRAILING.match(text, i + 1)
+            assert trailing is not None  # (it matches the empty string)
+            end = trailing.end()
             pieces.append((text[start:end], True))
             start = i = end
         else:  # opening: the quoted piece starts with the mark

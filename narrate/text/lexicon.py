@@ -48,8 +48,8 @@ class Lexicon:
         try:
             text = raw.decode("utf-8-sig")
         except UnicodeDecodeError as e:
-            line = raw[: e.start].count(b"\n") + 1
-            raise InputError(f"lexicon '{path}' line {line}: not UTF-8 text") from None
+            bad = raw[: e.start].count(b"\n") + 1
+            raise InputError(f"lexicon '{path}' line {bad}: not UTF-8 text") from None
 
         entries: dict[str, str] = {}
         for number, line in enumerate(text.splitlines(), start=1):

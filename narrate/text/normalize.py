@@ -198,7 +198,7 @@ def _keep_period(s: str, end: int) -> str:
 
 def _next_is_name(s: str, end: int) -> bool:
     m = _NEXT_WORD.match(s, end)
-    return bool(m) and m.group(1) not in _SENTENCE_STARTERS
+    return m is not None and m.group(1) not in _SENTENCE_STARTERS
 
 
 def _prev_is_name(s: str, start: int) -> bool:
