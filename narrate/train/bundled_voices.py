@@ -5,8 +5,8 @@ with its embedding and a one-line description beside it; and how alike they are.
 
 SPEAKER is a training speaker's name (narrate.train.speakers.training_speakers: ``joe``, a real
 voice such as ``awb``, or a pseudo-speaker such as ``joe-f-low-3``), so the shipped model has
-heard every bundled voice; NAME is what users type after --voice. Prints the voices' pairwise
-similarity (resemblyzer cosine), which the cloning issue wants below 0.75 for every pair.
+heard every bundled voice; NAME is what users type after --voice. Prints the pairwise similarity
+(resemblyzer cosine) of every voice in DIR, which the cloning issue wants below 0.75 for every pair.
 """
 
 from __future__ import annotations
@@ -82,7 +82,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("voices", nargs="+", help="NAME=SPEAKER")
     a = p.parse_args(argv)
     chosen = dict(v.split("=", 1) for v in a.voices)
-    embeddings = write_voices(a.out, chosen, a.text)
+    write_voices(a.out, chosen, a.text)
+    embeddings = {p.stem: np.load(p) for p in sorted(a.out.glob("*.npy"))}  # the new voices and those already there
     for name in embeddings:
         print(f"{name:10} {(a.out / f'{name}.txt').read_text().strip()}")
     for x, y, sim in pairwise(embeddings):
