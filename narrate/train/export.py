@@ -50,6 +50,9 @@ def export(run: Path, out: Path, card_extra: str = "") -> Path:
     n_speakers = len(training_speakers())
     n_prompt = config["model"].get("prompt_tokens", 0)
     prompt_note = f" and a prompt encoder ({n_prompt} tokens from the prompt's frames)" if n_prompt else ""
+    if config["model"].get("voice_stats"):
+        prompt_note += (", the prompt's median pitch (Praat, narrate/pitch.py) and its average spectrum; in "
+                        "training, each speaker's pitch measured the same way on its readings")
     card = f"""# {out.name}
 
 A narrate model trained on CPU from a corpus made offline (see `narrate prepare`).
