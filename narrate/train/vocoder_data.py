@@ -8,6 +8,9 @@ Sources, taken in turn so that any prefix of the shards is varied:
   model    the frames the shipped narrate model gives its vocoder (so the vocoder is robust to them)
   world    WORLD pseudo-speakers of the TTS corpus (``narrate.train.speakers.training_speakers``:
            male and female families, F0 up to ~300 Hz, of joe, awb, kal16 and ked)
+  gta      a model's ground-truth-aligned frames (narrate.train.gta) of joe or a WORLD pseudo-speaker
+           of joe, with the teacher's waveform of the TRUE frames: the vocoder learns to give back
+           what the model's expected frames blur
 flite's slt and rms, Festival's slt and the held-out pseudo-speaker family are held-out voices
 of the cloning benchmark: never used here; nor are the held-out sentences (data/heldout.txt) or
 the EVERYDAY list.
@@ -32,7 +35,7 @@ import numpy as np
 import soundfile as sf
 import torch
 
-SOURCES = ("joe", "shifted", "awb", "kal16", "model", "world")
+SOURCES = ("joe", "shifted", "awb", "kal16", "model", "world", "gta")
 PER_SHARD = 8
 
 
@@ -92,6 +95,21 @@ class Sources:
         self.model = model
         self._narrator = None
         self._frames: list[torch.Tensor] = []
+        self._gta = None
+
+    def pair(self, source: str, text: str, rng: random.Random) -> tuple[torch.Tensor, torch.Tensor]:
+        """(the vocoder's input frames [T, 80], the frames whose teacher waveform it learns to
+        give): the same frames for every source but ``gta``."""
+        if source != "gta":
+            mel = self.frames(source, text, rng)
+            return mel, mel
+        if self._gta is None:
+            from narrate.train.gta import GTAReader
+
+            self._gta = GTAReader(self.model)
+        joe_world = [s for s in world_speakers() if s.base == "joe"]
+        model_frames, true = self._gta.pair(text, rng, None if rng.random() < 0.5 else rng.choice(joe_world))
+        return torch.from_numpy(model_frames), torch.from_numpy(true)
 
     def frames(self, source: str, text: str, rng: random.Random) -> torch.Tensor:
         """[T, 80] log-mel frames of ``text`` from ``source``."""
@@ -163,11 +181,11 @@ def make_shards(out: Path, shards_per_source: int, model: str | None, seed: int 
             rng = random.Random(f"{seed}-{source}-{k}")
             mels, wavs = [], []
             for text in texts[first : first + PER_SHARD]:
-                mel = frames.frames(source, text, rng)
+                mel, target = frames.pair(source, text, rng)
                 if len(mel) < 16:
                     continue
                 mels.append(mel.numpy().astype(np.float16))
-                wavs.append(teacher.vocode(mels[-1].astype(np.float32)))
+                wavs.append(teacher.vocode(target.numpy().astype(np.float16).astype(np.float32)))
             tmp = path.with_suffix(".tmp.npz")
             np.savez(tmp, mel=np.concatenate(mels), mel_len=np.array([len(m) for m in mels]),
                      wav=np.concatenate(wavs))
@@ -180,7 +198,7 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, required=True, help="cache folder (outside git)")
     p.add_argument("--shards", type=int, default=40, help="shards per source")
-    p.add_argument("--model", default=None, help="narrate model whose frames are the 'model' source")
+    p.add_argument("--model", default=None, help="narrate model whose frames are the 'model' and 'gta' sources")
     p.add_argument("--sources", default=",".join(SOURCES), help=f"comma-separated, of {', '.join(SOURCES)}")
     a = p.parse_args(argv)
     chosen = tuple(x for x in a.sources.split(",") if x)
