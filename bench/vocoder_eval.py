@@ -153,6 +153,9 @@ def main() -> None:
                     help="neural vocoder to measure: run folder, checkpoint .pt or model folder (repeatable; "
                          "default: the model's)")
     ap.add_argument("--no-model-vocoder", action="store_true", help="with --student: leave the model's own out")
+    ap.add_argument("--baseline", type=Path, default=None,
+                    help="--json of an earlier run: its model+neural is what the students are compared with")
+    ap.add_argument("--no-piper-mel", action="store_true", help="leave piper's frames out (quicker)")
     ap.add_argument("--save", type=Path, default=None, help="folder for the wavs")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--cache", type=Path, default=None,
@@ -181,6 +184,8 @@ def main() -> None:
     voices = [v for v in args.voices.split(",") if v]
     texts = heldout_texts()[: args.n]
     rec, frames = _frames(args, texts, voices, codec)
+    if args.no_piper_mel:
+        del frames["piper-mel"]
     import librosa
 
     centres = librosa.mel_frequencies(codec.spec.cfg.n_mels + 2, fmin=codec.spec.cfg.fmin, fmax=codec.spec.cfg.fmax)[1:-1]
@@ -217,8 +222,8 @@ def main() -> None:
         for name, net in students.items():
             audio[f"{src}+{name}"] = [streamed(StreamingNeuralVocoder(net), m) for m in mels]
     if cached_audio:
-        np.savez(cached_audio, **{f"{s}/{i}": a for s, xs in audio.items() if s.split("+")[1] in FIXED
-                                  for i, a in enumerate(xs)})
+        keep = {**fixed_audio, **{s: xs for s, xs in audio.items() if s.split("+")[1] in FIXED}}
+        np.savez(cached_audio, **{f"{s}/{i}": a for s, xs in keep.items() for i, a in enumerate(xs)})
     for name, xs in rec.items():
         audio[name] = xs
     if args.save:
@@ -245,7 +250,7 @@ def main() -> None:
         scores_path.write_text(json.dumps(cached))
 
     if not args.skip_rtf:
-        mel = torch.cat(frames["piper-mel"])[:860]  # ~10 s of frames
+        mel = torch.cat(frames["model"])[:860]  # ~10 s of frames
         teacher = teacher or HiFiGAN("universal")
         net = next(iter(students.values()))
         results["rtf_one_thread"] = {
@@ -268,9 +273,9 @@ def main() -> None:
               f"| {r['wer']:.3f} | {r['sim']:.3f} | {tilt} |")
     if "rtf_one_thread" in results:
         print("RTF, one thread: " + ", ".join(f"{k} {v:.4f}" for k, v in results["rtf_one_thread"].items()))
-    if len(students) > 1 and "neural" in students:
-        base = results["model+neural"]
-        cands = {n: results[f"model+{n}"] for n in students if n != "neural"}
+    base = json.loads(args.baseline.read_text())["model+neural"] if args.baseline else results.get("model+neural")
+    cands = {n: results[f"model+{n}"] for n in students if n != "neural"}
+    if base and cands:
         for n, r in cands.items():
             better, s, worse = compare(r, base)
             print(f"{n} against the model's vocoder (model frames): combined {s:+.2f}, "
