@@ -99,6 +99,11 @@ class Scorer:
         return out
 
 
+def _key(args, texts: list[str], voices: list[str]) -> str:
+    """What the cached frames (and the audio made from them) depend on."""
+    return json.dumps({"texts": texts, "voice_n": args.voice_n, "voices": voices})
+
+
 def _frames(args, texts: list[str], voices: list[str], codec) -> tuple[dict, dict]:
     """(recordings {name: [wav]}, frames {source: [logmel]}): piper's joe and its log-mel, the
     model's frames, and each voice's recordings and their log-mel; cached."""
@@ -107,7 +112,7 @@ def _frames(args, texts: list[str], voices: list[str], codec) -> tuple[dict, dic
     from narrate.train.vocoder_data import Sources
 
     stored = args.cache / "frames.npz" if args.cache else None
-    key = json.dumps({"texts": texts, "voice_n": args.voice_n, "voices": voices})
+    key = _key(args, texts, voices)
     if stored and stored.exists():
         d = np.load(stored, allow_pickle=False)
         if str(d["key"]) == key:
@@ -197,14 +202,17 @@ def main() -> None:
     cached = json.loads(scores_path.read_text()) if scores_path and scores_path.exists() else {}
     cached_audio = args.cache / "audio.npz" if args.cache else None
     fixed_audio: dict[str, list[np.ndarray]] = {}
-    if cached_audio and cached_audio.exists() and cached.get("texts") == texts:
-        d = np.load(cached_audio)
+    key = _key(args, texts, voices)  # the audio is made from the frames: valid while they are
+    d = np.load(cached_audio) if cached_audio and cached_audio.exists() else None
+    if d is not None and "key" in d.files and str(d["key"]) == key:
         for k in d.files:
+            if k == "key":
+                continue
             system, i = k.rsplit("/", 1)
             fixed_audio.setdefault(system, []).append((int(i), d[k]))
         fixed_audio = {s: [a for _, a in sorted(v)] for s, v in fixed_audio.items()}
-    if cached.get("texts") != texts:
-        cached = {"texts": texts}
+    if cached.get("key") != key:
+        cached = {"key": key}
 
     teacher = None
     audio: dict[str, list[np.ndarray]] = {}
@@ -223,7 +231,7 @@ def main() -> None:
             audio[f"{src}+{name}"] = [streamed(StreamingNeuralVocoder(net), m) for m in mels]
     if cached_audio:
         keep = {**fixed_audio, **{s: xs for s, xs in audio.items() if s.split("+")[1] in FIXED}}
-        np.savez(cached_audio, **{f"{s}/{i}": a for s, xs in keep.items() for i, a in enumerate(xs)})
+        np.savez(cached_audio, key=np.array(key), **{f"{s}/{i}": a for s, xs in keep.items() for i, a in enumerate(xs)})
     for name, xs in rec.items():
         audio[name] = xs
     if args.save:
@@ -244,10 +252,9 @@ def main() -> None:
         voice = source_of.get(system.split("+")[0], system)
         results[system] = score(xs, texts[: len(xs)], refs[voice])
         _log(f"{system}: " + ", ".join(f"{k} {v:.3f}" for k, v in results[system].items() if k != "ltas"))
-        if fixed:
+        if fixed and scores_path:
             cached[system] = results[system]
-    if scores_path:
-        scores_path.write_text(json.dumps(cached))
+            scores_path.write_text(json.dumps(cached))  # as it goes: an interrupted run keeps what it scored
 
     if not args.skip_rtf:
         mel = torch.cat(frames["model"])[:860]  # ~10 s of frames
