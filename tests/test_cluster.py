@@ -180,6 +180,17 @@ def test_cluster_batch_equals_local_batch(tmp_path, cluster, local, docs, tiny_m
     assert sorted(p.name for p in out.iterdir()) == ["a.wav", "b.wav", "c.wav"]  # no store left
 
 
+def test_a_cluster_batch_writes_to_an_fsspec_url(tmp_path, cluster, local, docs, tiny_model, voice_wav):
+    """--out-dir file:///...: chapter files, records and documents go through fsspec (as they
+    would to s3://): the same documents as the local batch, and no store left."""
+    out = tmp_path / "out"
+    proc = _run(_command(tiny_model, voice_wav, docs, out.as_uri(), cluster[0].address))
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("done") == 3 and f"{out.as_uri()}/a.wav" in proc.stdout.replace("\n", ""), proc.stdout
+    _same_as_local(out, local, docs)
+    assert sorted(p.name for p in out.iterdir()) == ["a.wav", "b.wav", "c.wav"]
+
+
 def test_interrupted_run_resumes_its_chapters_and_skips_finished_documents(
         tmp_path, cluster, local, docs, tiny_model, voice_wav):
     """Ctrl-C mid-job keeps the finished chapters; the same command run again (as the local
@@ -256,12 +267,14 @@ def test_a_node_killed_mid_job_loses_nothing(tmp_path, cluster, local, docs, tin
 # --- without a cluster: the worker and the assembly in this process, the planning rules ---------
 
 
-@pytest.mark.parametrize("fmt,loudness", [("wav", None), ("m4b", None), ("wav", -18.0)])
-def test_worker_chapters_assembled_equal_the_local_one_file_run(tmp_path, docs, tiny_model, fmt, loudness):
+@pytest.mark.parametrize("fmt,loudness,where", [("wav", None, "path"), ("m4b", None, "path"), ("wav", -18.0, "path"),
+                                                ("m4b", -18.0, "url")])
+def test_worker_chapters_assembled_equal_the_local_one_file_run(tmp_path, docs, tiny_model, fmt, loudness, where):
     """ChapterWorker's code in this process narrates a document's chapters as one batch, in
     scrambled order; assemble() writes them: the same bytes as the local run of the document
     (wav: the samples; m4b: the encoded audio and its chapter marks), also when levelled to a
-    loudness (over the whole document, replaying the chunks each worker narrated)."""
+    loudness (over the whole document, replaying the chunks each worker narrated), also into
+    an fsspec URL (memory://: chapter files through fsspec, the document uploaded)."""
     from narrate.jobs.cluster import ChapterDone, ChapterTask, ChapterWorker, assemble, store_of
     from narrate.runtime.narrator import NarrateSettings, Narrator, load_model_and_voice
     from dataclasses import replace
@@ -277,9 +290,17 @@ def test_worker_chapters_assembled_equal_the_local_one_file_run(tmp_path, docs, 
         run(narrator, plan, Progress(False))
     finally:
         narrator.close()
-    target = tmp_path / "ours" / f"a.{fmt}"
-    store = store_of(target)
-    store.mkdir(parents=True)
+    if where == "url":
+        import fsspec
+
+        memory = fsspec.filesystem("memory")
+        target = f"memory://{uuid.uuid4().hex}/ours/a.{fmt}"
+        store = store_of(target)
+        memory.makedirs(store[len("memory://"):], exist_ok=True)
+    else:
+        target = tmp_path / "ours" / f"a.{fmt}"
+        store = store_of(target)
+        store.mkdir(parents=True)
     _, chapters, _ = read_chapters(Job(str(docs[0]), str(target), fmt, "none", loudness=loudness))
     worker = ChapterWorker(loaded, voice, NarrateSettings(seed=int(SEED)))
     tasks = [ChapterTask(0, c, str(store), tuple(chapters[c][1])) for c in (2, 0, 1)]
@@ -293,9 +314,14 @@ def test_worker_chapters_assembled_equal_the_local_one_file_run(tmp_path, docs, 
             reported[e.key] = reported.get(e.key, 0) + e.samples
     assert reported == done
     assemble(str(store), str(target), fmt, loaded.codec.sample_rate, [t for t, _ in chapters],
-             book_tags(replace(plan, target=Target("file", target, fmt))), loudness)
-    assert target.read_bytes() == local.read_bytes()
-    assert not store.exists()
+             book_tags(replace(plan, target=Target("file", Path(f"a.{fmt}"), fmt))), loudness)
+    if where == "url":
+        assert memory.cat_file(target[len("memory://"):]) == local.read_bytes()
+        assert not memory.exists(store[len("memory://"):])
+        assert memory.ls(target[len("memory://"):].rsplit("/", 1)[0], detail=False) == [target[len("memory://"):]]
+    else:
+        assert target.read_bytes() == local.read_bytes()
+        assert not store.exists()
 
 
 def _batch(out: Path, docs, **kw):
@@ -307,34 +333,32 @@ def _batch(out: Path, docs, **kw):
                         NarrateSettings(seed=3), **kw)
 
 
-def _claim(documents) -> None:
-    """What run_batch does once connected: each new document gets its store and record."""
-    from narrate.audio.resume import save_record
-    from narrate.jobs.cluster import RECORD
-
-    for doc in documents:
-        if doc.record is not None:
-            doc.store.mkdir(parents=True)
-            save_record(doc.store / RECORD, doc.record)
-
-
-def test_planning_follows_the_local_batch_rules(tmp_path, docs):
+@pytest.mark.parametrize("where", ["path", "url"])
+def test_planning_follows_the_local_batch_rules(tmp_path, docs, where):
     """Finished outputs are refused without --force and skipped with --resume; an unfinished
     document (its chapter store) is refused without --resume, continued from its finished
-    chapters with it, and refused if the settings changed; --force starts over."""
-    from narrate.jobs.cluster import chapter_file, plan_documents, store_of
+    chapters with it, and refused if the settings changed; --force starts over. The same in a
+    folder and at an fsspec URL (memory://, in this process)."""
+    import fsspec
 
-    out = tmp_path / "out"
+    from narrate.jobs.cluster import chapter_file, claim_stores, plan_documents, store_of
+
+    out = tmp_path / "out" if where == "path" else f"memory://{uuid.uuid4().hex}/out"
+    fs, root = fsspec.core.url_to_fs(str(out))
+
+    def at(*names) -> str:  # a path in fs
+        return "/".join([root, *names])
+
     rows = []
     documents = plan_documents(_batch(out, docs), rows)
     assert [r[1] for r in rows] == ["pending"] * 3 and len(documents) == 3
-    assert not out.exists()  # nothing is written before the cluster is reached
-    _claim(documents)
-    (out / "c.wav").write_bytes(b"finished earlier")
-    chapter_file(store_of(out / "c.wav"), 0).unlink(missing_ok=True)
-    (store_of(out / "c.wav") / "job.narrate.json").unlink()  # c finished: only its file is left
-    chapter_file(store_of(out / "a.wav"), 1).write_bytes(np.zeros(5, "<f4").tobytes())
-    (store_of(out / "a.wav") / ".00002.f32.0123.partial").write_bytes(b"")
+    assert not fs.exists(root)  # nothing is written before the cluster is reached
+    claim_stores(documents)
+    fs.pipe_file(at("c.wav"), b"finished earlier")
+    fs.rm(at(".c.wav.ray", "job.narrate.json"))  # c finished: only its file is left (and an empty store)
+    fs.pipe_file(at(".a.wav.ray", "00001.f32"), np.zeros(5, "<f4").tobytes())
+    fs.pipe_file(at(".a.wav.ray", ".00002.f32.0123.partial"), b"")
+    assert str(chapter_file(store_of(_join(out, "a.wav")), 1)).endswith(at(".a.wav.ray", "00001.f32"))
 
     rows = []
     assert plan_documents(_batch(out, docs), rows) == []
@@ -345,7 +369,7 @@ def test_planning_follows_the_local_batch_rules(tmp_path, docs):
     resumed = plan_documents(_batch(out, docs, resume=True), rows)
     assert [r[1] for r in rows] == ["pending", "pending", "done"] and "finished earlier" in rows[2][3]
     assert [sorted(d.done) for d in resumed] == [[1], []] and resumed[0].record is None
-    assert not list(store_of(out / "a.wav").glob(".*.partial"))  # an unfinished attempt's
+    assert not fs.glob(at(".a.wav.ray", ".*.partial"))  # an unfinished attempt's
 
     rows = []
     assert plan_documents(_batch(out, docs[:1], resume=True, settings={"seed": 4}), rows) == []
@@ -354,7 +378,11 @@ def test_planning_follows_the_local_batch_rules(tmp_path, docs):
     rows = []
     fresh = plan_documents(_batch(out, docs, force=True), rows)
     assert [sorted(d.done) for d in fresh] == [[], [], []]
-    assert not store_of(out / "a.wav").exists()
+    assert not fs.exists(at(".a.wav.ray"))
+
+
+def _join(out, name):
+    return out / name if isinstance(out, Path) else f"{out}/{name}"
 
 
 def test_the_display_counts_documents_chapters_audio_and_lost_work():
@@ -396,6 +424,20 @@ def test_without_ray_installed_the_option_says_what_to_install(tmp_path, narrate
     assert proc.returncode == 1
     assert "narrate: error: --ray needs Ray: pip install 'narrate[ray]'" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_out_dir_urls_are_for_the_cluster_and_memory_is_refused_in_one_line(tmp_path, narrate_cmd):
+    """An fsspec URL as --out-dir needs --ray; memory:// (each process's own) cannot be shared
+    by the cluster's workers. Both said in one line, before any model is loaded."""
+    doc = tmp_path / "doc.txt"
+    doc.write_text("A short text.", encoding="utf-8")
+    for extra, said in [([], "narrate: error: --out-dir s3://bucket/audio: a URL needs --ray"),
+                        (["--ray", "auto"], "narrate: error: --out-dir memory://bucket/audio: a memory:// filesystem")]:
+        url = "memory://bucket/audio" if extra else "s3://bucket/audio"
+        proc = narrate_cmd("batch", doc, "--out-dir", url, *extra, timeout=120)
+        assert proc.returncode == 1
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(said), proc.stderr
 
 
 def test_a_ray_client_address_is_refused_in_one_line(tmp_path, narrate_cmd):

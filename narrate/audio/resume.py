@@ -51,17 +51,26 @@ def load_record(output: Path) -> ResumeRecord | None:
         return None
     except (OSError, UnicodeDecodeError) as exc:
         raise OutputError(f"cannot read resume record {path}: {exc}") from exc
+    return parse_record(text, path)
+
+
+def parse_record(text: str, shown) -> ResumeRecord:
+    """A record from its JSON text; OutputError naming ``shown`` (where it was read) if corrupt."""
     try:
         return _parse(json.loads(text))
     except (ValueError, TypeError) as exc:
-        raise OutputError(f"resume record {path} is corrupt ({exc}); delete it to start over") from exc
+        raise OutputError(f"resume record {shown} is corrupt ({exc}); delete it to start over") from exc
+
+
+def record_json(record: ResumeRecord) -> str:
+    return json.dumps(asdict(record), indent=2, sort_keys=True, default=str) + "\n"
 
 
 def save_record(output: Path, record: ResumeRecord) -> None:
     """Write the record atomically: a crash leaves either the old record or the new one."""
     path = record_path(output)
     temp = path.with_name(f".{path.name}.tmp")
-    data = json.dumps(asdict(record), indent=2, sort_keys=True, default=str) + "\n"
+    data = record_json(record)
     try:
         with open(temp, "w", encoding="utf-8") as f:
             f.write(data)

@@ -147,9 +147,10 @@ def speak(
 def batch(
     inputs: Annotated[list[Path], typer.Argument(
         show_default=False, help="Documents to read (.txt, .md, .html, .epub, .pdf).")],
-    out_dir: Annotated[Path, typer.Option(
+    out_dir: Annotated[str, typer.Option(
         "--out-dir", "-d", show_default=False,
-        help="Folder for the audio: each document becomes OUT_DIR/<name>.<format>.")],
+        help="Folder for the audio: each document becomes OUT_DIR/<name>.<format>. With --ray also "
+             "an fsspec URL every node can write to (s3://bucket/audio).")],
     voice: Voice = None,
     model: Model = None,
     revision: Revision = None,
@@ -194,11 +195,15 @@ def batch(
                                            ("--input-format", input_format)] if given]
         if extras:
             _fail(f"--ray does not take {', '.join(extras)} yet; narrate those documents without --ray")
-        return _batch_on_cluster(ray_address, inputs, out_dir, fmt.value, voice, model, revision,
+        return _batch_on_cluster(ray_address, inputs, out_dir if "://" in out_dir else Path(out_dir),
+                                 fmt.value, voice, model, revision,
                                  resume, force, speed, seed, temperature, lexicon, quiet,
                                  (sentence_pause, paragraph_pause, chapter_pause), titles,
                                  loudness if normalize else None,
                                  {"title": title, "author": author, "cover": _cover(cover)}, vocoder.value)
+    if "://" in out_dir:
+        _fail(f"--out-dir {out_dir}: a URL needs --ray (without it, narrate writes to a folder)")
+    folder = Path(out_dir)
     from narrate.jobs.pipeline import Interrupted, Job, make_plan, run
     from narrate.cli.progress import BatchClock, Progress
 
@@ -223,7 +228,7 @@ def batch(
         used: dict[Path, Path] = {}
         try:
             for k, path in enumerate(inputs):
-                target = out_dir / f"{path.stem}.{fmt.value}"
+                target = folder / f"{path.stem}.{fmt.value}"
                 if progress.batch:
                     progress.batch.document(k)
                 if target in used:

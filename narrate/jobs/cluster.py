@@ -12,7 +12,11 @@ Who does what:
 - A document whose chapters are all in its store is assembled by a Ray task (``assemble``) on
   some node: the chapter files go through the loudness levelling, sink and chapter layout of the
   local batch (one file; m4b with chapter marks), then the store is removed. So OUT_DIR must be
-  a path every node sees (a shared filesystem).
+  a path every node sees (a shared filesystem), or an fsspec URL (s3://bucket/audio,
+  gs://..., file:///shared/audio) that every node can write to: chapter files and records are
+  written through fsspec, a document is assembled in a temporary folder on the assembling node
+  and uploaded, under a name of its own, then moved to its name (on object stores a copy: the
+  name appears only complete).
 
 Loudness is levelled by the assembly, over the whole document in order, as the local batch
 levels it while narrating: one gain for the document, not one per chapter (a chapter's worker
@@ -44,8 +48,8 @@ import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, Progress as RichProgress, TaskID, TextColumn, TimeRemainingColumn
 
-from narrate.audio.resume import (ResumeRecord, check_compatible, clear_record, load_record,
-                                  save_record)
+from narrate.audio.resume import (ResumeRecord, check_compatible, clear_record, load_record, parse_record,
+                                  record_json, save_record)
 from narrate.errors import NarrateError, OutputError, one_line as _message
 
 if TYPE_CHECKING:
@@ -66,7 +70,7 @@ class ChapterTask:
 
     document: int  # the document's place in the batch
     chapter: int  # the chapter's place in the document
-    store: str  # the document's chapter store (an absolute path every node sees)
+    store: str  # the document's chapter store (an absolute path every node sees, or an fsspec URL)
     sentences: tuple  # of str or narrate.runtime.pauses.Sentence (its text and the pause after it)
 
     @property
@@ -91,20 +95,118 @@ class ChapterDone:
     samples: int  # all of the chapter's
 
 
-def store_of(target: Path) -> Path:
+# Places (the output folder, a document's output and chapter store, their files) are local
+# paths or fsspec URLs; each helper below takes either, and gives a Path for a Path.
+Place = Path | str
+
+
+def store_of(target: Place) -> Place:
     """The chapter store of the output ``target``: a hidden folder beside it."""
-    return target.with_name(f".{target.name}.ray")
+    return _beside(target, f".{_name(target)}.ray")
 
 
-def chapter_file(store: Path, chapter: int) -> Path:
+def chapter_file(store: Place, chapter: int) -> Place:
     """A finished chapter's samples: little-endian float32, mono, at the model's sample rate."""
-    return Path(store) / f"{chapter:05d}.f32"
+    return _inside(store, f"{chapter:05d}.f32")
 
 
-def chunks_file(store: Path, chapter: int) -> Path:
+def chunks_file(store: Place, chapter: int) -> Place:
     """A finished chapter's chunks as narrated: little-endian int64 pairs (samples, 1 at a
     sentence's end else 0), in place before the chapter file is."""
-    return Path(store) / f"{chapter:05d}.chunks"
+    return _inside(store, f"{chapter:05d}.chunks")
+
+
+def is_url(place: Place) -> bool:
+    return isinstance(place, str) and "://" in place
+
+
+def _inside(folder: Place, name: str) -> Place:
+    return folder / name if isinstance(folder, Path) else f"{folder.rstrip('/')}/{name}"
+
+
+def _name(place: Place) -> str:
+    return place.name if isinstance(place, Path) else place.rstrip("/").rsplit("/", 1)[-1]
+
+
+def _beside(place: Place, name: str) -> Place:
+    return place.with_name(name) if isinstance(place, Path) else f"{place.rstrip('/').rsplit('/', 1)[0]}/{name}"
+
+
+def _fs(place: Place):
+    """(fsspec filesystem, path in it) of a place."""
+    from fsspec.core import url_to_fs
+
+    return url_to_fs(str(place))
+
+
+def _local(place: Place) -> Path | None:
+    """The place as a local path (a path, or a file:// URL); None on another filesystem."""
+    from fsspec.implementations.local import LocalFileSystem
+
+    fs, path = _fs(place)
+    return Path(path) if isinstance(fs, LocalFileSystem) else None
+
+
+def _exists(place: Place) -> bool:
+    fs, path = _fs(place)
+    return fs.exists(path)
+
+
+def _open(place: Place, mode: str):
+    fs, path = _fs(place)
+    return fs.open(path, mode)
+
+
+def _move(source: Place, place: Place) -> None:
+    """Rename (on object stores: copy, then delete): ``place`` appears complete or not at all."""
+    fs, path = _fs(place)
+    fs.mv(_fs(source)[1], path)
+
+
+def _durable(f) -> None:
+    """Flushed and, on a local disk, synced (before the rename that makes it count)."""
+    f.flush()
+    try:
+        os.fsync(f.fileno())
+    except (AttributeError, OSError, ValueError):  # (io.UnsupportedOperation: not a local file)
+        pass
+
+
+def _load_record(output: Place) -> ResumeRecord | None:
+    local = _local(output)
+    if local is not None:
+        return load_record(local)
+    fs, path = _fs(output)
+    path = f"{path}.narrate.json"
+    if not fs.exists(path):
+        return None
+    try:
+        return parse_record(fs.cat_file(path).decode("utf-8"), path)
+    except (OSError, UnicodeDecodeError) as e:
+        raise OutputError(f"cannot read resume record {path}: {_message(e)}") from None
+
+
+def _save_record(output: Place, record: ResumeRecord) -> None:
+    local = _local(output)
+    if local is not None:
+        return save_record(local, record)
+    fs, path = _fs(output)
+    temp = f"{path}.narrate.json.{uuid.uuid4().hex[:12]}.partial"
+    try:
+        with fs.open(temp, "w") as f:
+            f.write(record_json(record))
+        fs.mv(temp, f"{path}.narrate.json")
+    except OSError as e:
+        raise OutputError(f"cannot write resume record {path}.narrate.json: {_message(e)}") from None
+
+
+def _clear_record(output: Place) -> None:
+    local = _local(output)
+    if local is not None:
+        return clear_record(local)
+    fs, path = _fs(output)
+    if fs.exists(f"{path}.narrate.json"):
+        fs.rm(f"{path}.narrate.json")
 
 
 # --- worker side ------------------------------------------------------------------------------
@@ -114,11 +216,11 @@ class _ChapterFile:
     """A chapter's samples written as they come, under a name no other attempt uses, and
     renamed into place only once complete (fsynced first), after its chunks file."""
 
-    def __init__(self, store: Path, chapter: int):
+    def __init__(self, store: Place, chapter: int):
         self.path = chapter_file(store, chapter)
         self.chunks_path = chunks_file(store, chapter)
         self.temp = _attempt(self.path)
-        self._file = open(self.temp, "wb")
+        self._file = _open(self.temp, "wb")
         self.samples = 0
         self.chunks: list[tuple[int, int]] = []
 
@@ -129,25 +231,25 @@ class _ChapterFile:
 
     def finish(self) -> None:
         chunks = _attempt(self.chunks_path)
-        with open(chunks, "wb") as f:
+        with _open(chunks, "wb") as f:
             f.write(np.asarray(self.chunks, "<i8").reshape(-1, 2).tobytes())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(chunks, self.chunks_path)
-        self._file.flush()
-        os.fsync(self._file.fileno())
+            _durable(f)
+        _move(chunks, self.chunks_path)
+        _durable(self._file)
         self._file.close()
-        os.replace(self.temp, self.path)
+        _move(self.temp, self.path)
 
     def discard(self) -> None:
         if not self._file.closed:
             self._file.close()
-            self.temp.unlink(missing_ok=True)
+            fs, path = _fs(self.temp)
+            if fs.exists(path):
+                fs.rm(path)
 
 
-def _attempt(path: Path) -> Path:
-    """A name for one attempt's unfinished ``path``."""
-    return path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.partial")
+def _attempt(place: Place) -> Place:
+    """A name for one attempt's unfinished ``place``."""
+    return _beside(place, f".{_name(place)}.{uuid.uuid4().hex[:12]}.partial")
 
 
 class ChapterWorker:
@@ -172,9 +274,9 @@ class ChapterWorker:
         since the last report, and when a chapter's file is in place."""
         todo = []
         for task in tasks:
-            path = chapter_file(Path(task.store), task.chapter)
-            if path.exists():  # completed by an attempt whose worker died before saying so
-                yield ChapterDone(task.key, path.stat().st_size // 4)
+            fs, path = _fs(chapter_file(task.store, task.chapter))
+            if fs.exists(path):  # completed by an attempt whose worker died before saying so
+                yield ChapterDone(task.key, fs.size(path) // 4)
             else:
                 todo.append(task)
         files: dict[int, _ChapterFile] = {}
@@ -191,7 +293,7 @@ class ChapterWorker:
             while ended:
                 i = ended.pop(0)
                 yield from report()
-                chapter = files.pop(i, None) or _ChapterFile(Path(todo[i].store), todo[i].chapter)
+                chapter = files.pop(i, None) or _ChapterFile(todo[i].store, todo[i].chapter)
                 chapter.finish()
                 yield ChapterDone(todo[i].key, chapter.samples)
 
@@ -201,7 +303,7 @@ class ChapterWorker:
         try:
             for i, chunk in chunks:
                 if i not in files:
-                    files[i] = _ChapterFile(Path(todo[i].store), todo[i].chapter)
+                    files[i] = _ChapterFile(todo[i].store, todo[i].chapter)
                 files[i].write(chunk.samples, chunk.final)
                 counts = unreported.setdefault(todo[i].key, [0, 0])
                 counts[0] += len(chunk.samples)
@@ -221,10 +323,29 @@ def assemble(store: str, target: str, fmt: str, sample_rate: int, titles: list[s
              loudness: float | None = None) -> int:
     """Write a document from its chapter store (every chapter in it) as the local batch writes
     it, brought to ``loudness`` LUFS (None: as narrated), then remove the store. Returns the
-    samples written. Runs as a Ray task on any node."""
+    samples written. Runs as a Ray task on any node. A target on another filesystem than this
+    node's (an fsspec URL) is written in a temporary folder here, then uploaded."""
+    local = _local(target)
+    if local is not None:
+        samples = _assemble(store, local, fmt, sample_rate, titles, tags, loudness)
+    else:
+        import tempfile
+
+        with tempfile.TemporaryDirectory(prefix="narrate-assemble-") as folder:
+            written = Path(folder) / _name(target)  # (an m4b is named after it)
+            samples = _assemble(store, written, fmt, sample_rate, titles, tags, loudness)
+            fs, path = _fs(target)
+            upload = _attempt(path)
+            fs.put_file(str(written), upload)
+            fs.mv(upload, path)
+    remove_store(store)
+    return samples
+
+
+def _assemble(store: Place, target: Path, fmt: str, sample_rate: int, titles: list[str], tags,
+              loudness: float | None) -> int:
     from narrate.audio.sinks import open_sink
 
-    store_path = Path(store)
     normalizer = None
     if loudness is not None:
         from narrate.audio.loudness import LoudnessSettings, Normalizer
@@ -232,31 +353,37 @@ def assemble(store: str, target: str, fmt: str, sample_rate: int, titles: list[s
         normalizer = Normalizer(sample_rate, LoudnessSettings(target=loudness))
     # The driver applied the rules about existing outputs; a file here is this document's own,
     # assembled by an attempt that died before removing the store.
-    with open_sink(Path(target), fmt, sample_rate, force=True) as sink:
+    with open_sink(target, fmt, sample_rate, force=True) as sink:
         for c, title in enumerate(titles):
             sink.mark_chapter(title)  # the pauses are in the chapters' audio, as in a local run
-            with open(chapter_file(store_path, c), "rb") as f:
+            with _open(chapter_file(store, c), "rb") as f:
                 if normalizer is None:
                     for block in iter(lambda: f.read(4 * _BLOCK), b""):
                         sink.write(np.frombuffer(block, "<f4"))
                     continue
                 # as narrate.jobs.pipeline levels a one-file run: chunk by chunk, flushed at the end
-                chunks = np.fromfile(chunks_file(store_path, c), "<i8").reshape(-1, 2)
+                with _open(chunks_file(store, c), "rb") as g:
+                    chunks = np.frombuffer(g.read(), "<i8").reshape(-1, 2)
                 for n, sentence_end in chunks.tolist():
                     sink.write(normalizer.level(np.frombuffer(f.read(4 * n), "<f4"), bool(sentence_end)))
                 sink.write(normalizer.flush())
     if tags is not None:
         from narrate.audio.tags import write_tags
 
-        write_tags(Path(target), fmt, tags)  # as the local run tags its output
-    remove_store(store_path)
+        write_tags(target, fmt, tags)  # as the local run tags its output
     return sink.samples_written
 
 
-def remove_store(store: Path) -> None:
+def remove_store(store: Place) -> None:
     """The record first: a store without one is leftovers, whatever else is still in it."""
-    clear_record(store / RECORD)
-    shutil.rmtree(store, ignore_errors=True)
+    _clear_record(_inside(store, RECORD))
+    local = _local(store)
+    if local is not None:
+        shutil.rmtree(local, ignore_errors=True)
+        return
+    fs, path = _fs(store)
+    if fs.exists(path):
+        fs.rm(path, recursive=True)
 
 
 # --- the driver -------------------------------------------------------------------------------
@@ -268,7 +395,7 @@ class ClusterBatch:
 
     address: str
     inputs: list[Path]
-    out_dir: Path
+    out_dir: Place  # a folder every node sees, or an fsspec URL every node can write to
     fmt: str
     settings: dict  # what a resumed run must share with the first (see narrate.cli._run_settings)
     narrate: NarrateSettings
@@ -285,8 +412,8 @@ class ClusterBatch:
 class _Document:
     row: int  # its row in the table
     input: str
-    target: Path
-    store: Path
+    target: Place
+    store: Place
     titles: list[str]
     chapters: list[Sequence[str | Sentence]]
     record: ResumeRecord | None  # to save in a new store (None: the store exists already)
@@ -309,10 +436,11 @@ def plan_documents(batch: ClusterBatch, rows: list[list[str]]) -> list[_Document
     """The documents to narrate, by the local batch's rules; a row per input is added to ``rows``
     (the others' rows are filled in as they end)."""
     documents = []
-    used: dict[Path, Path] = {}
+    used: dict[Place, Path] = {}
     for path in batch.inputs:
-        target = (batch.out_dir / f"{path.stem}.{batch.fmt}").absolute()
-        rows.append([str(path), "pending", "", str(batch.out_dir / target.name)])
+        name = f"{path.stem}.{batch.fmt}"
+        target = _inside(batch.out_dir, name) if is_url(batch.out_dir) else (Path(batch.out_dir) / name).absolute()
+        rows.append([str(path), "pending", "", str(_inside(batch.out_dir, name))])
         if target in used:
             rows[-1][1:] = ["failed", "", f"same output name as {used[target]}"]
             continue
@@ -329,23 +457,23 @@ def plan_documents(batch: ClusterBatch, rows: list[list[str]]) -> list[_Document
     return documents
 
 
-def _plan_document(batch: ClusterBatch, path: Path, target: Path, row: int) -> _Document | None:
+def _plan_document(batch: ClusterBatch, path: Path, target: Place, row: int) -> _Document | None:
     from narrate.jobs.pipeline import Job, Plan, Target, book_tags, read_chapters
 
     job = Job(str(path), str(target), batch.fmt, "none", lexicon=batch.lexicon, **batch.job)
     document, chapters, sha = read_chapters(job)
-    tags = book_tags(Plan(job, Target("file", target, batch.fmt), document, chapters, sha))
+    tags = book_tags(Plan(job, Target("file", Path(_name(target)), batch.fmt), document, chapters, sha))
     settings = {**batch.settings, "format": batch.fmt, "split": "file"}  # as narrate.jobs.pipeline's
     store = store_of(target)
-    if load_record(target) is not None and not batch.force:
-        raise OutputError(f"{target.name} is an unfinished narration of a run without --ray; "
+    if _load_record(target) is not None and not batch.force:
+        raise OutputError(f"{_name(target)} is an unfinished narration of a run without --ray; "
                           f"continue it without --ray (--resume) or use --force to start over")
-    record = None if batch.force else load_record(store / RECORD)
+    record = None if batch.force else _load_record(_inside(store, RECORD))
     if batch.force:
-        clear_record(target)
+        _clear_record(target)
     if record is None:
         remove_store(store)  # leftovers of a finished or abandoned run, if anything
-        if target.exists() and not batch.force:
+        if _exists(target) and not batch.force:
             if batch.resume:
                 return None
             raise OutputError(f"{target} exists; use --force to overwrite")
@@ -356,11 +484,13 @@ def _plan_document(batch: ClusterBatch, path: Path, target: Path, row: int) -> _
         check_compatible(record, sha, settings)
     done = set()
     if record is not None:
-        for file in store.iterdir():
-            if file.name.endswith(".partial"):
-                file.unlink(missing_ok=True)  # an attempt that never finished
-            elif file.suffix == ".f32":
-                done.add(int(file.stem))
+        fs, folder = _fs(store)
+        for file in fs.ls(folder, detail=False):
+            name = file.rstrip("/").rsplit("/", 1)[-1]
+            if name.endswith(".partial"):
+                fs.rm(file)  # an attempt that never finished
+            elif name.endswith(".f32"):
+                done.add(int(name[: -len(".f32")]))
         if any(i >= len(chapters) for i in done):
             raise OutputError(f"the chapter store {store} does not match the input; use --force "
                               f"to start over")
@@ -378,6 +508,9 @@ def run_batch(batch: ClusterBatch, progress: "ClusterProgress", rows: list[list[
         raise NarrateError(f"--ray {batch.address}: Ray Client addresses cannot run narrate's workers "
                            f"(no streaming results); run narrate batch on a node of the cluster with "
                            f"--ray auto or --ray HEAD_IP:6379")
+    if is_url(batch.out_dir) and _fs(batch.out_dir)[0].protocol in ("memory", ("memory",)):
+        raise NarrateError(f"--out-dir {batch.out_dir}: a memory:// filesystem is each process's own; "
+                           f"the cluster's workers cannot share it (use a folder every node sees, or s3://...)")
     ray = _import_ray()
     documents = plan_documents(batch, rows)
     if not documents:
@@ -396,14 +529,20 @@ def run_batch(batch: ClusterBatch, progress: "ClusterProgress", rows: list[list[
         # chapters' record of what was interrupted, and abort in Ray's threads (status 134)
         signal.signal(signal.SIGTERM, ours)
     try:
-        for doc in documents:  # only now: a run that could not start leaves nothing to resume
-            if doc.record is not None:
-                doc.store.mkdir(parents=True)
-                save_record(doc.store / RECORD, doc.record)
+        claim_stores(documents)  # only now: a run that could not start leaves nothing to resume
         _Driver(ray, batch, documents, progress, rows, loaded, voice).run()
     finally:
         progress.end()
         ray.shutdown()
+
+
+def claim_stores(documents: list[_Document]) -> None:
+    """Each new document gets its chapter store, with the record of what it is narrating."""
+    for doc in documents:
+        if doc.record is not None:
+            fs, folder = _fs(doc.store)
+            fs.makedirs(folder, exist_ok=True)
+            _save_record(_inside(doc.store, RECORD), doc.record)
 
 
 class _Driver:
@@ -585,7 +724,7 @@ class _Driver:
             self._end(doc, "failed", _message(_cause(e)))
             return
         # (a document without a record to save continues an interrupted run's store)
-        self._end(doc, "done" if doc.record is not None else "resumed", str(self.batch.out_dir / doc.target.name))
+        self._end(doc, "done" if doc.record is not None else "resumed", str(_inside(self.batch.out_dir, _name(doc.target))))
 
     def _end(self, doc: _Document, status: str, detail: str) -> None:
         doc.final = True
@@ -599,7 +738,7 @@ class _Driver:
             _kill(self.ray, worker)
         for doc in self.documents:
             if not doc.final:
-                self._end(doc, "interrupted", str(self.batch.out_dir / doc.target.name))
+                self._end(doc, "interrupted", str(_inside(self.batch.out_dir, _name(doc.target))))
         code = 143 if isinstance(exc, Terminated) else 130
         raise Interrupted(f"interrupted: finished chapters are kept in {self.batch.out_dir}; "
                           f"run again with --resume to continue", code) from exc
