@@ -64,12 +64,19 @@ def test_all_streams_at_once_split_between_workers(narrators):
 
 
 def test_never_more_streams_than_the_width(narrators):
+    """The parent hands out at most ``width`` streams (its counts), and each worker's own batch,
+    as it reports it with its audio, holds at most its share of them, and fills it."""
     _, pooled = narrators
+    workers = pooled.decoders.workers
     books = [[f"Stream {k} says this."] * (1 + k % 3) for k in range(7)]
-    held = []
+    held, batches = [], []
     for _ in pooled.narrate_many((iter(b) for b in books), width=3):
-        held.append(sum(w.streams for w in pooled.decoders.workers))
+        held.append(sum(w.streams for w in workers))
+        batches.append([w.batch for w in workers])
     assert max(held) == 3 and min(held) >= 1
+    assert sorted(w.slots for w in workers) == [1, 2]  # the width, split between the two
+    for k, w in enumerate(workers):
+        assert 1 <= max(b[k] for b in batches) == w.slots  # never more than its share; full at times
 
 
 def test_a_call_abandoned_half_way_leaves_the_next_one_clean(narrators):

@@ -86,6 +86,7 @@ class Audio:
     call: int
     stream: int
     chunk: AudioChunk
+    batch: int  # streams the worker is decoding as one batch (taken and not finished)
 
 
 @dataclass
@@ -118,9 +119,11 @@ class _Call:
         self.starts: queue.SimpleQueue = queue.SimpleQueue()  # stream numbers; None: no more
         self.texts: dict[int, queue.SimpleQueue] = {}
         self.abandoned = False
+        self.batch = 0  # streams being decoded: taken from ``streams`` and not finished
 
     def streams(self, end: ChildEnd) -> Iterator[tuple[int, Iterator[object]]]:
         while (n := self.starts.get()) is not None:
+            self.batch += 1  # (taken by the narrator as it makes room in its batch)
             yield n, self._sentences(n, end)
 
     def _sentences(self, n: int, end: ChildEnd) -> Iterator[object]:
@@ -176,14 +179,15 @@ def _serve(make_narrator: Callable, end: ChildEnd) -> None:
         while (call := calls.get()) is not None:
             c = call.number
 
-            def finished(n: int, c: int = c) -> None:
+            def finished(n: int, c: int = c, call: _Call = call) -> None:
+                call.batch -= 1
                 end.send(Finished(c, n, time.process_time()))
 
             try:
                 for n, chunk in narrator.decode_streams(call.streams(end), call.live, call.width, finished):
                     if call.abandoned:
                         break
-                    end.send(Audio(c, n, chunk))
+                    end.send(Audio(c, n, chunk, call.batch))
             except Exception as e:  # the parent raises it
                 end.send(Failed(c, sendable(e)))
     except OSError:  # the parent is gone
@@ -230,6 +234,7 @@ class _Worker(ChildProcess):
         self.slots = 0                # streams it may hold in the current call (0: any number)
         self.streams = 0              # streams it holds now
         self.cpu_seconds = 0.0        # its CPU time, as last reported
+        self.batch = 0                # streams it was decoding as one batch, as last reported
 
     def free(self) -> bool:
         return not self.slots or self.streams < self.slots
@@ -301,6 +306,7 @@ class DecoderProcesses:
                     if msg.call != call:
                         continue  # from a call abandoned earlier
                     if isinstance(msg, Audio):
+                        w.batch = msg.batch
                         yield msg.stream, msg.chunk
                     elif isinstance(msg, Took):
                         if msg.stream in feeds:
