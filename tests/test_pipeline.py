@@ -357,6 +357,36 @@ def test_folder_resume_skips_finished_chapters(tmp_path, narrator, monkeypatch, 
     assert titles == ["Part one", "Part two", "Part three", "Part four"]
 
 
+def test_a_chapter_folder_moved_after_an_interrupt_resumes_where_it_is(tmp_path, narrator, monkeypatch):
+    """The record lives inside the folder: moved (or renamed), the folder still resumes, with its
+    finished chapters kept, and nothing is left at the old place."""
+    monkeypatch.setattr(pipeline, "CHAPTERS_AT_ONCE", 1)
+    md, folder = four_chapters(tmp_path), tmp_path / "four"
+    plan = make_plan(Job(str(md), str(folder) + "/", settings={"seed": 0}), stdout_is_tty=True)
+    first = len(plan.chapters[0][1])
+
+    def into_chapter_two(seen):
+        return sum(c.final for s, c in seen if s == 0) == first and any(s == 1 for s, _ in seen)
+
+    with pytest.raises(Interrupted):
+        run(Stopping(narrator, on_call=0, when=into_chapter_two), plan, Progress(live=False))
+    assert load_record(folder).chapters_done == [0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["four", "four.md"]  # nothing beside it
+    moved = tmp_path / "shelf" / "four-moved"
+    moved.parent.mkdir()
+    folder.rename(moved)
+    finished = {p.name: p.read_bytes() for p in moved.glob("01 - *.wav")}
+    assert len(finished) == 1
+    again = Stopping(narrator)
+    plan = make_plan(Job(str(md), str(moved) + "/", resume=True, settings={"seed": 0}), stdout_is_tty=True)
+    assert plan.record is not None and plan.record.chapters_done == [0]
+    run(again, plan, Progress(live=False))
+    assert again.calls == [3]  # the three unfinished chapters only
+    assert {name: (moved / name).read_bytes() for name in finished} == finished
+    assert len(list(moved.glob("*.wav"))) == 4 and not list(moved.glob(".*"))
+    assert not folder.exists()
+
+
 def test_single_file_interrupt_keeps_a_sentence_boundary(tmp_path, narrator):
     md, out = four_chapters(tmp_path), tmp_path / "four.wav"
     plan = make_plan(Job(str(md), str(out), settings={"seed": 0}), stdout_is_tty=True)

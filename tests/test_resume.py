@@ -3,6 +3,7 @@ and a record plus a resumed wav sink continue a book sample-exactly."""
 
 import hashlib
 import json
+from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -25,9 +26,28 @@ def record(**changes):
     return ResumeRecord(**fields)
 
 
-def test_record_sits_beside_the_output(tmp_path):
+def test_record_sits_beside_a_file_and_inside_a_folder(tmp_path):
     assert record_path(tmp_path / "book.wav") == tmp_path / "book.wav.narrate.json"
-    assert record_path(tmp_path / "chapters") == tmp_path / "chapters.narrate.json"
+    folder = tmp_path / "chapters"
+    folder.mkdir()
+    assert record_path(folder) == folder / ".narrate.json"
+    save_record(folder, record())
+    moved = tmp_path / "elsewhere"
+    folder.rename(moved)  # the record goes with the folder
+    assert load_record(moved) == record() and load_record(folder) is None
+
+
+def test_a_folder_record_an_older_narrate_kept_beside_it_is_read_then_moved_inside(tmp_path):
+    folder = tmp_path / "chapters"
+    folder.mkdir()
+    old = tmp_path / "chapters.narrate.json"
+    old.write_text(json.dumps(asdict(record())), encoding="utf-8")
+    assert load_record(folder) == record()
+    save_record(folder, record(sentences_done=15))
+    assert not old.exists() and load_record(folder).sentences_done == 15
+    old.write_text("{}", encoding="utf-8")
+    clear_record(folder)
+    assert not old.exists() and not (folder / ".narrate.json").exists()
 
 
 def test_save_and_load_round_trip(tmp_path):

@@ -1,4 +1,5 @@
-"""The resume record: a small JSON sidecar beside the output ("book.wav.narrate.json").
+"""The resume record: a small JSON sidecar beside the output file ("book.wav.narrate.json"), or
+inside a chapter folder ("book/.narrate.json"), so that a folder moved elsewhere still resumes.
 
 It says how far an interrupted run got (chapters done, sentences of the current chapter, samples
 in the output file) and what it was made from (hash of the input, settings), so that --resume
@@ -36,15 +37,29 @@ class ResumeRecord:
 _INT_FIELDS = ("chapter", "sentences_done", "samples_written", "version")
 
 
+FOLDER_RECORD = ".narrate.json"  # a chapter folder's record, inside it
+
+
 def record_path(output: Path) -> Path:
-    """The sidecar of ``output`` (a file or a chapter folder): "<output>.narrate.json" beside it."""
+    """The record of ``output``: "<output>.narrate.json" beside a file; inside a chapter folder
+    (once it exists), so that it moves with the folder."""
     output = Path(output)
+    if output.is_dir():
+        return output / FOLDER_RECORD
+    return _beside(output)
+
+
+def _beside(output: Path) -> Path:
+    # (where a folder's record was kept before narrate kept it inside)
     return output.with_name(output.name + ".narrate.json")
 
 
 def load_record(output: Path) -> ResumeRecord | None:
-    """The record beside ``output``; None if there is none; OutputError if it is corrupt."""
+    """The record of ``output``; None if there is none; OutputError if it is corrupt. A folder
+    whose record is not inside may have one beside it, from an older narrate."""
     path = record_path(output)
+    if Path(output).is_dir() and not path.exists():
+        path = _beside(Path(output))
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -78,6 +93,8 @@ def save_record(output: Path, record: ResumeRecord) -> None:
             # Durable before the rename, or a power cut could leave an empty record in its place.
             os.fsync(f.fileno())
         os.replace(temp, path)
+        if path.name == FOLDER_RECORD:
+            _beside(Path(output)).unlink(missing_ok=True)  # an older narrate's, now replaced
     except OSError as exc:
         temp.unlink(missing_ok=True)
         raise OutputError(f"cannot write resume record {path}: {exc.strerror or exc}") from exc
@@ -100,6 +117,7 @@ def check_compatible(record: ResumeRecord, input_sha256: str, settings: dict) ->
 def clear_record(output: Path) -> None:
     """Remove the record (the output is complete, or the user starts over)."""
     record_path(output).unlink(missing_ok=True)
+    _beside(Path(output)).unlink(missing_ok=True)
 
 
 def sha256_file(path) -> str:
