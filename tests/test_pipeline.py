@@ -387,6 +387,60 @@ def test_a_chapter_folder_moved_after_an_interrupt_resumes_where_it_is(tmp_path,
     assert not folder.exists()
 
 
+class Counting:
+    """The narrator, recording how many sentences each stream of each call was given."""
+
+    def __init__(self, narrator):
+        self.inner, self.sample_rate, self.streams = narrator, narrator.sample_rate, []
+
+    def narrate_many(self, streams, live=False, width=0):
+        streams = [list(s) for s in streams]
+        self.streams.append([len(s) for s in streams])
+        return self.inner.narrate_many(streams, live, width)
+
+
+def test_a_chapter_under_way_in_a_folder_resumes_from_its_last_finished_sentence(tmp_path, narrator, monkeypatch):
+    monkeypatch.setattr(pipeline, "CHAPTERS_AT_ONCE", 1)
+    md = tmp_path / "book.md"
+    md.write_text("".join(f"## Part {n}\n\nThis is part {n}. It has four sentences. They are short. "
+                          f"This is the last.\n\n" for n in ("one", "two")), encoding="utf-8")
+    folder = tmp_path / "book"
+    plan = make_plan(Job(str(md), str(folder) + "/", subtitles="srt", settings={"seed": 0}), stdout_is_tty=True)
+    lengths = [len(sentences) for _, sentences in plan.chapters]
+
+    def two_sentences_in(seen):
+        return sum(c.final for s, c in seen if s == 0) == 2
+
+    with pytest.raises(Interrupted):
+        run(Stopping(narrator, on_call=0, when=two_sentences_in), plan, Progress(live=False))
+    record = load_record(folder)
+    assert record.chapters_done == [] and list(record.begun) == ["0"]
+    sentences, samples, loudness = record.begun["0"]
+    assert sentences == 2 and samples > 0 and loudness is not None
+    first = folder / "01 - Part one.wav"
+    kept = sf.read(str(first), dtype="int16")[0][:samples]
+    assert (folder / "01 - Part one.srt").read_text(encoding="utf-8").count(" --> ") >= 2
+
+    again = Counting(narrator)
+    plan = make_plan(Job(str(md), str(folder) + "/", subtitles="srt", resume=True, settings={"seed": 0}),
+                     stdout_is_tty=True)
+    run(again, plan, Progress(live=False))
+    assert again.streams == [[lengths[0] - 2, lengths[1]]]  # chapter one from its third sentence
+    audio = sf.read(str(first), dtype="int16")[0]
+    assert np.array_equal(audio[:samples], kept)  # what it held is kept as it was
+    assert load_record(folder) is None and not list(folder.glob(".*"))
+    clean = tmp_path / "clean"
+    run(narrator, make_plan(Job(str(md), str(clean) + "/", subtitles="srt", settings={"seed": 0}),
+                            stdout_is_tty=True), Progress(live=False))
+    assert abs(len(audio) - sf.info(str(clean / first.name)).frames) < 0.3 * narrator.sample_rate
+    # its subtitles: the cues of the kept sentences kept, the rest added, numbered on
+    from narrate.audio.subtitles import read_cues
+
+    cues = [(n, t) for n, _, _, t in read_cues((folder / "01 - Part one.srt").read_text(encoding="utf-8"))]
+    want = [(n, t) for n, _, _, t in read_cues((clean / "01 - Part one.srt").read_text(encoding="utf-8"))]
+    assert cues == want and len(cues) == lengths[0]
+
+
 def test_single_file_interrupt_keeps_a_sentence_boundary(tmp_path, narrator):
     md, out = four_chapters(tmp_path), tmp_path / "four.wav"
     plan = make_plan(Job(str(md), str(out), settings={"seed": 0}), stdout_is_tty=True)

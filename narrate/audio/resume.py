@@ -31,6 +31,9 @@ class ResumeRecord:
     samples_written: int = 0  # samples in the output file when this was recorded
     loudness: dict | None = None  # the loudness normalizer's state then (narrate.audio.loudness)
     marks: list = field(default_factory=list)  # [title, start sample] of the chapters begun (m4b)
+    # a chapter folder's chapters under way: "index" -> [sentences, samples, loudness state] its
+    # file holds at its last finished sentence
+    begun: dict = field(default_factory=dict)
     version: int = RECORD_VERSION  # layout of this file, for later changes
 
 
@@ -162,10 +165,16 @@ def _parse(data) -> ResumeRecord:
             isinstance(m, list) and len(m) == 2 and isinstance(m[0], str) and _is_count(m[1])
             for m in marks)):
         raise ValueError("marks is not a list of [title, start sample]")
+    begun = data.get("begun", {})
+    if not (isinstance(begun, dict) and all(
+            isinstance(k, str) and k.isdigit() and isinstance(b, list) and len(b) == 3
+            and _is_count(b[0]) and _is_count(b[1]) and (b[2] is None or isinstance(b[2], dict))
+            for k, b in begun.items())):
+        raise ValueError("begun is not a map of chapter -> [sentences, samples, loudness]")
     if values["version"] > RECORD_VERSION:
         raise ValueError(f"it was written by a newer narrate (record version {values['version']})")
     return ResumeRecord(input_sha256=sha, settings=data["settings"], chapters_done=list(done),
-                        loudness=loudness, marks=[list(m) for m in marks], **values)
+                        loudness=loudness, marks=[list(m) for m in marks], begun=dict(begun), **values)
 
 
 def _is_count(value) -> bool:

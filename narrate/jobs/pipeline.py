@@ -407,7 +407,9 @@ def _resume_point(plan: Plan) -> ResumeRecord | None:
     check_compatible(record, plan.input_sha256, job.settings)
     n = len(plan.chapters)
     fits = (all(i < n for i in record.chapters_done) and record.chapter <= n
-            and (record.chapter == n or record.sentences_done <= len(plan.chapters[record.chapter][1])))
+            and (record.chapter == n or record.sentences_done <= len(plan.chapters[record.chapter][1]))
+            and all(i.isdigit() and int(i) < n and int(i) not in record.chapters_done
+                    and b[0] < len(plan.chapters[int(i)][1]) for i, b in record.begun.items()))
     if not fits:
         raise OutputError(f"resume record {record_path(path)} does not match the input; use "
                           f"--force to start over")
@@ -572,9 +574,11 @@ def _run_file(narrator, plan: Plan, progress: Progress) -> str:
 
 def _run_folder(narrator, plan: Plan, progress: Progress) -> str:
     """One file per chapter (plus a chapter-marked m4b when ffmpeg is there), several chapters
-    decoded together; resumable by chapter: finished chapter files are kept."""
+    decoded together; resumable: finished chapter files are kept, and a chapter under way
+    continues from its last finished sentence (the record's ``begun``)."""
     target, rate = plan.target, narrator.sample_rate
     done = set(plan.record.chapters_done) if plan.record else set()
+    begun: dict[int, list] = {int(i): list(b) for i, b in (plan.record.begun if plan.record else {}).items()}
     n = len(plan.chapters)
     files = ChapterFiles(target.path, target.fmt, rate, force=plan.job.force,
                          with_m4b=bool(shutil.which("ffmpeg") and shutil.which("ffprobe")),
@@ -584,37 +588,50 @@ def _run_folder(narrator, plan: Plan, progress: Progress) -> str:
         files.add_existing(i + 1, plan.chapters[i][0])
 
     finished = plan.record.samples_written if plan.record else 0  # in the finished chapter files
+    kept = finished + sum(b[1] for b in begun.values())  # and in those under way
+    saved = [time.monotonic()]
 
     def save() -> None:
+        for file in subtitles.values():  # its cues reach the disk before the record that counts on them
+            if not file.file.closed:
+                file.sync()
         save_record(target.path, ResumeRecord(plan.input_sha256, plan.job.settings,
                                               chapters_done=sorted(done), chapter=len(done),
-                                              samples_written=finished))
+                                              samples_written=finished,
+                                              begun={str(i): b for i, b in begun.items()}))
+        saved[0] = time.monotonic()
 
+    subtitles: dict[int, SubtitleFile] = {}  # each chapter file's subtitles (--subtitles), by place in pending
     save()
     pending = [i for i in range(n) if i not in done]
+    offsets = [begun[i][0] if i in begun else 0 for i in pending]  # sentences a chapter's file holds
     health = _Health()
-    progress.begin(_label(plan), sum(len(plan.chapters[i][1]) for i in pending), rate)
+    progress.begin(_label(plan), sum(len(plan.chapters[i][1]) - k for i, k in zip(pending, offsets)), rate)
     if plan.record is not None:
-        progress.resumed(finished)
+        progress.resumed(kept)
     written = 0
     try:
         with files:
             sinks: dict[int, Sink] = {}  # by place in pending, opened at a chapter's first audio
             normalizers: dict[int, Normalizer | None] = {}  # each chapter file's own
-            subtitles: dict[int, SubtitleFile] = {}  # and its subtitles (--subtitles)
             times: dict[int, SentenceTimes] = {}
             try:
-                streams = (iter(plan.chapters[i][1]) for i in pending)
+                streams = (islice(plan.chapters[i][1], k, None) for i, k in zip(pending, offsets))
                 for s, chunk in health.watch(narrator.narrate_many(streams, width=CHAPTERS_AT_ONCE)):
-                    i = pending[s]
+                    i, k = pending[s], offsets[s]
                     if s not in sinks:
                         progress.chapter(f"chapter {i + 1}/{n}")
-                        sinks[s] = files.start_chapter(i + 1, plan.chapters[i][0])
-                        normalizers[s] = _normalizer(plan, rate)
-                        if plan.job.subtitles:  # (a chapter begun again is timed afresh)
+                        again = i in begun
+                        sinks[s] = files.start_chapter(i + 1, plan.chapters[i][0], resume=again)
+                        if again:
+                            sinks[s].truncate_to(begun[i][1])
+                        normalizers[s] = _normalizer(plan, rate, begun[i][2] if again else None)
+                        if plan.job.subtitles:
                             path = subtitle_path(files.chapter_path(i + 1, plan.chapters[i][0]), plan.job.subtitles)
-                            subtitles[s] = SubtitleFile(path, plan.job.subtitles, force=True)
-                            times[s] = SentenceTimes(subtitles[s], rate, lambda k, i=i: plan.chapters[i][1][k].text, 0)
+                            subtitles[s] = SubtitleFile(path, plan.job.subtitles,
+                                                        begun[i][1] / rate if again else None, force=True)
+                            times[s] = SentenceTimes(subtitles[s], rate, lambda j, i=i, k=k: plan.chapters[i][1][k + j].text,
+                                                     sinks[s].samples_written)
                     sinks[s].write(_leveled(normalizers[s], chunk))
                     if s in times:
                         times[s].chunk(chunk, sinks[s].samples_written)
@@ -622,18 +639,23 @@ def _run_folder(narrator, plan: Plan, progress: Progress) -> str:
                     progress.audio(len(chunk.samples))
                     if chunk.final:
                         progress.sentence()
-                        if chunk.sentence + 1 == len(plan.chapters[i][1]):
+                        if k + chunk.sentence + 1 == len(plan.chapters[i][1]):
                             if normalizers[s]:
                                 sinks[s].write(normalizers[s].flush())
                             sinks[s].close()
                             finished += sinks[s].samples_written
-                            if s in subtitles:
-                                subtitles[s].sync()
                             name = plan.chapters[i][0]
                             write_tags(files.chapter_path(i + 1, name), target.fmt,
                                        book_tags(plan, name, (i + 1, n)))
                             done.add(i)
+                            begun.pop(i, None)
                             save()
+                        else:  # a sentence boundary: where this chapter continues after an interrupt
+                            normalizer = normalizers[s]
+                            begun[i] = [k + chunk.sentence + 1, sinks[s].samples_written,
+                                        normalizer.state() if normalizer else None]
+                            if time.monotonic() - saved[0] >= RECORD_EVERY:
+                                save()
                 for sink in sinks.values():  # normally all closed above already
                     sink.close()
             except BaseException:
@@ -644,6 +666,7 @@ def _run_folder(narrator, plan: Plan, progress: Progress) -> str:
                 for file in subtitles.values():
                     file.close()
     except KeyboardInterrupt as e:
+        save()
         raise _interrupted(e, written / rate, target.where, True) from e
     clear_record(target.path)
     progress.finished(finished)
