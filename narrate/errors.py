@@ -33,6 +33,12 @@ class AlreadyFinished(OutputError):
     """--resume on an output that a run finished: there is nothing left to narrate."""
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C would be so that the same clean-up runs. Defined here, in a
+    module the command has loaded before any signal can arrive: the handler must not import
+    (a SIGTERM during start-up would otherwise land in a half-imported module)."""
+
+
 def warn(message: str) -> None:
     """Print "narrate: warning: MESSAGE" on stderr, counted (see warnings_shown)."""
     global _shown

@@ -148,3 +148,31 @@ def test_a_child_ends_when_its_parent_is_killed():
     except psutil.TimeoutExpired:
         child.kill()
         pytest.fail("the child outlived its killed parent")
+
+
+def test_sigterm_during_start_up_is_one_line_and_status_143(tmp_path, monkeypatch, capsys):
+    """A SIGTERM that lands while the command is still importing its modules (seconds on a
+    loaded machine): typer would turn it into a silent status 130; the handler used to import
+    the half-imported pipeline and die with a traceback."""
+    import signal
+    import types
+
+    from narrate.cli import core
+
+    class Dying(types.ModuleType):  # the pipeline module, as the signal lands while it loads
+        def __getattr__(self, name):
+            core._terminate(signal.SIGTERM, None)
+
+    book = tmp_path / "b.txt"
+    book.write_text("Hello there.", encoding="utf-8")
+    monkeypatch.setitem(sys.modules, "narrate.jobs.pipeline", Dying("narrate.jobs.pipeline"))
+    monkeypatch.setattr(core, "_terminated", [])
+    before = signal.getsignal(signal.SIGTERM)
+    try:
+        with pytest.raises(SystemExit) as exit_:
+            core.main([str(book), "-o", str(tmp_path / "o.wav")])
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    assert exit_.value.code == 143
+    err = capsys.readouterr().err
+    assert err.strip() == "narrate: interrupted" and "Traceback" not in err

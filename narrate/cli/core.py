@@ -16,7 +16,7 @@ from rich.console import Console
 
 from narrate import __version__
 from narrate.audio.stretch import SPEEDS
-from narrate.errors import NarrateError, one_line
+from narrate.errors import NarrateError, Terminated, one_line
 from narrate.runtime.pauses import SENTENCE_PAUSE
 
 LOUDNESS = -20.0  # LUFS, the --loudness default (narrate.audio.loudness.TARGET; not imported: scipy is slow to load)
@@ -292,7 +292,7 @@ def _fail(message: str, code: int = 1) -> None:
 @contextmanager
 def _reported(progress=None) -> Iterator[None]:
     """Turn the ways a run can end badly into one line on stderr and the exit status."""
-    from narrate.jobs.pipeline import Interrupted, Terminated
+    from narrate.jobs.pipeline import Interrupted
 
     try:
         yield
@@ -349,9 +349,11 @@ def route(argv: list[str]) -> list[str]:
     return argv if first in _SUBCOMMANDS else ["speak", *argv]
 
 
-def _terminate(signum, frame) -> None:
-    from narrate.jobs.pipeline import Terminated
+_terminated: list[bool] = []  # a SIGTERM arrived
 
+
+def _terminate(signum, frame) -> None:
+    _terminated.append(True)
     raise Terminated()
 
 
@@ -364,10 +366,13 @@ def main(argv: list[str] | None = None) -> None:
     args = route(list(sys.argv[1:] if argv is None else argv))
     try:
         code = app(args=args, prog_name="narrate", standalone_mode=False)
+    except KeyboardInterrupt as e:  # Ctrl-C or SIGTERM outside a command's own handling
+        _err().print("narrate: interrupted", markup=False)
+        sys.exit(143 if isinstance(e, Terminated) else 130)
     except Exception as e:  # noqa: BLE001 - click's errors, matched by shape (typer ships its own click)
-        if type(e).__name__ == "Abort":  # Ctrl-C outside a command's own handling
+        if type(e).__name__ == "Abort":  # click's word for the same (e.g. during start-up)
             _err().print("narrate: interrupted", markup=False)
-            sys.exit(130)
+            sys.exit(143 if isinstance(e.__cause__ or e.__context__, Terminated) else 130)
         if not (hasattr(e, "format_message") and isinstance(getattr(e, "exit_code", None), int)):
             raise
         # A usage error in the one-line style of every other error (not click's boxed panel).
@@ -375,4 +380,9 @@ def main(argv: list[str] | None = None) -> None:
         message = " ".join(e.format_message().split())
         _err().print(f"narrate: error: {message} (see '{command} --help')", markup=False)
         sys.exit(e.exit_code)
+    if code == 130 and _terminated:
+        # typer turns an interrupt outside the command's own handling (during start-up) into a
+        # silent 130; the commands answer SIGTERM themselves with 143 and a line
+        _err().print("narrate: interrupted", markup=False)
+        code = 143
     sys.exit(code or 0)

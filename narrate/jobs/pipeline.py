@@ -30,7 +30,7 @@ from narrate.audio.tags import Tags, write_tags
 from narrate.document.base import Document
 from narrate.document import load_document
 from narrate.text.dialogue import dialogue_pieces
-from narrate.errors import AlreadyFinished, InputError, ModelError, OutputError, warn
+from narrate.errors import AlreadyFinished, InputError, ModelError, OutputError, Terminated, warn
 from narrate.document.matter import matter_by_title
 from narrate.runtime.pauses import CHAPTER_PAUSE, PARAGRAPH_PAUSE, Sentence
 from narrate.cli.progress import Progress
@@ -46,10 +46,6 @@ MAX_CHARS = 200  # longest piece of text handed to the engine at once
 CHAPTERS_AT_ONCE = 8  # chapter files decoded together (batched steps; the next joins as one ends)
 RECORD_EVERY = 1.0  # seconds between resume record saves (each one is an fsync)
 SILENT_PEAK = 1e-4  # a narration whose loudest sample is below this (-80 dBFS) is silence
-
-
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, raised where Ctrl-C would be so that the same clean-up runs."""
 
 
 class Interrupted(Exception):
