@@ -40,15 +40,17 @@ def band_difference(a: np.ndarray, b: np.ndarray, centres_hz: np.ndarray) -> dic
 def compare(candidate: dict[str, float], baseline: dict[str, float]) -> tuple[bool, float, list[str]]:
     """(better by the measures together, combined score, the measures that got worse beyond noise).
 
-    Better: no measure worse than the baseline by more than its tolerance, and the combined
-    score (each measure's gain over its scale, summed) above zero."""
-    score, worse = 0.0, []
+    Better: no measure worse than the baseline by more than its tolerance, at least one better
+    by more than its tolerance (gains all within noise are not a gain), and the combined score
+    (each measure's gain over its scale, summed) above zero."""
+    score, worse, gained = 0.0, [], False
     for name, (sign, tol, scale) in MEASURES.items():
         gain = sign * (candidate[name] - baseline[name])
         if gain < -tol:
             worse.append(name)
+        gained = gained or gain > tol
         score += gain / scale
-    return not worse and score > 0, score, worse
+    return not worse and gained and score > 0, score, worse
 
 
 def select(candidates: dict[str, dict[str, float]], baseline: dict[str, float]) -> str | None:
