@@ -26,6 +26,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--mean-temperature", type=float, default=None, help="decode setting (default: the model's)")
+    ap.add_argument("--emit", choices=["mean", "codes"], default=None,
+                    help="frames handed to the vocoder: expected code vectors or the sampled codes (default: the model's)")
     ap.add_argument("--save", default=None, help="folder for the rendered wavs")
     args = ap.parse_args()
     if args.which == "train" and not args.corpus:
@@ -46,6 +48,8 @@ def main() -> None:
     settings = NarrateSettings(seed=args.seed)
     if args.mean_temperature is not None:
         settings.mean_temperature = args.mean_temperature
+    if args.emit is not None:
+        settings.emit = args.emit
     n = Narrator.load(args.model, args.voice, settings)
     refs, hyps, audio_s, t0 = [], [], 0.0, time.time()
     for i, text in enumerate(texts[: args.n]):

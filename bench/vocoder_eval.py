@@ -81,7 +81,8 @@ def load_student(spec: str):
 
 
 class Scorer:
-    """DNSMOS, WER, similarity to a reference embedding and LTAS of a list of utterances."""
+    """DNSMOS, WER, similarity to a reference embedding, voiced share and LTAS of a list of
+    utterances."""
 
     def __init__(self, spec):
         from bench.quality import embed
@@ -90,11 +91,13 @@ class Scorer:
 
     def __call__(self, audio: list[np.ndarray], texts: list[str], reference: np.ndarray) -> dict:
         from bench.measures import similarity, transcribe, wer
+        from narrate.pitch import voiced_share
 
         scores = [dnsmos(a) for a in audio]
         out = {k: float(np.mean([x[k] for x in scores])) for k in scores[0]}
         out["wer"] = wer(texts, [transcribe(a, SR) for a in audio])
         out["sim"] = float(np.mean([similarity(self.embed(a, SR), reference) for a in audio]))
+        out["voiced"] = float(np.nanmean([voiced_share(a, SR) for a in audio]))
         out["ltas"] = ltas([self.spec.features(a).numpy() for a in audio]).tolist()
         return out
 
@@ -266,9 +269,9 @@ def main() -> None:
             "neural, one pass": rtf(net.vocode, mel),
             "hifigan": rtf(teacher.vocode, mel, repeats=1),
         }
-    print("| audio | n | P.808 | SIG | BAK | OVRL | WER | similarity | LTAS - teacher's, dB: "
+    print("| audio | n | P.808 | SIG | BAK | OVRL | WER | similarity | voiced | LTAS - teacher's, dB: "
           + " / ".join(f"{lo}-{hi} Hz" for lo, hi in BANDS)
-          + " |\n|---|---|---|---|---|---|---|---|---|")
+          + " |\n|---|---|---|---|---|---|---|---|---|---|")
     for system, r in results.items():
         if system == "rtf_one_thread":
             continue
@@ -277,7 +280,7 @@ def main() -> None:
         tilt = (" / ".join(f"{v:+.1f}" for v in band_difference(np.array(r["ltas"]), np.array(teacher_ltas), centres).values())
                 if teacher_ltas else "")
         print(f"| {system} | {len(audio[system])} | {r['p808']:.2f} | {r['sig']:.2f} | {r['bak']:.2f} | {r['ovrl']:.2f} "
-              f"| {r['wer']:.3f} | {r['sim']:.3f} | {tilt} |")
+              f"| {r['wer']:.3f} | {r['sim']:.3f} | {r.get('voiced', float('nan')):.2f} | {tilt} |")
     if "rtf_one_thread" in results:
         print("RTF, one thread: " + ", ".join(f"{k} {v:.4f}" for k, v in results["rtf_one_thread"].items()))
     base = json.loads(args.baseline.read_text())["model+neural"] if args.baseline else results.get("model+neural")

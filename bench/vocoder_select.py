@@ -1,6 +1,7 @@
 """Judging a vocoder by several measures at once: the long-term average spectrum (LTAS) of its
 output against another's, and the rule that picks a checkpoint only when it is better by the
-measures together (DNSMOS P.808 and OVRL, WER, speaker similarity), never one up and another down.
+measures together (DNSMOS P.808 and OVRL, WER, speaker similarity, voiced share), never one up
+and another down.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ MEASURES = {
     "ovrl": (+1, 0.03, 0.1),
     "wer": (-1, 0.01, 0.02),
     "sim": (+1, 0.005, 0.02),
+    "voiced": (+1, 0.02, 0.05),  # narrate.pitch.voiced_share: breathy, aperiodic output scores low
 }
 BANDS = ((0, 500), (500, 2000), (2000, 4000), (4000, 8000))  # Hz
 DB = 20 / np.log(10)  # natural log of a magnitude -> dB
@@ -42,9 +44,12 @@ def compare(candidate: dict[str, float], baseline: dict[str, float]) -> tuple[bo
 
     Better: no measure worse than the baseline by more than its tolerance, at least one better
     by more than its tolerance (gains all within noise are not a gain), and the combined score
-    (each measure's gain over its scale, summed) above zero."""
+    (each measure's gain over its scale, summed) above zero. A measure one of them lacks (an
+    older run's figures) is left out."""
     score, worse, gained = 0.0, [], False
     for name, (sign, tol, scale) in MEASURES.items():
+        if name not in candidate or name not in baseline:
+            continue
         gain = sign * (candidate[name] - baseline[name])
         if gain < -tol:
             worse.append(name)

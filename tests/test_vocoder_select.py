@@ -51,3 +51,12 @@ def test_ltas_leaves_silence_out_and_band_difference_reads_a_tilt_in_db():
     assert list(diff) == [f"{lo}-{hi}" for lo, hi in BANDS]
     values = list(diff.values())
     assert values == sorted(values, reverse=True) and -0.8 < values[0] < 0 and -12 < values[-1] < -8
+
+
+def test_the_voiced_share_counts_where_both_runs_have_it_and_is_left_out_where_one_lacks_it():
+    with_voicing = {**BASE, "voiced": 0.30}
+    better, _, worse = compare({**BASE, "voiced": 0.20}, with_voicing)
+    assert not better and worse == ["voiced"]  # a breathier vocoder is worse, whatever else held
+    better, _, worse = compare({**BASE, "voiced": 0.40}, with_voicing)
+    assert better and worse == []
+    assert compare({**BASE, "voiced": 0.10}, BASE)[2] == []  # an older baseline without it

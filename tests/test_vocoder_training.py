@@ -96,3 +96,46 @@ def test_init_starts_a_new_run_from_a_checkpoint_and_kept_copies_are_written(tmp
     assert 0 < drift < 1e-3
     header = (tmp_path / "b" / "log.csv").read_text().splitlines()[0]
     assert header.startswith("step,split,loss,complex,logmag,mag,mel,ltas")
+
+
+def test_the_adversarial_term_trains_a_discriminator_that_resumes_with_the_student(tmp_path):
+    from narrate.train.vocoder import provenance
+
+    data, run = tmp_path / "shards", tmp_path / "run"
+    _shards(data)
+    arch = VocoderConfig(dim=16, intermediate=32, layers=2)
+    plain = VocoderTrainConfig(data=str(data), steps=2, batch=2, frames=16, warmup=1)
+    train(tmp_path / "plain", plain, arch)
+    assert "disc" not in torch.load(tmp_path / "plain" / "checkpoint.pt", weights_only=True)
+    # a run gaining the term from a regression checkpoint starts a new discriminator
+    cfg = VocoderTrainConfig(**{**plain.__dict__, "steps": 3, "w_adv": 0.5, "w_fm": 1.0})
+    train(run, cfg, arch, init=tmp_path / "plain" / "checkpoint.pt")
+    first = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert first["step"] == 3 and first["disc"] and first["disc_opt"]["state"]  # it took optimizer steps
+    train(run, VocoderTrainConfig(**{**cfg.__dict__, "steps": 4}), arch)
+    second = torch.load(run / "checkpoint.pt", weights_only=True)
+    assert second["step"] == 4
+    assert any(not torch.equal(first["disc"][k], second["disc"][k]) for k in first["disc"])
+    rows = (run / "log.csv").read_text().splitlines()
+    assert rows[0].split(",")[3:11] == ["complex", "logmag", "mag", "mel", "ltas", "adv", "fm", "disc"]
+    assert "multi-period adversarial x0.5; feature matching x1" in provenance(run)["training"]
+
+
+def test_the_discriminator_losses_pull_the_right_ways():
+    from narrate.train.discriminator import MultiPeriodDiscriminator, discriminator_loss, generator_losses
+
+    torch.manual_seed(0)
+    disc = MultiPeriodDiscriminator()
+    real = torch.randn(2, 4000) * 0.1
+    fake = torch.randn(2, 4000) * 0.1
+    r, f = disc(real), disc(fake)
+    assert len(r) == 5 and all(s.shape[0] == 2 for s, _ in r)
+    d = discriminator_loss(r, f)
+    adv, fm = generator_losses(r, f)
+    assert d > 0 and adv > 0 and fm > 0
+    assert float(generator_losses(r, disc(real))[1].detach()) == 0.0  # the teacher's own maps match exactly
+    # the student's terms reach the student's waveform, never the discriminator through the real side
+    y = fake.clone().requires_grad_(True)
+    adv, fm = generator_losses(disc(real), disc(y))
+    (adv + fm).backward()
+    assert y.grad is not None and y.grad.abs().sum() > 0

@@ -11,7 +11,7 @@ import torch
 
 from narrate.engine.config import ModelConfig
 from narrate.engine.model import NarrateModel, PromptEncoder, prompt_spectrum
-from narrate.pitch import PITCH_REF, median_pitch, pitch_feature
+from narrate.pitch import PITCH_REF, median_pitch, pitch_feature, voiced_share
 
 CFG = dict(d_model=32, n_layers=2, n_heads=2, enc_convs=1, enc_layers=1, n_codebooks=4, codebook_size=16,
            codebook_groups=[1, 3], speaker_tokens=2, prompt_tokens=2, prenet_dropout=0.0)
@@ -42,6 +42,19 @@ def test_pitch_is_measured_on_voiced_speech_and_heard_as_its_log():
     assert math.isnan(median_pitch(np.zeros(100, np.float32), sr))  # too short to measure: not an error
     assert pitch_feature(2 * PITCH_REF) == pytest.approx(math.log(2))
     assert pitch_feature(math.nan) == 0.0 and pitch_feature(0.0) == 0.0
+
+
+def test_the_voiced_share_is_high_for_a_periodic_sound_and_low_for_noise_and_leaves_silence_out():
+    sr = 22050
+    t = np.arange(sr) / sr
+    tone = sum(np.sin(2 * np.pi * 110.0 * k * t) / k for k in range(1, 8)) * 0.2
+    noise = np.random.default_rng(0).standard_normal(sr) * 0.2
+    silence = np.zeros(sr)
+    assert voiced_share(np.concatenate([silence, tone, silence]).astype(np.float32), sr) > 0.9
+    assert voiced_share(np.concatenate([silence, noise, silence]).astype(np.float32), sr) < 0.1
+    half = voiced_share(np.concatenate([tone, noise]).astype(np.float32), sr)
+    assert 0.35 < half < 0.65
+    assert math.isnan(voiced_share(np.zeros(100, np.float32), sr))
 
 
 def test_the_speaker_vector_carries_the_pitch_only_where_the_model_takes_it():

@@ -3,7 +3,11 @@
 The teacher is a deterministic function of the frames, so its waveform, phase included, can be
 learned by regression: L1 on the complex STFT and on log and linear magnitudes at three
 resolutions, between the student's waveform and the teacher's from the same frames (the shards
-of ``narrate.train.vocoder_data``). No adversarial term. Two optional terms on the 80-bin log-mel
+of ``narrate.train.vocoder_data``). Optionally (``--w-adv``, ``--w-fm``) an adversarial term: a
+multi-period discriminator (``narrate.train.discriminator``) learns to tell the teacher's waveform
+from the student's, and the student learns to fool it and to match its feature maps; regression
+alone leaves the student unsure of the phase where the teacher is periodic, so its voiced sounds
+come out breathy. Two optional terms on the 80-bin log-mel
 (narrate's own features): L1 per frame (``mel``), and L1 between each crop's long-term average
 (``ltas``), which holds the student to the teacher's spectral balance: the regression terms
 leave a bias there (a darker, quieter student where the phase is uncertain, e.g. at high pitch),
@@ -56,9 +60,17 @@ class VocoderTrainConfig:
     w_mag: float = 1.0
     w_mel: float = 0.0
     w_ltas: float = 0.0
+    w_adv: float = 0.0         # 0: no discriminator
+    w_fm: float = 0.0          # feature matching (with the discriminator)
+    disc_lr: float = 2e-4
+
+    @property
+    def adversarial(self) -> bool:
+        return self.w_adv > 0 or self.w_fm > 0
 
     def total(self, parts: dict[str, torch.Tensor]) -> torch.Tensor:
-        return sum(getattr(self, f"w_{k}") * v for k, v in parts.items())
+        """The student's loss (the discriminator's own, ``disc``, is not part of it)."""
+        return sum(getattr(self, f"w_{k}") * v for k, v in parts.items() if k != "disc")
 
 
 def _log(msg: str) -> None:
@@ -151,10 +163,11 @@ def _lr(cfg: VocoderTrainConfig, step: int) -> float:
     return cfg.lr_min + 0.5 * (cfg.lr - cfg.lr_min) * (1 + math.cos(math.pi * p))
 
 
-def _save(run: Path, net: Vocos, opt, step: int, cfg: VocoderTrainConfig) -> None:
+def _save(run: Path, net: Vocos, opt, step: int, cfg: VocoderTrainConfig, critic: "Critic | None" = None) -> None:
     tmp = run / "checkpoint.tmp"
     torch.save({"model": net.state_dict(), "opt": opt.state_dict(), "step": step,
-                "vocoder": net.cfg.to_dict(), "train": asdict(cfg)}, tmp)
+                "vocoder": net.cfg.to_dict(), "train": asdict(cfg),
+                **(critic.state_dict() if critic else {})}, tmp)
     tmp.rename(run / "checkpoint.pt")
 
 
@@ -170,7 +183,43 @@ def _validate(net: Vocos, shards: Shards, cfg: VocoderTrainConfig) -> dict[str, 
     return {"loss": float(cfg.total(parts)), **{k: float(v) for k, v in parts.items()}}
 
 
-PARTS = ("complex", "logmag", "mag", "mel", "ltas")
+WEIGHTED = ("complex", "logmag", "mag", "mel", "ltas", "adv", "fm")  # the student's loss terms
+PARTS = (*WEIGHTED, "disc")  # and the discriminator's, as log.csv shows them
+
+
+class Critic:
+    """The discriminator and its optimizer: one update per student step, on the teacher's
+    waveform against the student's (detached), then the student's adversarial and
+    feature-matching terms from the updated discriminator."""
+
+    def __init__(self, cfg: VocoderTrainConfig):
+        from narrate.train.discriminator import MultiPeriodDiscriminator
+
+        self.disc = MultiPeriodDiscriminator()
+        self.opt = torch.optim.AdamW(self.disc.parameters(), lr=cfg.disc_lr, betas=(0.8, 0.99))
+
+    def terms(self, y: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+        from narrate.train.discriminator import discriminator_loss, generator_losses
+
+        loss_d = discriminator_loss(self.disc(target), self.disc(y.detach()))
+        self.opt.zero_grad(set_to_none=True)
+        loss_d.backward()
+        self.opt.step()
+        with torch.no_grad():
+            real = self.disc(target)
+        adv, fm = generator_losses(real, self.disc(y))
+        return {"adv": adv, "fm": fm, "disc": loss_d.detach()}
+
+    def state_dict(self) -> dict:
+        return {"disc": self.disc.state_dict(), "disc_opt": self.opt.state_dict()}
+
+    def load(self, state: dict) -> bool:
+        """From a checkpoint that has one (False: it starts fresh)."""
+        if "disc" not in state:
+            return False
+        self.disc.load_state_dict(state["disc"])
+        self.opt.load_state_dict(state["disc_opt"])
+        return True
 
 
 def train(run: Path, cfg: VocoderTrainConfig, arch: VocoderConfig, init: Path | None = None) -> None:
@@ -179,6 +228,7 @@ def train(run: Path, cfg: VocoderTrainConfig, arch: VocoderConfig, init: Path | 
     torch.manual_seed(cfg.seed)
     net = Vocos(arch)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, betas=(0.9, 0.99), weight_decay=0.01)
+    critic = Critic(cfg) if cfg.adversarial else None
     step = 0
     if init is not None and not (run / "checkpoint.pt").exists():
         state = torch.load(init, map_location="cpu", weights_only=True)
@@ -193,6 +243,8 @@ def train(run: Path, cfg: VocoderTrainConfig, arch: VocoderConfig, init: Path | 
         net.load_state_dict(state["model"])
         opt.load_state_dict(state["opt"])
         step = state["step"]
+        if critic and not critic.load(state):
+            _log("the checkpoint has no discriminator: a new one starts")
         _log(f"resumed at step {step}")
     (run / "train_config.json").write_text(json.dumps({"train": asdict(cfg), "vocoder": arch.to_dict()}, indent=1))
     shards = Shards(Path(cfg.data), arch.hop)
@@ -222,7 +274,10 @@ def train(run: Path, cfg: VocoderTrainConfig, arch: VocoderConfig, init: Path | 
             for group in opt.param_groups:
                 group["lr"] = lr
             mel, wav = shards.crops(shards.train, cfg.batch, cfg.frames, g)
-            parts = losses(student_waveform(net, mel), wav)
+            y = student_waveform(net, mel)
+            parts = losses(y, wav)
+            if critic:
+                parts.update(critic.terms(y, wav))
             loss = cfg.total(parts)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -231,19 +286,19 @@ def train(run: Path, cfg: VocoderTrainConfig, arch: VocoderConfig, init: Path | 
             step += 1
             run_loss, n_loss = run_loss + loss.item(), n_loss + 1
             if step % 100 == 0:
-                writer.writerow([step, "train", run_loss / n_loss, *(float(parts[k]) for k in PARTS),
+                writer.writerow([step, "train", run_loss / n_loss, *(float(parts.get(k, 0.0)) for k in PARTS),
                                  lr, len(shards.train), time.strftime("%H:%M:%S")])
                 log.flush()
                 _log(f"step {step} loss {run_loss / n_loss:.4f} lr {lr:.2e} utterances {len(shards.train)}")
                 run_loss, n_loss = 0.0, 0
             kept = cfg.keep_every and step % cfg.keep_every == 0
             if kept or time.time() - last_save > cfg.checkpoint_minutes * 60:
-                _save(run, net, opt, step, cfg)
+                _save(run, net, opt, step, cfg, critic)
                 if kept:
                     shutil.copyfile(run / "checkpoint.pt", run / f"ckpt_{step}.pt")
                 v = _validate(net, shards, cfg)
                 if v:
-                    writer.writerow([step, "valid", v["loss"], *(v[k] for k in PARTS), lr,
+                    writer.writerow([step, "valid", v["loss"], *(v.get(k, 0.0) for k in PARTS), lr,
                                      len(shards.train), time.strftime("%H:%M:%S")])
                     log.flush()
                     _log(f"checkpoint at step {step}; validation {v}")
@@ -252,7 +307,7 @@ def train(run: Path, cfg: VocoderTrainConfig, arch: VocoderConfig, init: Path | 
                 last_save = time.time()
     except KeyboardInterrupt:
         pass
-    _save(run, net, opt, step, cfg)
+    _save(run, net, opt, step, cfg, critic)
     _log(f"saved at step {step}")
     log.close()
 
@@ -280,7 +335,9 @@ def provenance(run: Path) -> dict:
     return {"teacher": TEACHER,
             "training": f"{state['step']} steps of {cfg.batch} crops x {cfg.frames} frames, regression on the "
                         f"teacher's waveform (complex STFT, log and linear magnitudes at 3 resolutions"
-                        + "".join(f"; {name} x{w:g}" for name, w in (("log-mel", cfg.w_mel), ("long-term log-mel", cfg.w_ltas)) if w)
+                        + "".join(f"; {name} x{w:g}" for name, w in (("log-mel", cfg.w_mel), ("long-term log-mel", cfg.w_ltas),
+                                                                     ("multi-period adversarial", cfg.w_adv),
+                                                                     ("feature matching", cfg.w_fm)) if w)
                         + "); "
                         f"{len(shards.train)} training utterances, {minutes:.1f} min of teacher audio "
                         f"(narrate.train.vocoder_data)"}
@@ -298,7 +355,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--layers", type=int, default=VocoderConfig.layers)
     p.add_argument("--init", type=Path, help="a new run starts from this checkpoint's weights (fresh optimizer)")
     p.add_argument("--keep-every", type=int, default=0, help="keep a checkpoint copy every N steps (for selection)")
-    for part in PARTS:
+    for part in WEIGHTED:
         p.add_argument(f"--w-{part}", type=float, default=getattr(VocoderTrainConfig, f"w_{part}"),
                        help=f"weight of the {part} loss term")
     p.add_argument("--export", type=Path, help="write the run's vocoder into this model folder and stop")
@@ -313,7 +370,7 @@ def main(argv: list[str] | None = None) -> None:
     if a.data is None:
         p.error("--data is needed to train")
     arch = VocoderConfig(dim=a.dim, intermediate=3 * a.dim, layers=a.layers)
-    weights = {f"w_{k}": getattr(a, f"w_{k}") for k in PARTS}
+    weights = {f"w_{k}": getattr(a, f"w_{k}") for k in WEIGHTED}
     cfg = VocoderTrainConfig(data=str(a.data), steps=a.steps, batch=a.batch, lr=a.lr, keep_every=a.keep_every, **weights)
     train(a.run, cfg, arch, a.init)
 
