@@ -74,6 +74,9 @@ class ModelFolderConfig:
     speed_range: tuple[float, float] = (0.25, 4.0)  # the speeds the model was trained for
     vocoder: VocoderConfig | None = None            # the neural vocoder's architecture, if any
     source: dict | None = None                      # config.json as read (``to_dict``)
+    # the expected frames' softmax temperature it is narrated with (narrate.engine.stepping), as
+    # measured best for it; NarrateSettings.mean_temperature overrides it
+    mean_temperature: float = 1.0
 
     def to_dict(self) -> dict:
         """config.json as read (a copy): what is written back beside re-exported weights."""
@@ -108,12 +111,16 @@ class ModelFolderConfig:
         voice = config.get("default_voice", "joe")
         if not (isinstance(voice, str) and voice.strip()):
             raise ValueError("default_voice is not a voice name")
+        mean_temperature = config.get("mean_temperature", 1.0)
+        if not (_is_number(mean_temperature) and 0.05 <= mean_temperature <= 2.0):
+            raise ValueError("mean_temperature is not a number from 0.05 to 2")
         vocoder = None
         if config.get("vocoder") is not None:
             vocoder = _vocoder(config["vocoder"])
             if codec.mel is not None and vocoder.n_mels != codec.mel.n_mels:
                 raise ValueError(f"vocoder.n_mels ({vocoder.n_mels}) is not codec.mel.n_mels ({codec.mel.n_mels})")
-        return cls(model, codec, text, voice, (float(speeds[0]), float(speeds[1])), vocoder, copy.deepcopy(config))
+        return cls(model, codec, text, voice, (float(speeds[0]), float(speeds[1])), vocoder, copy.deepcopy(config),
+                   float(mean_temperature))
 
 
 def _model(section: dict) -> ModelConfig:

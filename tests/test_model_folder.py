@@ -7,6 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import error_line
@@ -69,6 +70,8 @@ MALFORMED = [
     (_put("speed_range", [2, 3]), "speed_range is not"),
     (_put("default_voice", 7), "default_voice is not a voice name"),
     (_put("default_voice", " "), "default_voice is not a voice name"),
+    (_put("mean_temperature", 0), "mean_temperature is not a number from 0.05 to 2"),
+    (_put("mean_temperature", "sharp"), "mean_temperature is not a number from 0.05 to 2"),
     (_put("vocoder.arch", "hifigan"), "unknown vocoder architecture 'hifigan'"),
     (_put("vocoder.dim", -1), "vocoder.dim = -1"),
     (_put("vocoder.n_mels", 40), r"vocoder.n_mels \(40\) is not codec.mel.n_mels \(80\)"),
@@ -105,6 +108,7 @@ def test_the_typed_config_reads_every_section(tiny_model, folder):
     assert config.text.espeak_voice == source["text"]["espeak_voice"]
     assert config.default_voice == source["default_voice"] == "joe"
     assert config.speed_range == tuple(source.get("speed_range", (0.25, 4.0)))
+    assert config.mean_temperature == source.get("mean_temperature", 1.0)
     assert (config.vocoder is None) == ("vocoder" not in source)
     if config.vocoder is not None:
         assert config.vocoder.dim == source["vocoder"]["dim"]
@@ -114,3 +118,17 @@ def test_not_an_object_is_refused():
     for value in ([], "config", None):
         with pytest.raises(ValueError, match="not a JSON object"):
             ModelFolderConfig.from_dict(value)
+
+
+def test_a_narrator_takes_the_models_mean_temperature_unless_told_another(tiny_model, tmp_path):
+    from narrate.runtime.narrator import Narrator, NarrateSettings
+
+    folder = _edited(tiny_model, tmp_path, _put("mean_temperature", 0.5))
+    assert Narrator.load(str(folder)).settings.mean_temperature == 0.5
+    assert Narrator.load(str(folder), settings=NarrateSettings(mean_temperature=0.9)).settings.mean_temperature == 0.9
+    assert Narrator.load(str(tiny_model)).settings.mean_temperature == 1.0  # a config without it
+    # and it reaches the decoder: the same text at another temperature is other audio
+    warm = Narrator.load(str(folder), settings=NarrateSettings(mean_temperature=1.0, vocoder_process=False))
+    sharp = Narrator.load(str(folder), settings=NarrateSettings(vocoder_process=False))
+    a, b = (np.concatenate([c.samples for c in n.narrate(["Hello there."])]) for n in (warm, sharp))
+    assert not (len(a) == len(b) and np.array_equal(a, b))

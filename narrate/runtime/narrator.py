@@ -39,7 +39,9 @@ class NarrateSettings:
     top_p: float = 1.0
     guidance: float = 1.0
     emit: str = "mean"
-    mean_temperature: float = 1.0  # of the expected frames (narrate.engine.stepping): < 1 sharper
+    # of the expected frames (narrate.engine.stepping), < 1 sharper; None: the model's
+    # (config.json's mean_temperature), decided when a Narrator is made
+    mean_temperature: float | None = None
     # Decoding one stream is a chain of small steps: a second thread buys little, and two
     # OpenMP threads stall badly whenever another process holds one of the cores.
     threads: int = 1
@@ -64,7 +66,8 @@ class NarrateSettings:
     def decode(self) -> DecodeSettings:
         return DecodeSettings(SamplingSettings(self.temperature, self.top_k, self.top_p),
                               GuidanceSettings(strength=self.guidance), emit=self.emit,
-                              mean_temperature=self.mean_temperature, packed=self.packed)
+                              mean_temperature=1.0 if self.mean_temperature is None else self.mean_temperature,
+                              packed=self.packed)
 
 
 @dataclass
@@ -261,6 +264,8 @@ class Narrator:
         voices: more Voices by key, for sentences that name one (``Sentence.voice``; a voice map)."""
         self.loaded = loaded
         self.settings = settings or NarrateSettings()
+        if self.settings.mean_temperature is None:
+            self.settings = replace(self.settings, mean_temperature=loaded.config.mean_temperature)
         torch.set_num_threads(max(1, self.settings.threads))  # however it was made (the benchmark makes it directly)
         self.codec = loaded.codec
         self.sample_rate = self.codec.sample_rate
