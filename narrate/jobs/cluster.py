@@ -6,7 +6,10 @@ Who does what:
   voice once and puts them in Ray's object store, hands out chapters, shows the progress and
   ends with the local batch's table. No audio passes through it.
 - Workers (``ChapterWorker`` actors, one per CPU) take the model from the object store once and
-  narrate the chapters handed to them as one batch, the next joining as one ends. A worker
+  narrate the chapters handed to them as one batch, the next joining as one ends. The driver
+  asks each busy worker for its reports (audio narrated, chapters done), and the worker answers
+  as soon as it has one while narrating on in a thread: the same over a node's address and Ray
+  Client's (ray://), which carries no streaming results. A worker
   writes each chapter's samples (float32, as narrated) into the document's chapter store in
   OUT_DIR under a name of its own and renames the file into place when the chapter is complete.
 - A document whose chapters are all in its store is assembled by a Ray task (``assemble``) on
@@ -38,8 +41,10 @@ import math
 import os
 import shutil
 import signal
+import threading
 import time
 import uuid
+import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Sequence
@@ -93,6 +98,15 @@ class ChapterDone:
 
     key: tuple[int, int]
     samples: int  # all of the chapter's
+
+
+@dataclass(frozen=True)
+class Reports:
+    """A worker's answer to the driver: its reports since the last answer, and whether its call
+    is over (no more reports will come for the chapters it was handed)."""
+
+    reports: list[ChapterAudio | ChapterDone]
+    over: bool
 
 
 # Places (the output folder, a document's output and chapter store, their files) are local
@@ -269,6 +283,16 @@ class ChapterWorker:
 
         return ray.get_runtime_context().get_node_id()
 
+    def begin(self, tasks: list[ChapterTask]) -> Reports:
+        """Start narrating ``tasks`` (in a thread of this worker) and answer as ``reports`` does."""
+        self._narration = _Narration(self.narrate(tasks))
+        return self.reports()
+
+    def reports(self) -> Reports:
+        """The reports since the last answer, once there is one (or the call is over); raises
+        what the narration raised."""
+        return self._narration.answer()
+
     def narrate(self, tasks: list[ChapterTask]) -> Iterator[ChapterAudio | ChapterDone]:
         """Narrate the chapters into their files, yielding what happens: each chapter's audio
         since the last report, and when a chapter's file is in place."""
@@ -317,6 +341,43 @@ class ChapterWorker:
             chunks.close()  # stopped early: the streams' text threads end now
             for chapter in files.values():
                 chapter.discard()
+
+
+class _Narration:
+    """A worker's call narrated in a thread, its reports kept until the driver asks for them.
+
+    The driver asks (``ChapterWorker.reports``) rather than the worker streaming its reports
+    back: Ray Client (``--ray ray://...``) does not carry streaming results (ray-project/ray#43357),
+    and asking works the same over every kind of address. The thread narrates on while an
+    answer travels, so the worker does not wait for the driver."""
+
+    def __init__(self, reports: Iterator[ChapterAudio | ChapterDone]):
+        self._changed = threading.Condition()
+        self._reports: list[ChapterAudio | ChapterDone] = []
+        self._over = False
+        self._error: Exception | None = None
+        threading.Thread(target=self._run, args=(reports,), name="narrate-chapters", daemon=True).start()
+
+    def _run(self, reports: Iterator[ChapterAudio | ChapterDone]) -> None:
+        try:
+            for report in reports:
+                with self._changed:
+                    self._reports.append(report)
+                    self._changed.notify()
+        except Exception as e:  # raised to the driver once it has the reports before it
+            self._error = e
+        finally:
+            with self._changed:
+                self._over = True
+                self._changed.notify()
+
+    def answer(self) -> Reports:
+        with self._changed:
+            self._changed.wait_for(lambda: self._reports or self._over)
+            if not self._reports and self._error is not None:
+                raise self._error
+            reports, self._reports = self._reports, []
+            return Reports(reports, self._over and self._error is None)
 
 
 def assemble(store: str, target: str, fmt: str, sample_rate: int, titles: list[str], tags=None,
@@ -502,16 +563,10 @@ def _plan_document(batch: ClusterBatch, path: Path, target: Place, row: int) -> 
 def run_batch(batch: ClusterBatch, progress: "ClusterProgress", rows: list[list[str]]) -> None:
     """Narrate the batch on the cluster; ``rows`` (document, status, audio s, output or error)
     is filled in as documents end, also when interrupted (then Interrupted is raised)."""
-    if batch.address.startswith("ray://"):
-        # Ray Client does not carry streaming generators (ray-project/ray#43357, "won't fix"),
-        # which the workers report through: the job would wait for workers that never answer.
-        raise NarrateError(f"--ray {batch.address}: Ray Client addresses cannot run narrate's workers "
-                           f"(no streaming results); run narrate batch on a node of the cluster with "
-                           f"--ray auto or --ray HEAD_IP:6379")
     if is_url(batch.out_dir) and _fs(batch.out_dir)[0].protocol in ("memory", ("memory",)):
         raise NarrateError(f"--out-dir {batch.out_dir}: a memory:// filesystem is each process's own; "
                            f"the cluster's workers cannot share it (use a folder every node sees, or s3://...)")
-    ray = _import_ray()
+    ray = _import_ray(batch.address)
     documents = plan_documents(batch, rows)
     if not documents:
         return
@@ -521,7 +576,9 @@ def run_batch(batch: ClusterBatch, progress: "ClusterProgress", rows: list[list[
                                          batch.revision, batch.narrate.vocoder)
     ours = signal.getsignal(signal.SIGTERM)
     try:
-        ray.init(address=batch.address, logging_level=logging.WARNING, log_to_driver=False)
+        with warnings.catch_warnings():  # Ray Client's warning on a timeout says what our error says
+            warnings.simplefilter("ignore", UserWarning)
+            ray.init(address=batch.address, logging_level=logging.WARNING, log_to_driver=False)
     except (ConnectionError, ValueError, RuntimeError) as e:
         raise NarrateError(f"cannot reach the Ray cluster at {batch.address}: {_message(e)}") from None
     finally:
@@ -565,7 +622,7 @@ class _Driver:
         self.voice = voice
         self.starting: dict = {}  # node() answer -> worker not ready yet
         self.idle: list = []
-        self.calls: dict = {}  # ObjectRefGenerator -> _Call
+        self.calls: dict = {}  # ObjectRef of a worker's next answer (Reports) -> _Call
         self.assembling: dict = {}  # ObjectRef -> _Document
         self.workers = 0  # ready and alive
         self.failure = ""  # why workers could not start, if they could not
@@ -667,30 +724,36 @@ class _Driver:
             if not tasks:
                 self.idle.append(worker)
                 continue
-            generator = worker.narrate.remote(tasks)
-            self.calls[generator] = _Call(worker, {t.key: t for t in tasks})
+            self.calls[worker.begin.remote(tasks)] = _Call(worker, {t.key: t for t in tasks})
 
-    def _follow(self, generator) -> None:
-        call = self.calls[generator]
+    def _follow(self, ref) -> None:
+        # (the call stays in self.calls until it is idle or asked again: an interruption in
+        # between still finds its worker to stop)
+        call = self.calls[ref]
         try:
-            event = self.ray.get(next(generator))
-        except StopIteration:
-            del self.calls[generator]
-            self.queue[:0] = call.tasks.values()  # none normally
-            self.idle.append(call.worker)
-            return
+            answer = self.ray.get(ref)
         except self.ray.exceptions.RayActorError as e:
-            del self.calls[generator]
+            del self.calls[ref]
             self._lost(call, e)
             return
         except self.ray.exceptions.RayError as e:  # the narration itself failed
-            del self.calls[generator]
             self.idle.append(call.worker)
+            del self.calls[ref]
             for key in call.tasks:
                 doc = self.documents[key[0]]
                 if not doc.final:
                     self._end(doc, "failed", _message(_cause(e)))
             return
+        for event in answer.reports:
+            self._report(call, event)
+        if answer.over:
+            self.queue[:0] = call.tasks.values()  # none normally
+            self.idle.append(call.worker)
+        else:
+            self.calls[call.worker.reports.remote()] = call
+        del self.calls[ref]
+
+    def _report(self, call: _Call, event: ChapterAudio | ChapterDone) -> None:
         key = event.key
         shown = call.reported.setdefault(key, [0, 0])
         if isinstance(event, ChapterAudio):
@@ -838,14 +901,19 @@ def _clock(seconds: float) -> str:
 # --- helpers ----------------------------------------------------------------------------------
 
 
-def _import_ray():
-    """Ray, imported only when --ray is given: narrate works without it."""
+def _import_ray(address: str):
+    """Ray, imported only when --ray is given: narrate works without it (and without grpcio,
+    which only a ray:// address needs)."""
     try:
         import ray
+
+        if address.startswith("ray://"):
+            import grpc  # noqa: F401
     except ModuleNotFoundError as e:
-        if e.name != "ray":
+        if e.name not in ("ray", "grpc"):
             raise
-        raise NarrateError("--ray needs Ray: pip install 'narrate[ray]' (make setup installs it)") from None
+        needs = "--ray needs Ray" if e.name == "ray" else f"--ray {address} needs Ray Client (grpcio)"
+        raise NarrateError(f"{needs}: pip install 'narrate[ray]' (make setup installs it)") from None
     return ray
 
 
