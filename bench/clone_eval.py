@@ -25,10 +25,10 @@ SEEN = ("awb", "joe-f-mid-0", "kal16-f-high-1")  # training speakers (narrate.tr
 def prompt_audio(name: str, texts: list[str]) -> np.ndarray:
     """A voice reading ``texts`` with short gaps, at 22,050 Hz: a held-out voice or a training speaker."""
     from narrate.train import speakers as S
-    from narrate.train.prepare import _synth
+    from narrate.train.bundled_voices import render_voice
 
     spk = S.speaker_named(name)
-    parts = [S.render(spk, text, _synth((i, text, 1.0, 0.667))[1]) for i, text in enumerate(texts)]
+    parts = [render_voice(spk, text) for text in texts]
     gap = np.zeros(S.SAMPLE_RATE // 4, np.float32)
     return np.concatenate([p for part in parts for p in (part, gap)])
 

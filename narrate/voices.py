@@ -9,11 +9,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from narrate import assets
 from narrate.errors import VoiceError
+
+if TYPE_CHECKING:
+    import torch
 
 VOICES_DIR = assets.VOICES
 MIN_SECONDS, MAX_SECONDS = 2.0, 60.0
@@ -51,6 +55,24 @@ class Voice:
         n = int(PROMPT_SECONDS * mel_spec.cfg.sample_rate / mel_spec.cfg.hop)
         start = max(0, (len(frames) - n) // 2)
         return frames[start : start + n]
+
+
+def conditioning(model, voice: Voice, mel_spec) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """What ``model`` (a NarrateModel) hears of ``voice``: (its speaker vector: the embedding, and
+    the pitch where the model takes it; its prompt's frames [T, F] in ``mel_spec``'s
+    configuration, or None where the model has no prompt encoder or there is no ``mel_spec``).
+    Narration and the vocoder's GTA frames (narrate.train.gta) condition the model through this
+    one function, so a vocoder is trained on the frames the narrator makes."""
+    import torch
+
+    from narrate.pitch import pitch_feature
+
+    embedding = torch.from_numpy(np.asarray(voice.embedding, np.float32)).view(1, -1)
+    pitch = pitch_feature(voice.pitch()) if model.cfg.voice_stats else 0.0  # (ignored otherwise)
+    speaker = model.speaker_vector(embedding, torch.tensor([pitch]))[0]
+    use_prompt = (model.cfg.prompt_tokens or model.cfg.voice_stats) and mel_spec is not None
+    frames = voice.prompt_frames(mel_spec) if use_prompt else None
+    return speaker, None if frames is None else torch.from_numpy(frames)
 
 
 def bundled_voices() -> dict[str, Path]:

@@ -23,10 +23,10 @@ from narrate.engine.generate import DecodeSettings, Engine, StreamState, WordTim
 from narrate.engine.guidance import GuidanceSettings
 from narrate.engine.sampling import SamplingSettings
 from narrate.errors import NarrateError
-from narrate.pitch import pitch_feature
 from narrate.runtime.feeding import Feeder
 from narrate.runtime.pauses import SENTENCE_PAUSE, PauseShaper, split_sentence
 from narrate.text.phonemes import Phonemizer
+from narrate.voices import conditioning
 from narrate.runtime.vocoding import VocodeJob, Vocoding
 
 
@@ -275,7 +275,8 @@ class Narrator:
         text = loaded.config.text
         self.phonemizer = Phonemizer({k: list(v) for k, v in text.id_map.items()}, text.espeak_voice)
         self.voice = voice
-        self.speaker, self.prompt = self._conditioning(voice)
+        mel_spec = getattr(self.codec, "spec", None)  # a codec without one: no prompt frames
+        self.speaker, self.prompt = conditioning(self.loaded.model, voice, mel_spec)
         self.dialogue = dialogue
         self.voices = dict(voices or {})
         self.kernel = kernels.choose(self.settings.kernels)  # the backend, passed down from here
@@ -290,25 +291,14 @@ class Narrator:
         if dialogue is None:
             self.dialogue_cond = None
         else:
-            speaker, prompt = self._conditioning(dialogue)
+            speaker, prompt = conditioning(self.loaded.model, dialogue, mel_spec)
             self.dialogue_cond = self.engine.condition(speaker, self.model_speed, prompt)
         self.voice_conds = {}  # each of voices' conditioning, by its key
         for key, v in self.voices.items():
-            speaker, prompt = self._conditioning(v)
+            speaker, prompt = conditioning(self.loaded.model, v, mel_spec)
             self.voice_conds[key] = self.engine.condition(speaker, self.model_speed, prompt)
         self.vocoding = Vocoding(self.codec, self.kernel, self.settings.vocoder_process)  # forks now, before any run's threads
         self._keys = itertools.count()
-
-    def _conditioning(self, voice) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """A voice's speaker vector (its embedding, and its pitch where the model takes it) and
-        its prompt's frames [T, F] (None: the model has no prompt encoder)."""
-        model = self.loaded.model
-        embedding = torch.from_numpy(np.asarray(voice.embedding, np.float32)).view(1, -1)
-        pitch = pitch_feature(voice.pitch()) if model.cfg.voice_stats else 0.0
-        speaker = model.speaker_vector(embedding, torch.tensor([pitch]))[0]
-        use_prompt = (model.cfg.prompt_tokens or model.cfg.voice_stats) and hasattr(self.codec, "spec")
-        frames = voice.prompt_frames(self.codec.spec) if use_prompt else None
-        return speaker, None if frames is None else torch.from_numpy(frames)
 
     def close(self) -> None:
         """Stop the vocoder and decoder processes (they also end with this process)."""

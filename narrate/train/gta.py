@@ -19,7 +19,7 @@ import torch
 
 @torch.no_grad()
 def gta_frames(loaded, ids: np.ndarray, durations: np.ndarray, feats: np.ndarray, speaker: torch.Tensor,
-               length_scale: float = 1.0, prompt: np.ndarray | None = None) -> np.ndarray:
+               length_scale: float = 1.0, prompt: np.ndarray | torch.Tensor | None = None) -> np.ndarray:
     """loaded: a model (narrate.hub.from_pretrained); ids [N] token ids; durations [N] frames per
     token (sum = len(feats)); feats [T, F] the reading's true log-mel; speaker: the voice's
     speaker vector (``NarrateModel.speaker_vector``); prompt [Tp, F] its prompt's frames or None
@@ -66,18 +66,14 @@ class GTAReader:
         self.spec = MelSpec(MelConfig())
 
     def pair(self, text: str, rng: random.Random, speaker=None) -> tuple[np.ndarray, np.ndarray]:
-        from narrate.pitch import median_pitch, pitch_feature
         from narrate.train.prepare import _synth
         from narrate.train.speakers import SAMPLE_RATE, render
-        from narrate.voices import SpeakerEncoder, Voice
+        from narrate.voices import SpeakerEncoder, Voice, conditioning
 
         length_scale = rng.uniform(0.85, 1.15)
         _, audio, ids, durations, _ = _synth((0, text, length_scale, rng.uniform(0.4, 0.8)))
         wav = audio.astype(np.float32) / 32768.0 if speaker is None else render(speaker, text, audio)
         feats = self.spec.features(wav).numpy()
         voice = Voice("x", None, SpeakerEncoder().embed(wav, SAMPLE_RATE), wav, SAMPLE_RATE)
-        model = self.loaded.model
-        vector = model.speaker_vector(torch.from_numpy(voice.embedding).view(1, -1),
-                                      torch.tensor([pitch_feature(median_pitch(wav, SAMPLE_RATE))]))[0]
-        prompt = voice.prompt_frames(self.spec) if (model.cfg.prompt_tokens or model.cfg.voice_stats) else None
+        vector, prompt = conditioning(self.loaded.model, voice, self.spec)  # as the narrator conditions it
         return gta_frames(self.loaded, ids, durations.astype(np.int64), feats, vector, length_scale, prompt), feats
