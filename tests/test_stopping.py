@@ -176,3 +176,53 @@ def test_sigterm_during_start_up_is_one_line_and_status_143(tmp_path, monkeypatc
     assert exit_.value.code == 143
     err = capsys.readouterr().err
     assert err.strip() == "narrate: interrupted" and "Traceback" not in err
+
+
+def _echo(end) -> None:
+    for msg in end.messages():
+        end.send(msg)
+
+
+def test_a_childs_pipe_end_is_closed_once_whichever_finalizer_runs_first():
+    """One garbage collection can run a pipe end's own finalizer and then one that kills its
+    child (a dropped narration whose vocoder pipe is torn: decode_streams' finally, the
+    vocoder's discard, ChildProcess.kill). The end is closed once: kill does not close its
+    number again (it did: 'OSError: [Errno 9] Bad file descriptor' printed at collection, or,
+    the number taken again meanwhile, another file closed), the child is then found gone
+    (poll: NarrateError), and the collection reports nothing; nor in the usual order, kill
+    and then the collection."""
+    from narrate.errors import NarrateError
+    from narrate.runtime.children import ChildProcess
+
+    def start() -> ChildProcess:
+        return ChildProcess(_echo, (), "narrate-test-child", "the child is gone")
+
+    reported: list = []
+    hook, sys.unraisablehook = sys.unraisablehook, reported.append
+    try:
+        child = start()
+        number = child.conn.fileno()
+        child.conn.__del__()  # the end's own finalizer, as a collection runs it
+        other = os.open(os.devnull, os.O_RDONLY)  # another file now has the number
+        if other != number:
+            os.dup2(other, number)
+            os.close(other)
+        try:
+            child.kill()
+            os.fstat(number)  # still open: kill closed nothing of the other file's
+        finally:
+            os.close(number)
+        with pytest.raises(NarrateError, match="the child is gone"):
+            child.poll()
+        del child
+        gc.collect()
+
+        child = start()
+        child.send("hello")
+        assert child.receive() == "hello"
+        child.kill()
+        del child
+        gc.collect()
+    finally:
+        sys.unraisablehook = hook
+    assert [f"{u.exc_type.__name__}: {u.exc_value} in {u.object!r}" for u in reported] == []

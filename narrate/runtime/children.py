@@ -20,8 +20,10 @@ killed (``ChildProcess.torn``, ``ChildProcess.kill``).
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.connection
 import pickle
 import signal
+import socket
 import threading
 from typing import Any, Callable, Iterator
 
@@ -32,11 +34,29 @@ def can_fork() -> bool:
     return "fork" in multiprocessing.get_all_start_methods()
 
 
+class _Connection(multiprocessing.connection.Connection):
+    """A pipe's end that is closed once. The base class's finalizer closes the descriptor but
+    keeps its number: when another finalizer of the same garbage collection then closed the end
+    (a dropped narration killing its child, ``ChildProcess.kill``), the number was closed again:
+    "Bad file descriptor", or another file's by then."""
+
+    def __del__(self) -> None:
+        self.close()
+
+
+def _pipe() -> tuple[_Connection, _Connection]:
+    """Both ends of a duplex pipe, made as multiprocessing.Pipe makes them on POSIX."""
+    a, b = socket.socketpair()
+    a.setblocking(True)
+    b.setblocking(True)
+    return _Connection(a.detach()), _Connection(b.detach())
+
+
 def fork_child(target: Callable, args: tuple, name: str):
     """Start ``target(*args, conn)`` in a forked daemon process; returns (process, the parent's
     end of the pipe)."""
     ctx = multiprocessing.get_context("fork")
-    conn, child = ctx.Pipe()
+    conn, child = _pipe()
     proc = ctx.Process(target=_child_main, args=(target, args, conn, child), daemon=True, name=name)
     proc.start()
     child.close()
@@ -103,7 +123,10 @@ class ChildProcess:
         return msg
 
     def poll(self) -> bool:
-        return self.conn.poll()
+        try:
+            return self.conn.poll()
+        except OSError:  # (closed: the pipe was collected with a narration still holding the child)
+            raise NarrateError(self.ended) from None
 
     def send_quietly(self, msg: Any) -> None:
         """``send``, where a child already gone changes nothing (nothing is lost then)."""
