@@ -214,7 +214,8 @@ def _section_speed(r: dict) -> list[str]:
                   ["piper", p["audio_s"], p["wall_s"], p["cpu_s"], p["rtf"], p["rtf_cpu"]]]), "",
            f"RTF ratio narrate / piper: **{fmt(sp['rtf_ratio'])}**.", "",
            "narrate's RTF split. Main process: time inside `engine.step` = model decoder steps; the rest = text "
-           "front-end, phonemizer, bookkeeping, handing frames to the vocoder. The vocoder (Griffin-Lim) runs in a "
+           "front-end, phonemizer, bookkeeping, handing frames to the vocoder. The vocoder "
+           f"({r['meta']['model'].get('vocoder', 'griffin-lim')}) runs in a "
            "process of its own on the other core, at the same time: its seconds (as it reports them) overlap the "
            "main process's, so total = model + other:", "",
            table(["model", "vocoder", "other", "total"], [[n["rtf_model"], n["rtf_vocoder"], n["rtf_other"], n["rtf"]]]), ""]
@@ -450,7 +451,10 @@ def render(r: dict) -> str:
     meta = r["meta"]
     out = [f"# narrate benchmark{' (quick)' if meta['quick'] else ''}", "",
            f"Model under test: `{meta['model']['name']}` ({meta['model']['path']}, model.safetensors sha256 "
-           f"{meta['model']['sha256'][:16]}); peer: piper {meta['versions'].get('piper-tts', '?')} with the joe voice "
+           f"{meta['model']['sha256'][:16]}"
+           + (f"; vocoder {meta['model']['vocoder']}, mean temperature {meta['model']['mean_temperature']:g}"
+              if "vocoder" in meta["model"] else "")
+           + f"); peer: piper {meta['versions'].get('piper-tts', '?')} with the joe voice "
            "(narrate's teacher).", "", f"Command: `{meta['command']}`", "",
            table(["measure", "narrate", "piper", "narrate / piper"], summary_rows(r)), ""]
     notes = behind(r)

@@ -370,7 +370,9 @@ def model_meta(b: Bench) -> dict:
     with open(path / "model.safetensors", "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
-    return {"arg": b.args.model, "name": b.loaded.name, "path": str(path), "sha256": h.hexdigest()}
+    return {"arg": b.args.model, "name": b.loaded.name, "path": str(path), "sha256": h.hexdigest(),
+            "vocoder": getattr(b.loaded.codec, "vocoder_name", b.loaded.config.codec.name),
+            "mean_temperature": b.loaded.config.mean_temperature}
 
 
 def clean_json(x):
