@@ -1,5 +1,6 @@
 """Dialogue voices (--dialogue-voice): quoted speech is cut out of the sentences
-(narrate.text.dialogue) and decoded with the second voice's conditioning, in the same stream."""
+(narrate.text.dialogue) and decoded with the second voice's conditioning, in the same stream,
+each voice going on from its own decoder state (narrate.engine.generate.VoiceState)."""
 
 from __future__ import annotations
 
@@ -95,3 +96,92 @@ def test_quoted_sentences_are_decoded_with_the_dialogue_voice(voices, monkeypatc
     assert not np.array_equal(quote[:n], quote_plain[:n])
     narrator.close()
     alone.close()
+
+
+def _equal(a, b) -> bool:
+    """Two decoder states (narrate.engine.model.DecoderState), to the last bit."""
+    import torch
+
+    return torch.equal(a.prev_feats, b.prev_feats) and all(
+        torch.equal(x.conv, y.conv) and torch.equal(x.ssm, y.ssm) for x, y in zip(a.layers, b.layers))
+
+
+def test_each_voice_goes_on_from_its_own_decoder_state(voices, monkeypatch):
+    """Narration and quotes alternating: every segment starts from the decoder state its own
+    voice's previous segment ended in (the dialogue voice's first from a new state), not the
+    other voice's and not a new one; the frames equal, to the last bit, a reference decoded with
+    the engine's lower-level calls (append, step) that keeps one decoder state per voice itself.
+    A stream holds one state per voice however often they alternate."""
+    import torch
+
+    from narrate.engine.generate import Engine
+    from narrate.runtime.narrator import NarrateSettings, Narrator
+    from narrate.voices import conditioning
+
+    loaded, main, other = voices
+    settings = NarrateSettings(seed=3, vocoder_process=False)
+    narrator = Narrator(loaded, main, settings, dialogue=other)
+    sentences = [Sentence("It was late when she spoke,", INNER), Sentence('"Come here at once."', INNER, True),
+                 Sentence("and he came to the door, slowly.", INNER), Sentence('"Good. Sit down."', INNER, True),
+                 Sentence("He sat by the fire and said nothing.", INNER), Sentence('"Well?"', INNER, True),
+                 Sentence("The fire went out.")]
+    steps = []  # per decoder step: (the text it had, closed, voice, decoder before, decoder after, frames, codes)
+    step = narrator.engine.step
+
+    def watched(states):
+        (s,) = states
+        before = s.decoder.copy()
+        (out,) = step(states)
+        steps.append((s.n_tokens, s.closed, s.voice, before, s.decoder.copy(), out.feats.clone(), out.codes.clone()))
+        return [out]
+
+    monkeypatch.setattr(narrator.engine, "step", watched)
+    try:
+        assert len({chunk.sentence for chunk in narrator.narrate(sentences)}) == len(sentences)
+    finally:
+        narrator.close()
+    dialogue = narrator.dialogue_cond
+    assert len({id(s[2]) for s in steps}) == 2  # one state per voice
+
+    # segments: runs of steps in one voice
+    segments: list[list[int]] = []
+    for i, (_, _, voice, *_) in enumerate(steps):
+        if i and voice is steps[i - 1][2]:
+            segments[-1].append(i)
+        else:
+            segments.append([i])
+    quoted = [steps[seg[0]][2].cond is dialogue for seg in segments]
+    assert quoted == [False, True, False, True, False, True, False]
+    fresh = narrator.engine.model.init_state(1)
+    for j, seg in enumerate(segments):
+        start = steps[seg[0]][3]
+        if j < 2:  # each voice's first: a new state (the narration's is the stream's start)
+            assert _equal(start, fresh)
+            continue
+        own, other_voice = segments[j - 2], segments[j - 1]
+        assert _equal(start, steps[own[-1]][4]), j  # where its own voice stopped ...
+        assert not _equal(start, steps[other_voice[-1]][4]) and not _equal(start, fresh), j  # ... not the other's
+
+    # the reference: the same text appended before the same steps, and the decoder state kept per voice here
+    engine = Engine(loaded.model, loaded.codec.frame_rate, narrator.settings.decode(), narrator.kernel)
+    state = engine.new_stream(narrator.speaker, narrator.model_speed, settings.seed, narrator.prompt)
+    speaker, prompt = conditioning(loaded.model, other, getattr(loaded.codec, "spec", None))
+    conds = {False: state.cond, True: engine.condition(speaker, narrator.model_speed, prompt)}
+    kept = {False: state.decoder, True: engine.model.init_state(1)}
+    encoded = [narrator.phonemizer.encode(s.text) for s in sentences]
+    starts: list[int] = []
+    speaking = False
+    for n_tokens, closed, _, _, _, feats, codes in steps:
+        while state.n_tokens < n_tokens:
+            starts.append(state.n_tokens)
+            ph = encoded[len(starts) - 1]
+            engine.append(state, ph.ids, ph.words, ph.text_words)
+        if closed and not state.closed:
+            engine.close(state)
+        k = max(i for i, s in enumerate(starts) if i == 0 or state.position >= s - 1)
+        if sentences[k].dialogue != speaking:
+            kept[speaking], speaking = state.decoder, sentences[k].dialogue
+            state.decoder, state.cond = kept[speaking], conds[speaking]
+        (out,) = engine.step([state])
+        assert torch.equal(out.feats, feats) and torch.equal(out.codes, codes)
+    assert state.done and len(starts) == len(sentences)

@@ -63,10 +63,21 @@ class WordTiming:
 
 
 @dataclass
+class VoiceState:
+    """One voice of a stream: its conditioning, and the decoder state it stopped speaking in,
+    which it takes up again when it next speaks (``Engine.speak``). A stream holds one per voice
+    it has spoken in, however often the voices alternate."""
+
+    cond: Conditioning
+    decoder: DecoderState | None = None  # None: speaking now (the stream holds it), or not spoken yet
+
+
+@dataclass
 class StreamState:
     decoder: DecoderState
     cond: Conditioning             # speaker voice and speaking rate, as the decoder uses them
     generator: torch.Generator
+    voice: VoiceState | None = None  # the voice speaking now (its cond is ``cond``); set by ``new_stream``
     draws: torch.Tensor | None = None  # sampling's uniform numbers for the next steps [n, r, K] (``Engine._draws``)
     drawn: int = 0                 # rows of ``draws`` used
     chunks: list[TextChunk] = field(default_factory=list)
@@ -118,12 +129,12 @@ class Engine:
         """speaker: the voice's speaker vector (``NarrateModel.speaker_vector``); prompt [T, F] the
         voice prompt's frames (models with a prompt encoder)."""
         g = torch.Generator().manual_seed(seed)
-        return StreamState(self.model.init_state(1), self.condition(speaker, speed, prompt), g)
+        cond = self.condition(speaker, speed, prompt)
+        return StreamState(self.model.init_state(1), cond, g, VoiceState(cond))
 
     @torch.no_grad()
     def condition(self, speaker: torch.Tensor, speed: float = 1.0, prompt: torch.Tensor | None = None) -> Conditioning:
-        """A voice's conditioning (see ``new_stream``). A stream may be given another between
-        steps (``state.cond``), e.g. for quoted speech: its decoder state goes on."""
+        """A voice's conditioning (see ``new_stream``); ``speak`` gives a stream another voice."""
         return self.model.condition(speaker.float().view(1, -1), torch.tensor([math.log(1.0 / speed)]),
                                     None if prompt is None else prompt.float().unsqueeze(0))
 
@@ -149,6 +160,21 @@ class Engine:
         state.n_tokens += len(ids)
         state.n_words += n_words
         state.paused = False
+
+    def speak(self, state: StreamState, voice: VoiceState) -> None:
+        """Give the stream another voice between steps (e.g. for quoted speech). The voice
+        speaking until now keeps its decoder state, and ``voice`` takes up its own where it
+        stopped (a new one if it has not spoken yet): each voice goes on from its own last
+        frame and memory, never from another voice's, as if its segments were one utterance.
+        The sampling draws and the text stay the stream's."""
+        current = state.voice
+        if voice is current:
+            return
+        if current is not None:
+            current.decoder = state.decoder.copy()  # (the stream's decoder may be a view of a batch)
+        state.decoder = voice.decoder if voice.decoder is not None else self.model.init_state(1)
+        voice.decoder = None
+        state.cond, state.voice = voice.cond, voice
 
     def close(self, state: StreamState) -> None:
         """No more text will come: the stream may now STOP at its end."""

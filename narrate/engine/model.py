@@ -139,6 +139,10 @@ class DecoderState:
         """The streams ``index`` of the batch."""
         return DecoderState([s.select(index) for s in self.layers], self.prev_feats[index])
 
+    def copy(self) -> "DecoderState":
+        """A copy owning its memory (not a view of a batch's rows, which a step overwrites)."""
+        return DecoderState([MambaState(s.conv.clone(), s.ssm.clone()) for s in self.layers], self.prev_feats.clone())
+
 
 @dataclass
 class Conditioning:

@@ -19,7 +19,7 @@ import torch
 from narrate import kernels
 from narrate.audio.stretch import SPEEDS, SentenceStretch
 from narrate.runtime.cuts import SentenceCuts
-from narrate.engine.generate import DecodeSettings, Engine, StreamState, WordTiming
+from narrate.engine.generate import DecodeSettings, Engine, StreamState, VoiceState, WordTiming
 from narrate.engine.guidance import GuidanceSettings
 from narrate.engine.sampling import SamplingSettings
 from narrate.errors import NarrateError
@@ -81,6 +81,7 @@ class AudioChunk:
 
 
 _EOF = object()
+DIALOGUE = "\0dialogue"  # a stream's dialogue voice among its voices (no voice map key can hold a NUL)
 
 
 class _Run:
@@ -93,10 +94,13 @@ class _Run:
         self.state: StreamState = narrator.engine.new_stream(narrator.speaker, narrator.model_speed, seed,
                                                                    narrator.prompt)
         self.key = key                  # its decoder's key in narrator.vocoding
-        # voice changes still to come: (text position from which it speaks, conditioning); the
-        # stream's own voice for narration, the narrator's dialogue voice for quoted speech
-        self.state_voice = self.voice = self.state.cond
-        self.changes: deque = deque()
+        # the stream's voices, each with its own decoder state (narrate.engine.generate.VoiceState),
+        # by what a sentence names: None its own (narration), DIALOGUE the narrator's dialogue
+        # voice (quoted speech), else a key of the narrator's voices; made as they first speak
+        assert self.state.voice is not None
+        self.voices: dict[str | None, VoiceState] = {None: self.state.voice}
+        self.voice = self.state.voice  # the voice of the last sentence appended
+        self.changes: deque = deque()  # voice changes to come: (text position from which it speaks, VoiceState)
         self.lookahead = lookahead
         self.queue: queue.Queue = queue.Queue(maxsize=4)
         self.cuts = SentenceCuts()      # where its sentences end (it holds the sentence being spoken)
@@ -164,20 +168,21 @@ class _Run:
         narrator's ``voices``), else in the dialogue voice (quoted speech) or the stream's own:
         the change is made as the position reaches the end token of the sentence before (in the
         pause between them), or at once for the first."""
-        if voice is not None:
-            cond = self.n.voice_conds[voice]
-        elif dialogue and self.n.dialogue_cond is not None:
-            cond = self.n.dialogue_cond
-        else:
-            cond = self.state_voice
-        last = self.changes[-1][1] if self.changes else self.voice
-        if cond is not last:
-            self.changes.append((max(0, start - 1), cond))
+        if voice is None and dialogue and self.n.dialogue_cond is not None:
+            voice = DIALOGUE
+        if voice not in self.voices:
+            cond = self.n.dialogue_cond if voice == DIALOGUE else self.n.voice_conds[voice]
+            assert cond is not None
+            self.voices[voice] = VoiceState(cond)
+        chosen = self.voices[voice]
+        if chosen is not self.voice:
+            self.changes.append((max(0, start - 1), chosen))
+            self.voice = chosen
 
     def change_voice(self) -> None:
         """Give the stream the voice its text position has reached (between decoder steps)."""
         while self.changes and self.state.position >= self.changes[0][0]:
-            self.voice = self.state.cond = self.changes.popleft()[1]
+            self.n.engine.speak(self.state, self.changes.popleft()[1])
 
     def feed_text(self) -> None:
         """Keep one sentence ahead of the one being spoken (file mode), or take what has
