@@ -3,6 +3,8 @@ narrator, which decodes it with that voice's conditioning."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -180,3 +182,66 @@ def test_narrate_chapters_shows_who_reads_each(narrate_cmd, tmp_path):
     assert "joe " in rows[0] and "One" in rows[0]
     assert "joe-deep (dialogue: joe-high)" in rows[1]
     assert "--voice" in rows[2] and "Three" in rows[2]
+
+
+def test_in_a_batch_a_rule_reads_the_chapters_each_document_has(tmp_path):
+    from dataclasses import replace
+
+    vmap = _map(tmp_path, "3-5 = a\nThe Storm = b; dialogue = c\n7 = d\n")
+    short, long = ["One", "The Storm", "Three"], ["Prologue", "Two", "Three", "Four", "Five", "Six", "Seven"]
+    with pytest.raises(InputError, match="line 1: the book has 3 chapters"):
+        vmap.assign(short)  # one book: a chapter it lacks is an error
+    batch = replace(vmap, batch=True)
+    assert batch.assign(short) == [(None, None), ("b", "c"), ("a", None)]  # no chapter 7, 4 or 5 here
+    assert batch.assign(long) == [(None, None)] * 2 + [("a", None)] * 3 + [(None, None), ("d", None)]
+    batch.check_batch([short, long])
+    with pytest.raises(InputError, match="line 3: no document in the batch has chapter 7 "):
+        batch.check_batch([short])
+    with pytest.raises(InputError, match="line 2: no document in the batch has a chapter titled 'The Storm'"):
+        batch.check_batch([long])
+    with pytest.raises(InputError, match="line 2: chapter 2 is already given a voice on line 1"):
+        replace(_map(tmp_path, "1-2 = a\nThe Storm = b\n"), batch=True).assign(short)  # still an error
+    assert batch.settings() == vmap.settings()  # (the resume record does not change with it)
+
+
+def test_batch_takes_a_voice_map_and_resumes_only_with_the_same_map(tmp_path, narrate_cmd, tiny_model, voice_wav):
+    """A rule no document matches stops the batch before anything is read; a batch killed in a
+    mapped document resumes with the same map, and refuses that document with another."""
+    import subprocess
+    import sys
+
+    from conftest import cli_env
+    from narrate.audio.resume import load_record
+
+    first = tmp_path / "first.md"
+    first.write_text("## Alpha\n\nA short first document.\n", encoding="utf-8")
+    two = tmp_path / "two.md"
+    two.write_text("## First part\n\nThe first part has two sentences. This is the second.\n\n"
+                   "## Second part\n\nThe second part is short. It ends here.\n", encoding="utf-8")
+    (tmp_path / "map.txt").write_text(f"Second part = {voice_wav}\nEpilogue = joe\n", encoding="utf-8")
+    out = tmp_path / "out"
+    proc = narrate_cmd("batch", first, two, "-d", out, "--voice-map", tmp_path / "map.txt",
+                       "--model", tmp_path / "no-model", model=False)
+    assert proc.returncode == 1
+    assert "map.txt' line 2: no document in the batch has a chapter titled 'Epilogue'" in error_line(proc.stderr)
+    assert not out.exists()
+
+    (tmp_path / "map.txt").write_text(f"Second part = {voice_wav}\n1 = joe\n", encoding="utf-8")
+    killer = Path(__file__).with_name("kill_at_chapter.py")
+    cmd = [sys.executable, str(killer), "1", "batch", str(first), str(two), "-d", str(out), "-f", "flac",
+           "--voice-map", str(tmp_path / "map.txt"), "--model", str(tiny_model), "--voice", str(voice_wav)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=cli_env(), timeout=300)
+    assert proc.returncode == -9, proc.stderr  # killed in two.md as its second chapter began
+    record = load_record(out / "two.flac")
+    assert record.chapter == 1 and record.settings["voice_map"] == [
+        ["Second part", str(voice_wav.resolve()), None], ["1", "joe", None]]
+
+    (tmp_path / "other.txt").write_text(f"Second part = {voice_wav}\n", encoding="utf-8")
+    wide = {**cli_env(), "COLUMNS": "400"}  # (the table's cells unwrapped)
+    proc = narrate_cmd("batch", first, two, "-d", out, "-f", "flac", "--voice-map", tmp_path / "other.txt", env=wide)
+    assert proc.returncode == 1
+    table = proc.stdout.decode()
+    assert "settings differ" in table and "voice_map" in table, table
+    proc = narrate_cmd("batch", first, two, "-d", out, "-f", "flac", "--voice-map", tmp_path / "map.txt", env=wide)
+    assert proc.returncode == 0, proc.stderr
+    assert "resumed" in proc.stdout.decode() and (out / "two.flac").exists()

@@ -208,6 +208,13 @@ VoiceMapFile = Annotated[Optional[Path], typer.Option(
          "reads that chapter's quoted speech in anna. Other chapters keep --voice.")]
 
 
+BatchVoiceMapFile = Annotated[Optional[Path], typer.Option(
+    "--voice-map", show_default=False, metavar="FILE",
+    help="Voices by chapter, as narrate --voice-map takes them, applied to every document: a rule "
+         "reads the chapters it names in the documents that have them ('4-9': those of 4 to 9 a "
+         "document has); a rule that matches no document is an error. Other chapters keep --voice.")]
+
+
 FrontMatter = Annotated[bool, typer.Option(
     "--front-matter",
     help="Also read front and back matter: cover and title pages, copyright, contents, dedication, "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -13,6 +14,7 @@ from rich.table import Table
 from narrate.cli.core import (
     LOUDNESS,
     Author,
+    BatchVoiceMapFile,
     BookTitle,
     ChapterPause,
     Chapters,
@@ -175,6 +177,7 @@ def batch(
     front_matter: FrontMatter = False,
     subtitles: Subtitles = None,
     dialogue_voice: DialogueVoice = None,
+    voice_map: BatchVoiceMapFile = None,
     input_format: InputFormatOption = None,
     quiet: Quiet = False,
     progress_every: ProgressEvery = 30.0,
@@ -191,7 +194,7 @@ def batch(
     """
     if ray_address is not None:
         extras = [name for name, given in [("--front-matter", front_matter), ("--subtitles", subtitles),
-                                           ("--dialogue-voice", dialogue_voice),
+                                           ("--dialogue-voice", dialogue_voice), ("--voice-map", voice_map),
                                            ("--input-format", input_format)] if given]
         if extras:
             _fail(f"--ray does not take {', '.join(extras)} yet; narrate those documents without --ray")
@@ -211,18 +214,23 @@ def batch(
     rows: list[tuple[str, str, str, str]] = []
     with _reported(progress):
         lex, lexicon_id = _lexicon(lexicon)
+        vmap = _voice_map(voice_map)
+        if vmap is not None:
+            vmap = replace(vmap, batch=True)
+            _check_map_matches(vmap, inputs, Job(str(inputs[0]), titles=titles, lexicon=lex,
+                                                 paragraph_pause=paragraph_pause), _value(input_format))
         pauses = (sentence_pause, paragraph_pause, chapter_pause)
         level = loudness if normalize else None
         subs = subtitles.value if subtitles else None
         book = {"titles": titles, "loudness": level,
-                **_given_extras(subs, front_matter, dialogue_voice, input_format=_value(input_format))}
+                **_given_extras(subs, front_matter, dialogue_voice, vmap, _value(input_format))}
         tags = {"title": title, "author": author, "cover": _cover(cover)}
         settings = {**_run_settings(model, revision, voice, speed, seed, temperature, lexicon_id, pauses, vocoder.value),
                     **book}
-        _check_voice(voice, quiet)
-        _check_voice(dialogue_voice, quiet)
+        for name in [voice, dialogue_voice, *(vmap.voices() if vmap else [])]:
+            _check_voice(name, quiet)
         narrator = _narrator(model, voice, revision, speed, seed, temperature, sentence_pause=sentence_pause,
-                             vocoder=vocoder.value, dialogue_voice=dialogue_voice)
+                             vocoder=vocoder.value, dialogue_voice=dialogue_voice, voice_map=vmap)
         if not quiet:
             progress.batch = BatchClock(_text_lengths(inputs, _value(input_format)))
         used: dict[Path, Path] = {}
@@ -239,7 +247,7 @@ def batch(
                 job = Job(str(path), str(target), fmt.value, "none", resume=not force, force=force,
                           lexicon=lex, paragraph_pause=paragraph_pause, chapter_pause=chapter_pause,
                           titles=titles, loudness=level, **tags, front_matter=front_matter, subtitles=subs,
-                          dialogue=dialogue_voice is not None, input_format=_value(input_format),
+                          dialogue=dialogue_voice is not None, voice_map=vmap, input_format=_value(input_format),
                           settings=dict(settings))
                 try:
                     plan = make_plan(job, stdout_is_tty=True)
@@ -405,6 +413,22 @@ def _voice_map(path: Path | None):
                 raise VoiceError(f"voice map '{vmap.path}' line {rule.line}: no voice is named '{name}' and "
                                  f"no such recording (see 'narrate voices')")
     return vmap
+
+
+def _check_map_matches(vmap, inputs: list[Path], job, fmt: str | None) -> None:
+    """Before a batch starts: InputError for a voice map rule that names no chapter of any of
+    its documents (one that cannot be read is left to fail in its turn)."""
+    from narrate.document import load_document
+    from narrate.jobs.pipeline import book_chapters
+
+    books = []
+    for path in inputs:
+        try:
+            chapters = book_chapters(load_document(path, False, fmt), replace(job, input=str(path)))
+        except (NarrateError, OSError):
+            continue
+        books.append([name for name, _, _ in chapters])
+    vmap.check_batch(books)
 
 
 def _text_lengths(inputs: list[Path], fmt: str | None) -> list[float]:

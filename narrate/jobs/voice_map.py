@@ -13,6 +13,10 @@ takes), or one chapter's title (case and spacing aside). Right: a voice as ``--v
 ``; dialogue = VOICE``, which reads those chapters' quoted speech in that voice (as
 ``--dialogue-voice`` does for the whole book). Chapters no rule names keep ``--voice`` and
 ``--dialogue-voice``. A chapter named by two rules is an error.
+
+Over a batch of documents (``narrate batch``) each rule applies to every document that has
+its chapters: '12' or 'The Storm' to those with a twelfth chapter or a chapter so titled, '4-9'
+to the chapters of 4 to 9 a document has. A rule that matches no document at all is an error.
 """
 
 from __future__ import annotations
@@ -39,6 +43,9 @@ class Rule:
 class VoiceMap:
     path: str  # as the user gave it, for messages
     rules: tuple[Rule, ...]
+    # read over a batch of documents: a rule naming chapters a document lacks leaves that
+    # document alone (``assign``) instead of being an error; ``unmatched`` checks the batch
+    batch: bool = False
 
     @classmethod
     def load(cls, path: str | Path) -> "VoiceMap":
@@ -79,28 +86,47 @@ class VoiceMap:
 
     def assign(self, names: list[str]) -> list[tuple[str | None, str | None]]:
         """(voice, dialogue voice) of each chapter, ``names`` being the chapters as ``narrate
-        chapters`` lists them; None where the map says nothing. InputError for a chapter the
-        book does not have, or one named twice."""
-        from narrate.jobs.pipeline import chapter_selection
-
+        chapters`` lists them; None where the map says nothing. InputError for a chapter named
+        twice, or (but in a batch) one the book does not have."""
         given: list[tuple[str | None, str | None]] = [(None, None)] * len(names)
         by: dict[int, int] = {}  # chapter index -> the line that named it
-        titles = {_folded(name): i for i, name in reversed(list(enumerate(names)))}
         for rule in self.rules:
             where = f"voice map '{self.path}' line {rule.line}:"
-            if _NUMBERS.fullmatch(rule.chapters):
-                chosen = [n - 1 for n in chapter_selection(rule.chapters, len(names), where)]
-            elif _folded(rule.chapters) in titles:
-                chosen = [titles[_folded(rule.chapters)]]
-            else:
-                raise InputError(f"{where} the book has no chapter titled '{rule.chapters}' "
-                                 f"(see 'narrate chapters')")
-            for i in chosen:
+            for i in self._chosen(rule, names, where):
                 if i in by:
                     raise InputError(f"{where} chapter {i + 1} is already given a voice on line {by[i]}")
                 by[i] = rule.line
                 given[i] = (rule.voice, rule.dialogue)
         return given
+
+    def _chosen(self, rule: Rule, names: list[str], where: str) -> list[int]:
+        """The indices of the chapters ``rule`` names among ``names`` (in a batch: those of
+        them the book has)."""
+        from narrate.jobs.pipeline import chapter_selection
+
+        if _NUMBERS.fullmatch(rule.chapters):
+            # in a batch, numbers up to the largest written are chapters (those past this book's drop out)
+            count = max([len(names)] + [int(n) for n in re.findall(r"\d+", rule.chapters)]) if self.batch else len(names)
+            return [n - 1 for n in chapter_selection(rule.chapters, count, where) if n <= len(names)]
+        titles = {_folded(name): i for i, name in reversed(list(enumerate(names)))}
+        if _folded(rule.chapters) in titles:
+            return [titles[_folded(rule.chapters)]]
+        if self.batch:
+            return []
+        raise InputError(f"{where} the book has no chapter titled '{rule.chapters}' (see 'narrate chapters')")
+
+    def check_batch(self, books: list[list[str]]) -> None:
+        """InputError for a rule that names no chapter of any of ``books`` (each its chapters'
+        names): in a batch as for one book, a rule that applies to nothing is a mistake."""
+        for rule in self.rules:
+            if any(self._chosen(rule, names, "") for names in books):
+                continue
+            if not _NUMBERS.fullmatch(rule.chapters):
+                what = f"a chapter titled '{rule.chapters}'"
+            else:
+                what = f"chapter {rule.chapters}" if rule.chapters.isdigit() else f"any of chapters {rule.chapters}"
+            raise InputError(f"voice map '{self.path}' line {rule.line}: no document in the batch has {what} "
+                             f"(see 'narrate chapters')")
 
     def settings(self) -> list[list]:
         """The rules, for the resume record: a resumed run must read the same voices."""
