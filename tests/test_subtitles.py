@@ -3,6 +3,8 @@ pause shaping, spoken titles, chapter pauses and a resumed run."""
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -12,7 +14,7 @@ from narrate.errors import OutputError
 from narrate.runtime.pauses import Sentence
 from narrate.jobs.pipeline import Interrupted, Job, make_plan, run
 from narrate.cli.progress import Progress
-from narrate.audio.subtitles import MAX_CUE, Cue, SubtitleFile, read_cues, sentence_cues
+from narrate.audio.subtitles import MAX_CUE, Cue, SubtitleFile, format_cue, read_cues, sentence_cues
 
 
 def words(*spans: tuple[float, float]) -> list[WordTiming]:
@@ -60,6 +62,66 @@ def test_a_resumed_file_keeps_the_cues_inside_the_kept_audio(tmp_path):
     vtt = tmp_path / "a.vtt"
     SubtitleFile(vtt, "vtt").add([Cue(3661.25, 3662.0, "Late.")])
     assert vtt.read_text().startswith("WEBVTT\n\n1\n01:01:01.250 --> 01:01:02.000\nLate.\n")
+
+
+_TIMING = re.compile(r"(\d\d):(\d\d):(\d\d)\.(\d{3}) --> (\d\d):(\d\d):(\d\d)\.(\d{3})")
+_TAG = re.compile(r"<(\d\d):(\d\d):(\d\d)\.(\d{3})>")
+
+
+def _seconds(h, m, s, ms) -> float:
+    return int(h) * 3600 + int(m) * 60 + int(s) + int(ms) / 1000
+
+
+def webvtt(text: str) -> list[tuple[float, float, str, list[float]]]:
+    """A small WebVTT checker for what narrate writes: the header, then blocks of an identifier,
+    a timing line and text; in the text, timestamp tags after the cue's start, before its end and
+    increasing, no other tag and no bare '&'. (start, end, text without tags, word times) per cue."""
+    assert text.startswith("WEBVTT\n\n") and text.endswith("\n\n"), text[:40]
+    cues = []
+    for block in text[len("WEBVTT\n\n"):-2].split("\n\n"):
+        ident, timing, *lines = block.split("\n")
+        assert ident and "-->" not in ident, block
+        m = _TIMING.fullmatch(timing)
+        assert m and lines and all(line.strip() for line in lines), block
+        start, end = _seconds(*m.groups()[:4]), _seconds(*m.groups()[4:])
+        payload = "\n".join(lines)
+        times = [_seconds(*t) for t in _TAG.findall(payload)]
+        assert all(start < t < end for t in times) and times == sorted(set(times)), block
+        plain = _TAG.sub("", payload)
+        assert "<" not in plain and ">" not in plain and re.fullmatch(r"([^&]|&(amp|lt|gt);)*", plain, re.S), block
+        assert start < end and (not cues or cues[-1][1] <= start), block
+        cues.append((start, end, " ".join(plain.split()), times))
+    return cues
+
+
+def test_word_cues_time_each_word_inside_its_cue_as_webvtt_tags(tmp_path):
+    """vtt-words: a tag before each word but the first, at its start; a word whose start is not
+    after the previous tag and inside the cue (untimed, clamped to the cue's start, the same
+    millisecond) has none and shows with the word before. Text that would read as markup is escaped."""
+    text = "Tom & Jerry ran, a < b, and then " + " ".join(f"word{i:02d}" for i in range(14)) + "."
+    tokens = text.split()
+    timed = [WordTiming(i, "", 10.0 + 0.3 * i, 10.0 + 0.3 * i + 0.25, 0) for i in range(len(tokens))]
+    timed[1] = WordTiming(1, "", 9.0, 9.1, 0)         # before the sentence's audio: clamped to the cue's start
+    timed[3] = WordTiming(3, "", 10.6, 10.8, 0)       # starts with the word before it
+    del timed[5]                                       # stepped over by the decoder
+    cues = sentence_cues(text, timed, (9.5, 30.0))
+    assert len(cues) == 2
+    path = tmp_path / "a.vtt"
+    file = SubtitleFile(path, "vtt-words")
+    file.add(cues)
+    file.close()
+    parsed = webvtt(path.read_text(encoding="utf-8"))
+    assert [(s, e, t) for s, e, t, _ in parsed] == [(c.start, c.end, c.text.replace("&", "&amp;").replace("<", "&lt;"))
+                                                    for c in cues]
+    first, second = parsed[0][3], parsed[1][3]
+    # words 1 (clamped), 3 (the same start as 2) and 5 (untimed) untagged, as is each cue's first
+    assert first == [round(10.0 + 0.3 * i, 3) for i in range(len(cues[0].text.split())) if i not in (0, 1, 3, 5)]
+    assert len(second) == len(cues[1].text.split()) - 1
+    n = len(cues[0].text.split())
+    assert second == [round(10.0 + 0.3 * (n + i), 3) for i in range(1, len(cues[1].text.split()))]
+    assert "\nTom &amp; <00:00:10.600>Jerry ran, <00:00:11.200>a &lt; <00:00:11.800>b," in path.read_text()
+    # srt keeps the text as it is; vtt escapes it too, without tags
+    assert "Tom & Jerry" in format_cue(1, cues[0], "srt") and "<" not in format_cue(1, cues[0], "vtt")
 
 
 # --- with the tiny model ------------------------------------------------------------------------
@@ -159,6 +221,32 @@ def test_cues_of_a_book_and_of_a_resumed_run(tmp_path, narrator):
     # (the resumed stream starts afresh at a sentence: the same audio up to there, then close)
     assert np.allclose([s for _, s, _, _ in resumed], starts, atol=0.3)
     assert resumed[-1][2] <= sf.info(str(out)).duration + 0.001
+
+
+def test_word_level_vtt_of_a_book_and_of_a_resumed_run(tmp_path, narrator):
+    """--subtitles vtt-words: the vtt cues (same times, same text) with each word's start as a
+    tag inside its cue, increasing; an interrupted run's whole cues are kept as written."""
+    md = four_chapters(tmp_path)
+    for fmt, name in [("vtt", "plain.wav"), ("vtt-words", "words.wav")]:
+        plan = make_plan(Job(str(md), str(tmp_path / name), subtitles=fmt, settings={"seed": 0}), stdout_is_tty=True)
+        run(narrator, plan, Progress(live=False))
+    plain = webvtt((tmp_path / "plain.vtt").read_text(encoding="utf-8"))
+    tagged = webvtt((tmp_path / "words.vtt").read_text(encoding="utf-8"))
+    assert [c[:3] for c in tagged] == [c[:3] for c in plain] and all(not c[3] for c in plain)
+    tags = sum(len(c[3]) for c in tagged)
+    assert tags >= 0.7 * sum(len(c[2].split()) - 1 for c in tagged)  # (the decoder may step over a short word)
+
+    out = tmp_path / "four.wav"
+    plan = make_plan(Job(str(md), str(out), subtitles="vtt-words", settings={"seed": 0}), stdout_is_tty=True)
+    with pytest.raises(Interrupted):
+        run(StopAfter(narrator, call=1, after=3), plan, Progress(live=False))
+    kept = (tmp_path / "four.vtt").read_text(encoding="utf-8")
+    assert 4 <= len(webvtt(kept)) < len(tagged)
+    plan = make_plan(Job(str(md), str(out), subtitles="vtt-words", resume=True, settings={"seed": 0}),
+                     stdout_is_tty=True)
+    run(narrator, plan, Progress(live=False))
+    resumed = (tmp_path / "four.vtt").read_text(encoding="utf-8")
+    assert resumed.startswith(kept) and len(webvtt(resumed)) == len(tagged)
 
 
 def test_subtitles_need_a_file_and_are_not_overwritten(tmp_path):

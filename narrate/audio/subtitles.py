@@ -7,6 +7,10 @@ sentence's chunks filled); a sentence none of whose words was timed (the decoder
 step over a short word) shows for its whole span. The text is the sentence as the engine read
 it (numbers and abbreviations spelled out).
 
+"vtt-words" is WebVTT whose cues also time each word: a timestamp tag before every word but the
+first (``One <00:00:01.200>two``), the WebVTT way of karaoke-style captions; a word the decoder
+stepped over shows with the word before it.
+
 The file is written cue by cue as sentences end, so an interrupted run keeps its cues; a resumed
 run keeps those inside the audio it keeps and numbers on from there.
 """
@@ -16,13 +20,13 @@ from __future__ import annotations
 import os
 import re
 import textwrap
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from narrate.engine.generate import WordTiming
 from narrate.errors import OutputError
 
-FORMATS = ("srt", "vtt")
+FORMATS = ("srt", "vtt", "vtt-words")
 LINE = 42      # characters per subtitle line (the usual broadcast limit)
 MAX_CUE = 2 * LINE  # a cue shows at most two lines
 MIN_CUE = 0.2  # seconds: a cue shorter than this is stretched within its sentence
@@ -33,6 +37,8 @@ class Cue:
     start: float  # seconds in the output audio
     end: float
     text: str
+    # (word number in ``text``, seconds its speech starts) of the words that were timed, in order
+    words: tuple[tuple[int, float], ...] = field(default=(), compare=False)
 
 
 def sentence_cues(text: str, words: list[WordTiming], span: tuple[float, float], offset: float = 0.0) -> list[Cue]:
@@ -62,6 +68,9 @@ def sentence_cues(text: str, words: list[WordTiming], span: tuple[float, float],
         merged.append((a if pending_start is None else pending_start, b, t))
         pending_start = None
     tokens = text.split()
+    starts: dict[int, float] = {}  # word number -> its start (the earliest, if timed twice)
+    for w in words:
+        starts[w.index] = min(starts.get(w.index, w.start + offset), w.start + offset)
     cues = []
     floor = first
     for i, (a, b, (s, e)) in enumerate(merged):
@@ -69,7 +78,8 @@ def sentence_cues(text: str, words: list[WordTiming], span: tuple[float, float],
         e = min(max(e, s + MIN_CUE), last)
         if i + 1 == len(merged) and e <= s:
             e = last
-        cues.append(Cue(s, e, " ".join(tokens[a:b])))
+        timed_words = tuple((k - a, min(max(starts[k], s), e)) for k in range(a, b) if k in starts)
+        cues.append(Cue(s, e, " ".join(tokens[a:b]), timed_words))
         floor = e
     return [c for c in cues if c.end > c.start] or [Cue(first, last, text)]
 
@@ -97,8 +107,7 @@ def _phrases(tokens: list[str]) -> list[tuple[int, int]]:
 
 
 def _stamp(seconds: float, fmt: str) -> str:
-    ms = max(0, int(round(seconds * 1000)))
-    h, rest = divmod(ms, 3_600_000)
+    h, rest = divmod(_ms(seconds), 3_600_000)
     m, rest = divmod(rest, 60_000)
     s, ms = divmod(rest, 1000)
     return f"{h:02d}:{m:02d}:{s:02d}{',' if fmt == 'srt' else '.'}{ms:03d}"
@@ -106,8 +115,40 @@ def _stamp(seconds: float, fmt: str) -> str:
 
 def format_cue(number: int, cue: Cue, fmt: str) -> str:
     """One cue block, ending in a blank line."""
-    lines = "\n".join(textwrap.wrap(cue.text, LINE, break_long_words=False)) or cue.text
+    if fmt == "vtt-words":
+        lines = _tagged(cue)
+    else:
+        lines = "\n".join(textwrap.wrap(cue.text, LINE, break_long_words=False)) or cue.text
+        lines = _escaped(lines) if fmt == "vtt" else lines
     return f"{number}\n{_stamp(cue.start, fmt)} --> {_stamp(cue.end, fmt)}\n{lines}\n\n"
+
+
+def _tagged(cue: Cue) -> str:
+    """The cue's lines with a timestamp tag before each timed word but the first. WebVTT wants
+    them after the cue's start, before its end and increasing, as written (to the millisecond):
+    a word whose start would break that shows with the word before it."""
+    tokens = cue.text.split()
+    tags: dict[int, str] = {}
+    last, end = _ms(cue.start), _ms(cue.end)
+    for k, start in cue.words:
+        if 0 < k < len(tokens) and last < _ms(start) < end:
+            tags[k], last = f"<{_stamp(start, 'vtt')}>", _ms(start)
+    # wrapped on the words alone (the tags take no room on screen), never inside one
+    lines, k = [], 0
+    for line in textwrap.wrap(cue.text, LINE, break_long_words=False, break_on_hyphens=False) or [cue.text]:
+        n = len(line.split())
+        lines.append(" ".join(tags.get(j, "") + _escaped(tokens[j]) for j in range(k, k + n)))
+        k += n
+    return "\n".join(lines)
+
+
+def _escaped(text: str) -> str:
+    """WebVTT cue text: '<' starts a tag and '&' an entity ('a < b' would not parse)."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _ms(seconds: float) -> int:
+    return max(0, int(round(seconds * 1000)))
 
 
 _BLOCK = re.compile(r"(\d+)\n(\d\d):(\d\d):(\d\d)[,.](\d{3}) --> (\d\d):(\d\d):(\d\d)[,.](\d{3})\n(.+?)\n\n", re.S)
@@ -126,7 +167,7 @@ def read_cues(text: str) -> list[tuple[int, float, float, str]]:
 
 
 def subtitle_path(audio: Path, fmt: str) -> Path:
-    return audio.with_suffix(f".{fmt}")
+    return audio.with_suffix(".vtt" if fmt == "vtt-words" else f".{fmt}")
 
 
 class SubtitleFile:
@@ -146,16 +187,16 @@ class SubtitleFile:
             except (OSError, UnicodeDecodeError) as e:
                 raise OutputError(f"cannot read the subtitles {path} to resume them: {e}") from None
             limit = round(resume_at * 1000)
-            for _number, start, end, text in read_cues(old):
+            for block, (_number, _start, end, _text) in zip(_BLOCK.finditer(old), read_cues(old)):
                 if round(end * 1000) > limit:
                     break
                 self.count += 1
-                kept += format_cue(self.count, Cue(start, end, text.replace("\n", " ")), fmt)
+                kept += block.group(0)  # (as written: numbered from 1 as the cues it counts)
         elif resume_at is None and path.exists() and not force:
             raise OutputError(f"{path} exists; use --force to overwrite")
         tmp = path.with_name(f".{path.name}.partial")
         with open(tmp, "w", encoding="utf-8") as f:
-            f.write(("WEBVTT\n\n" if fmt == "vtt" else "") + kept)
+            f.write(("" if fmt == "srt" else "WEBVTT\n\n") + kept)
         os.replace(tmp, path)
         self.file = open(path, "a", encoding="utf-8")
 

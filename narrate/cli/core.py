@@ -58,6 +58,7 @@ class VocoderChoice(str, Enum):
 class SubtitleFormat(str, Enum):
     srt = "srt"
     vtt = "vtt"
+    vtt_words = "vtt-words"
 
 
 class InputFormat(str, Enum):
@@ -225,7 +226,8 @@ FrontMatter = Annotated[bool, typer.Option(
 Subtitles = Annotated[Optional[SubtitleFormat], typer.Option(
     "--subtitles", show_default=False,
     help="Also write subtitles timed to the audio: srt or vtt, a file beside the output (beside "
-         "each chapter file in a folder), one cue per sentence or two-line phrase.")]
+         "each chapter file in a folder), one cue per sentence or two-line phrase; vtt-words: a "
+         ".vtt whose cues also time each word (WebVTT timestamp tags, for karaoke-style display).")]
 
 
 Normalize = Annotated[bool, typer.Option(
