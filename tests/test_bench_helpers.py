@@ -293,3 +293,23 @@ def test_subtitle_cues_are_matched_to_the_nearest_heard_first_word():
     cues = [(1, 1.05, 2.5, "The dog saw the cat."), (2, 2.9, 3.7, "The end."), (3, 9.0, 9.5, "Unheard.")]
     # the second cue's "the" is the one at 3.0 s, not the nearer in order at 1.8 s
     assert [round(o, 3) for o in first_word_offsets(cues, heard)] == [0.05, -0.1]
+
+
+def test_the_dialogue_bench_splits_the_audio_where_the_narrator_says_each_piece_ends():
+    from bench.dialogue import render, story_sentences
+    from narrate.runtime.narrator import AudioChunk
+
+    sentences = story_sentences()
+    quoted = [s.dialogue for s in sentences]
+    assert sum(quoted) >= 4 and len(quoted) - sum(quoted) >= 4  # quotes and narration alike
+    assert all(s.text.startswith('"') for s in sentences if s.dialogue)
+
+    class Fake:  # each sentence in two chunks of its own length, the second its last
+        def narrate(self, given):
+            for i, _ in enumerate(given):
+                yield AudioChunk(np.full(i + 1, i, np.float32), i)
+                yield AudioChunk(np.full(2, i, np.float32), i, final=True)
+
+    audio, spans = render(Fake(), sentences)
+    assert len(spans) == len(sentences) and spans[0] == (0, 3) and spans[-1][1] == len(audio)
+    assert all(np.all(audio[a:b] == i) for i, (a, b) in enumerate(spans))
