@@ -419,8 +419,9 @@ def _section_cloning(r: dict) -> list[str]:
            f"The same {c['n_sentences']} held-out sentences read with each voice prompt and with the default voice. "
            "Held-out prompts are made by the benchmark (other synthesizers reading everyday sentences) and were never "
            "in training; seen ones are the bundled prompts. Similarity: resemblyzer cosine of the whole output to the "
-           "prompt, and of the default voice's output to the same prompt. F0: median over voiced frames (WORLD dio + "
-           "stonemask). WER: Whisper tiny.en, each sentence on its own.", "",
+           "prompt, and of the default voice's output to the same prompt. F0: median over voiced frames (Praat's "
+           "autocorrelation pitch, narrate.pitch.median_pitch; on breathy output, where little is periodic, it can "
+           "read an octave off). WER: Whisper tiny.en, each sentence on its own.", "",
            f"Bars (issue 16): held out: similarity >= the default voice's + {b['held_out_margin']:g} and >= "
            f"{b['held_out_min']:g}, median F0 within {100 * b['f0_tolerance']:.0f}% of the prompt's, WER <= "
            f"{b['wer_factor']:g}x the default voice's; seen: similarity >= {b['seen_min']:g}.", "",
