@@ -183,7 +183,7 @@ def batch(
     progress_every: ProgressEvery = 30.0,
     ray_address: Annotated[Optional[str], typer.Option(
         "--ray", metavar="ADDRESS", show_default=False,
-        help="Narrate on a Ray cluster: auto (the running one), host:port or ray://host:10001. "
+        help="Narrate on a Ray cluster: auto (the running one) or host:port (ray:// is refused). "
              "Chapters are spread over its CPUs; OUT_DIR must be a folder every node sees.")] = None,
 ) -> None:
     """Read several documents with the model loaded once; a bad document does not stop the rest.

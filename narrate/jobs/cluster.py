@@ -8,8 +8,8 @@ Who does what:
 - Workers (``ChapterWorker`` actors, one per CPU) take the model from the object store once and
   narrate the chapters handed to them as one batch, the next joining as one ends. The driver
   asks each busy worker for its reports (audio narrated, chapters done), and the worker answers
-  as soon as it has one while narrating on in a thread: the same over a node's address and Ray
-  Client's (ray://), which carries no streaming results. A worker
+  as soon as it has one while narrating on in a thread (no streaming results, which Ray Client
+  would not carry). Ray Client addresses (ray://) are refused: see ``refuse_ray_client``. A worker
   writes each chapter's samples (float32, as narrated) into the document's chapter store in
   OUT_DIR under a name of its own and renames the file into place when the chapter is complete.
 - A document whose chapters are all in its store is assembled by a Ray task (``assemble``) on
@@ -566,7 +566,8 @@ def run_batch(batch: ClusterBatch, progress: "ClusterProgress", rows: list[list[
     if is_url(batch.out_dir) and _fs(batch.out_dir)[0].protocol in ("memory", ("memory",)):
         raise NarrateError(f"--out-dir {batch.out_dir}: a memory:// filesystem is each process's own; "
                            f"the cluster's workers cannot share it (use a folder every node sees, or s3://...)")
-    ray = _import_ray(batch.address)
+    refuse_ray_client(batch.address)
+    ray = _import_ray()
     documents = plan_documents(batch, rows)
     if not documents:
         return
@@ -901,19 +902,25 @@ def _clock(seconds: float) -> str:
 # --- helpers ----------------------------------------------------------------------------------
 
 
-def _import_ray(address: str):
-    """Ray, imported only when --ray is given: narrate works without it (and without grpcio,
-    which only a ray:// address needs)."""
+def refuse_ray_client(address: str) -> None:
+    """A ray:// address (Ray Client) is refused in one line, before anything is loaded. The
+    workers would run through it (they answer the driver's calls, no streaming), but on a clean
+    install Ray's client server failed to start the per-client server it needs in 3 of 3 test
+    runs (the server process exits at once, without a word in its log), and the run then ends
+    with Ray's "Initialization failure from server"."""
+    if address.startswith("ray://"):
+        raise NarrateError(f"--ray {address}: Ray Client addresses are not supported; run narrate batch on a "
+                           f"node of the cluster with --ray auto or --ray HEAD_IP:6379")
+
+
+def _import_ray():
+    """Ray, imported only when --ray is given: narrate works without it."""
     try:
         import ray
-
-        if address.startswith("ray://"):
-            import grpc  # noqa: F401
     except ModuleNotFoundError as e:
-        if e.name not in ("ray", "grpc"):
+        if e.name != "ray":
             raise
-        needs = "--ray needs Ray" if e.name == "ray" else f"--ray {address} needs Ray Client (grpcio)"
-        raise NarrateError(f"{needs}: pip install 'narrate[ray]' (make setup installs it)") from None
+        raise NarrateError("--ray needs Ray: pip install 'narrate[ray]' (make setup installs it)") from None
     return ray
 
 
