@@ -47,22 +47,22 @@ def hostile_book(chapters: int) -> str:
 
 
 def sample(pid: int) -> dict | None:
-    """RSS (MB), open files and live child processes (count and pids) of ``pid`` and its
-    children; None once it is gone."""
+    """RSS (MB: all, the run's own process, its children), open files and live child processes
+    (count and pids) of ``pid`` and its children; None once it is gone."""
     try:
         top = psutil.Process(pid)
         procs = [top] + top.children(recursive=True)
     except psutil.NoSuchProcess:
         return None
-    rss, files = 0, 0
-    for p in procs:
+    rss, files = [0, 0], 0
+    for i, p in enumerate(procs):
         try:
-            rss += p.memory_info().rss
+            rss[i > 0] += p.memory_info().rss
             files += p.num_fds()
         except psutil.NoSuchProcess:
             pass
-    return {"rss_mb": rss / 2**20, "open_files": files, "children": len(procs) - 1,
-            "pids": [p.pid for p in procs[1:]]}
+    return {"rss_mb": sum(rss) / 2**20, "rss_main_mb": rss[0] / 2**20, "rss_children_mb": rss[1] / 2**20,
+            "open_files": files, "children": len(procs) - 1, "pids": [p.pid for p in procs[1:]]}
 
 
 def leftovers(children: set[int], out: Path) -> dict:
@@ -115,7 +115,8 @@ def soak(hours: float, out: Path, model: str | None, every: float, chapters: int
                      "left": leftovers(children, out / "runs")})
         k += 1
     with open(out / "soak.csv", "w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, ["minute", "run", "rss_mb", "open_files", "children"])
+        writer = csv.DictWriter(f, ["minute", "run", "rss_mb", "rss_main_mb", "rss_children_mb",
+                                    "open_files", "children"])
         writer.writeheader()
         writer.writerows(rows)
     summary = summarize(rows, runs)
@@ -144,9 +145,12 @@ def draw(rows: list[dict], path: Path) -> None:
 
     minutes = [r["minute"] for r in rows]
     fig, axes = plt.subplots(3, 1, figsize=(9, 7), sharex=True)
-    for ax, key, label in zip(axes, ("rss_mb", "open_files", "children"),
-                              ("RSS (MB, with children)", "open files", "child processes")):
+    for key, label in (("rss_mb", "all"), ("rss_main_mb", "narrate"), ("rss_children_mb", "its children")):
+        axes[0].plot(minutes, [r[key] for r in rows], ".-", markersize=3, label=label)
+    axes[0].legend(loc="lower right")
+    for ax, key in zip(axes[1:], ("open_files", "children")):
         ax.plot(minutes, [r[key] for r in rows], ".-", markersize=3)
+    for ax, label in zip(axes, ("RSS (MB)", "open files", "child processes")):
         ax.set_ylabel(label)
         ax.set_ylim(bottom=0)
     axes[-1].set_xlabel("minutes (a new narrate run after each one ends)")

@@ -16,15 +16,24 @@ PITCH_REF = 120.0   # Hz: pitch_feature 0
 FLOOR, CEIL = 60.0, 500.0
 
 
-def median_pitch(wav: np.ndarray, sr: int, floor: float = FLOOR, ceil: float = CEIL) -> float:
-    """Median F0 (Hz) over the voiced frames of ``wav``; NaN if none is voiced."""
+def _praat_pitch(wav: np.ndarray, sr: int, floor: float, ceil: float, time_step: float | None = None):
+    """(Praat Sound, its autocorrelation Pitch) of ``wav``; None if it is shorter than Praat's
+    analysis window (nothing to measure)."""
     import parselmouth
 
     x = np.ascontiguousarray(wav, np.float64)
-    if len(x) < int(3 * sr / floor):  # shorter than Praat's analysis window: nothing to measure
+    if len(x) < int(3 * sr / floor):
+        return None
+    sound = parselmouth.Sound(x, sr)
+    return sound, sound.to_pitch_ac(time_step=time_step, pitch_floor=floor, pitch_ceiling=ceil)
+
+
+def median_pitch(wav: np.ndarray, sr: int, floor: float = FLOOR, ceil: float = CEIL) -> float:
+    """Median F0 (Hz) over the voiced frames of ``wav``; NaN if none is voiced."""
+    analysed = _praat_pitch(wav, sr, floor, ceil)
+    if analysed is None:
         return math.nan
-    pitch = parselmouth.Sound(x, sr).to_pitch_ac(pitch_floor=floor, pitch_ceiling=ceil)
-    f0 = pitch.selected_array["frequency"]
+    f0 = analysed[1].selected_array["frequency"]
     voiced = f0[f0 > 0]
     return float(np.median(voiced)) if len(voiced) else math.nan
 
@@ -35,13 +44,10 @@ def voiced_share(wav: np.ndarray, sr: int, floor: float = FLOOR, ceil: float = C
     voiced (periodic); NaN if ``wav`` is too short. Natural read speech is mostly voiced (piper's
     joe: about two thirds); a vocoder unsure of the phase makes breathy, aperiodic audio whose
     spectrum can still look right, and this is where it shows."""
-    import parselmouth
-
-    x = np.ascontiguousarray(wav, np.float64)
-    if len(x) < int(3 * sr / floor):
+    analysed = _praat_pitch(wav, sr, floor, ceil, time_step=0.01)
+    if analysed is None:
         return math.nan
-    sound = parselmouth.Sound(x, sr)
-    pitch = sound.to_pitch_ac(time_step=0.01, pitch_floor=floor, pitch_ceiling=ceil)
+    sound, pitch = analysed
     f0 = pitch.selected_array["frequency"]
     intensity = sound.to_intensity(time_step=0.01)
     db = np.nan_to_num(np.array([intensity.get_value(t) for t in pitch.xs()], np.float64), nan=-math.inf)
