@@ -59,6 +59,8 @@ from narrate.text.normalize import normalize, roman_to_int
         ("No. 5", "number five"),
         ("the U.S. Army", "the US Army"),
         ("Tom & Jerry", "Tom and Jerry"),
+        ("Tom &amp; Jerry, caf&eacute; &#8220;Hi&#x201D;", 'Tom and Jerry, caf\u00e9 "Hi"'),  # character references
+        ("AT&T and R&D", "AT and T and R and D"),  # a bare "&" is no reference
         ("Gen Z", "Gen Z"),
         # roman numerals only where they are numbers
         ("Chapter IV", "Chapter four"),
@@ -97,7 +99,7 @@ def test_respelling_is_left_alone():
 
 @pytest.mark.parametrize(
     "text",
-    ["It cost $3.50 in 1984 at 7 p.m.", "Chapter IV: Henry VIII & St. Paul, 45% of 1,234", "\u201cNo\u2014\u201d 21st"],
+    ["It cost $3.50 in 1984 at 7 p.m.", "&amp;amp; &#38;#38;", "Chapter IV: Henry VIII & St. Paul, 45% of 1,234", "\u201cNo\u2014\u201d 21st"],
 )
 def test_idempotent(text):
     once = normalize(text)

@@ -9,6 +9,7 @@ twice gives the same text.
 
 from __future__ import annotations
 
+import html
 import re
 import unicodedata
 
@@ -146,6 +147,9 @@ _DASH = re.compile(r"\s*[\u2014\u2015]\s*|\s*--+\s*|\s+[\u2013-]\s+")
 
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
+# A character reference left in the text ("&amp;", "&#8212;", "&eacute;"): the character it names,
+# before "&" is read as "and". Only complete references (with their ";"), so "AT&T" stays.
+_ENTITY = re.compile(r"&(?:#[0-9]{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
 
 
 def _ascii_digit(m: re.Match) -> str:
@@ -154,6 +158,7 @@ def _ascii_digit(m: re.Match) -> str:
 
 
 def _typography(text: str) -> str:
+    text = _ENTITY.sub(lambda m: html.unescape(m.group(0)), text)
     # NFKC folds ligatures, full-width forms and exotic spaces; the ellipsis becomes "...".
     text = unicodedata.normalize("NFKC", text).translate(_FOLD)
     text = _CONTROL.sub(" ", text)  # NUL and the like (standard input may carry any byte)
