@@ -539,3 +539,15 @@ def test_adaptive_codebook_weights_match_reference():
         assert torch.allclose(fast[i], reference_adaptive_weights(p[i], 0.1, 0.5), atol=1e-6)
     w = adaptive_codebook_weights(torch.tensor([[0.9, 0.9, 0.2, 0.7]]))
     assert w[0, 0] == 1 and w[0, 1] == 0 and w[0, 3] == 0 and 0 < w[0, 2] <= 1
+
+
+def test_bucketed_conv_is_the_plain_convolution_at_every_length():
+    from narrate.engine.model import LENGTH_BUCKET, bucketed_conv
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv1d(8, 8, 5, padding=2)
+    for n in (1, 2, 5, LENGTH_BUCKET - 1, LENGTH_BUCKET, LENGTH_BUCKET + 1, 3 * LENGTH_BUCKET + 7):
+        x = torch.randn(2, 8, n)
+        out = bucketed_conv(conv, x)
+        assert out.shape == (2, 8, n)
+        torch.testing.assert_close(out, conv(x), rtol=1e-5, atol=1e-5)

@@ -16,6 +16,8 @@ def test_sample_sees_memory_files_and_children():
     try:
         seen = sample(os.getpid())
         assert seen["rss_mb"] > 10 and seen["open_files"] > 2
+        assert seen["rss_main_mb"] > 10 and seen["rss_children_mb"] > 0  # the test process, then its child
+        assert abs(seen["rss_main_mb"] + seen["rss_children_mb"] - seen["rss_mb"]) < 1e-6
         assert child.pid in seen["pids"] and seen["children"] >= 1
     finally:
         child.kill()
@@ -36,13 +38,15 @@ def test_leftovers_names_living_children_and_hidden_files(tmp_path):
 def test_summary_keeps_each_runs_peaks_and_the_leftovers():
     rows = [{"minute": 0, "run": 0, "rss_mb": 100.0, "open_files": 9, "children": 1},
             {"minute": 1, "run": 0, "rss_mb": 300.0, "open_files": 12, "children": 2},
-            {"minute": 2, "run": 1, "rss_mb": 90.0, "open_files": 8, "children": 1}]
+            {"minute": 2, "run": 1, "rss_mb": 90.0, "open_files": 8, "children": 1},
+            {"minute": 20, "run": 1, "rss_mb": 95.0, "open_files": 8, "children": 1}]
     runs = [{"run": 0, "left": {"processes": [], "files": []}},
             {"run": 1, "left": {"processes": [4242], "files": [".x.lock"]}}]
     s = summarize(rows, runs)
-    assert s["per_run"][0] == {"first_rss_mb": 100.0, "peak_rss_mb": 300.0, "peak_open_files": 12, "peak_children": 2}
-    assert s["per_run"][1]["peak_rss_mb"] == 90.0
-    assert (s["leaked_processes"], s["leftover_files"], s["samples"]) == (1, [".x.lock"], 3)
+    assert s["per_run"][0] == {"first_rss_mb": 100.0, "early_peak_rss_mb": 300.0, "peak_rss_mb": 300.0,
+                               "peak_open_files": 12, "peak_children": 2}
+    assert (s["per_run"][1]["early_peak_rss_mb"], s["per_run"][1]["peak_rss_mb"]) == (90.0, 95.0)  # 18 min in: late
+    assert (s["leaked_processes"], s["leftover_files"], s["samples"]) == (1, [".x.lock"], 4)
 
 
 def test_every_hostile_passage_is_in_the_book():

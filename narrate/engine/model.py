@@ -19,6 +19,20 @@ from narrate.engine.config import ModelConfig
 from narrate.engine.mamba import Mamba, MambaState
 
 
+LENGTH_BUCKET = 64  # sequence lengths the encoders' convolutions see: multiples of this
+
+
+def bucketed_conv(conv: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
+    """``conv(x)`` for x [B, C, N], computed over x zero-padded on the right to a multiple of
+    LENGTH_BUCKET. The same numbers (a "same" convolution pads with zeros anyway), but oneDNN
+    keeps a compiled primitive, with its buffers, for every input shape it meets: a book's
+    sentences of every length from 1 to a few hundred tokens grew the process by ~170 MB before
+    this (the soak saw it as steps), and a handful of lengths keeps that flat."""
+    n = x.shape[-1]
+    padded = -n % LENGTH_BUCKET
+    return conv(F.pad(x, (0, padded)))[..., :n] if padded else conv(x)
+
+
 class TextEncoder(nn.Module):
     """Token ids of one chunk -> [B, N, d]. Chunks are encoded independently (bounded cost)."""
 
@@ -39,7 +53,7 @@ class TextEncoder(nn.Module):
         keep = None if mask is None else mask.unsqueeze(-1).to(x.dtype)
         for conv, norm in zip(self.convs, self.conv_norms):
             h = x if keep is None else x * keep
-            x = x + F.gelu(conv(norm(h).transpose(1, 2)).transpose(1, 2))
+            x = x + F.gelu(bucketed_conv(conv, norm(h).transpose(1, 2)).transpose(1, 2))
         pad = None if mask is None else ~mask
         for layer in self.layers:
             x = layer(x, src_key_padding_mask=pad)
@@ -75,7 +89,7 @@ class PromptEncoder(nn.Module):
         x = self.inp((frames + 5.0) / 3.0)  # log-mel is ~[-11.5, 2]: centre it
         for conv, norm in zip(self.convs, self.conv_norms):
             h = x if keep is None else x * keep
-            x = x + F.gelu(conv(norm(h).transpose(1, 2)).transpose(1, 2))
+            x = x + F.gelu(bucketed_conv(conv, norm(h).transpose(1, 2)).transpose(1, 2))
         k, v = self.kv(x).view(B, T, 2, self.n_heads, -1).permute(2, 0, 3, 1, 4)  # 2 x [B, H, T, dh]
         q = self.queries.view(1, -1, self.n_heads, k.shape[-1]).transpose(1, 2).expand(B, -1, -1, -1)
         attn_mask = None if mask is None else mask.view(B, 1, 1, T)
