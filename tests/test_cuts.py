@@ -46,3 +46,13 @@ def test_a_stream_that_stops_ends_its_sentences_after_the_last_frame():
     assert live.step(frames(0.0, 0.0, 0.0), position=19, done=False, paused=True) == [6]
     live.ends.append(30)
     assert live.step(frames(-8.0, 0.0, 0.0), position=29, done=True, paused=False) == [9]
+
+
+def test_the_sentences_ended_are_forgotten():
+    cuts = SentenceCuts()
+    speech, pause = torch.zeros(4, 8), torch.full((4, 8), -20.0)
+    for k in range(100):
+        cuts.ends.append(10 * (k + 1))
+        for position in range(10 * k, 10 * (k + 1) + 1, 5):
+            cuts.step(speech if position % 10 else pause, position, done=False, paused=False)
+    assert cuts.sentence == 100 and len(cuts.ends) == 0  # no record of a sentence it is done with

@@ -163,3 +163,17 @@ def test_every_frame_s_place_in_the_shaped_output_is_known_once_it_is_decided():
     assert shaper.position(452, sound=True) == places[152] and shaper.position(300, sound=True) == places[152]
     assert shaper.position(len(loud), sound=True) == places[461] < len(out)
     assert places[97] - places[7] == round(0.4 * RATE)  # the first sentence's 0.9 s, shortened to 0.4 s
+
+
+
+def test_a_long_stream_holds_only_the_pauses_of_sentences_still_to_shape():
+    shaper = PauseShaper(RATE, 0.4)
+    frames, loud = stream((LOUD, 30), (QUIET, 60))  # each sentence: speech, then a pause its end falls in
+    pushed, out_ends = 0, []
+    for k in range(200):
+        shaper.add_sentence(None if k % 2 else 0.9)
+        pushed += len(loud)
+        _, e = shaper.push(frames, loud, [(pushed - 5, k)], pushed, flush=False)
+        out_ends += e
+    assert len(out_ends) >= 199  # every end but the last (its run goes on) was shaped
+    assert len(shaper.pauses) <= 2 and shaper.first_pause >= 198  # not one pause per sentence spoken

@@ -21,6 +21,7 @@ moves.
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass, field
 
 import torch
@@ -33,24 +34,29 @@ MAX_TAIL = 512       # frames of a tail kept (~6 s): the pause is at its end
 
 @dataclass
 class SentenceCuts:
-    ends: list[int] = field(default_factory=list)  # the token count at the end of each appended sentence
-    sentence: int = 0                               # the sentence being spoken
+    # the token count at the end of each appended sentence not ended yet, oldest (the one being
+    # spoken) first: a book's worth of sentences is never held
+    ends: deque = field(default_factory=deque)
+    sentence: int = 0                               # the sentence being spoken (counting from the stream's first)
     frames: int = 0                                 # frames of the stream so far
     tail: list[float] = field(default_factory=list)  # loudness of the sentence's tail frames, up to the last
+
+    def __post_init__(self):
+        self.ends = deque(self.ends)
 
     def step(self, feats: torch.Tensor, position: int, done: bool, paused: bool) -> list[int]:
         """A decoder step's frames [r, F] (log-mel) and its text position: the frame count at
         which each sentence ending now ends. A stream that stops (done, or paused at the end of
         the text it has) ends its sentences after the step's frames."""
         self.frames += feats.shape[0]
-        if self.tail or (self.sentence < len(self.ends) and position >= self.ends[self.sentence] - TAIL_TOKENS):
+        if self.tail or (self.ends and position >= self.ends[0] - TAIL_TOKENS):
             self.tail.extend(torch.logsumexp(feats.float(), dim=1).tolist())  # of each frame's mel bands
             del self.tail[:-MAX_TAIL]
         cuts = []
-        while self.sentence < len(self.ends) and (position >= self.ends[self.sentence] or done or
-                                                  (paused and self.sentence == len(self.ends) - 1)):
+        while self.ends and (position >= self.ends[0] or done or (paused and len(self.ends) == 1)):
             cuts.append(self.frames if done or paused or not self.tail else self._in_pause())
             self.tail = []
+            self.ends.popleft()
             self.sentence += 1
         return cuts
 

@@ -70,7 +70,10 @@ class PauseShaper:
         self.frame_rate = frame_rate
         self.sentence_pause = sentence_pause
         self.inner = self._frames(min(INNER, sentence_pause))
-        self.pauses: list[tuple[int, int]] = []  # (shortest, longest) pause in frames, per sentence appended
+        # (shortest, longest) pause in frames of each appended sentence from ``first_pause`` on:
+        # those before the last sentence end shaped are dropped, so a book's worth is never held
+        self.pauses: deque = deque()
+        self.first_pause = 0
         self.buf: deque = deque()         # (frame, loudness) received and not yet shaped
         self.shaped = 0                   # frames of the stream shaped so far (received - len(buf))
         self.out = 0                      # frames given out
@@ -98,6 +101,20 @@ class PauseShaper:
             self.pauses.append((self._frames(self.sentence_pause / 2), self._frames(self.sentence_pause)))
         else:
             self.pauses.append((self._frames(pause), self._frames(pause)))
+
+    def _pause(self, sentence: int) -> tuple[int, int] | None:
+        """(shortest, longest) pause after the sentence; None if it was never appended."""
+        i = sentence - self.first_pause
+        return self.pauses[i] if 0 <= i < len(self.pauses) else None
+
+    def _shaped_to(self, sentence: int) -> None:
+        """The sentence's end is shaped: its pause and those before it are needed no more (but
+        for ends still waiting in the silent run)."""
+        if self.run_ends:
+            sentence = min(sentence, self.run_ends[0][1] - 1)
+        while self.pauses and self.first_pause <= sentence:
+            self.pauses.popleft()
+            self.first_pause += 1
 
     def push(self, frames: np.ndarray, loudness: list[float], ends: list[tuple[int, int]], hold_from: int,
              flush: bool) -> tuple[np.ndarray, list[int]]:
@@ -162,7 +179,8 @@ class PauseShaper:
             if self.run_n or (next_loud is not None and next_loud < max(self.loudest, next_loud) - SILENT):
                 self.run_ends.append((self.run_n, sentence))
                 continue
-            shortest = self.pauses[sentence][0] if sentence < len(self.pauses) else 0
+            shortest = (self._pause(sentence) or (0, 0))[0]
+            self._shaped_to(sentence)
             if shortest and self.quietest is not None:
                 self._emit(out, self.quietest, shortest)
             out_ends.append(self.out)
@@ -190,7 +208,8 @@ class PauseShaper:
             # The break of the last sentence ending here decides (several end here only when
             # some sentence had no sound of its own).
             c, sentence = self.run_ends[-1]
-            shortest, longest = self.pauses[sentence] if sentence < len(self.pauses) else (0, self.inner)
+            shortest, longest = self._pause(sentence) or (0, self.inner)
+            self._shaped_to(sentence)
             length = min(max(n, shortest), longest)
             lead = n - c if n - c <= MAX_LEAD else min(KEEP_LEAD, n)
         else:
