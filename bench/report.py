@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 
 def fmt(x, digits: int = 3) -> str:
@@ -432,6 +433,34 @@ def _section_cloning(r: dict) -> list[str]:
     return out
 
 
+def _section_soak(s: dict) -> list[str]:
+    """``make soak``'s summary (bench/results/soak/soak.json): each run's memory from its first
+    minutes to its peak, and what the runs left behind."""
+    meta = s.get("meta", {})
+    rows = []
+    for run in s["runs"]:
+        p = s["per_run"].get(str(run["run"]), s["per_run"].get(run["run"], {}))
+        early, peak = p.get("early_peak_rss_mb"), p.get("peak_rss_mb")
+        growth = peak / early - 1 if early and peak else None
+        mb = [f"{x:.0f}" if x else "-" for x in (early, peak)]
+        rows.append([run["output"], run["exit"], f"{run['seconds'] / 60:.1f}", *mb, pct(growth) if growth is not None else "-",
+                     p.get("peak_open_files"), p.get("peak_children"),
+                     len(run["left"]["processes"]), len(run["left"]["files"])])
+    out = ["## 8. Soak", "",
+           f"`{meta.get('command', 'python -m bench.soak')}`"
+           + (f" at commit {meta['git'][:12]}, started {meta['started']}" if "git" in meta else "")
+           + ": one narrate run after another on a book of hostile passages (wav, m4b, a chapter folder in turn); "
+           "each run's RSS (with its vocoder process), open files and child processes every minute; the last run is "
+           "stopped by SIGTERM at the deadline (exit 143, its output kept and resumable).", "",
+           table(["output", "exit", "minutes", "peak RSS, first 10 min (MB)", "peak RSS (MB)", "growth",
+                  "open files (peak)", "children (peak)", "processes left", "files left"], rows), "",
+           f"Processes left running after a run ended: **{s['leaked_processes']}**; hidden files left: "
+           f"**{len(s['leftover_files'])}**.", ""]
+    if s.get("figure"):
+        out += [f"![soak]({s['figure']})", ""]
+    return out
+
+
 def left_behind_lines(r: dict) -> list[str]:
     """What sections left running (processes, threads), or that none did."""
     lb = r.get("left_behind")
@@ -447,8 +476,8 @@ def left_behind_lines(r: dict) -> list[str]:
     return out + [""]
 
 
-def render(r: dict) -> str:
-    """The whole REPORT.md."""
+def render(r: dict, soak: dict | None = None) -> str:
+    """The whole REPORT.md; soak: ``make soak``'s summary, if there is one."""
     meta = r["meta"]
     out = [f"# narrate benchmark{' (quick)' if meta['quick'] else ''}", "",
            f"Model under test: `{meta['model']['name']}` ({meta['model']['path']}, model.safetensors sha256 "
@@ -475,6 +504,8 @@ def render(r: dict) -> str:
                     ("seams", _section_seams), ("codec", _section_codec), ("cloning", _section_cloning)):
         if r.get(key):
             out += fn(r)
+    if soak:
+        out += _section_soak(soak)
     m = meta["machine"]
     out += ["## Machine and versions", "",
             table(["", ""], [["CPU", m["cpu"]], ["cores (nproc)", str(m["nproc"])], ["RAM", f"{m['ram_gb']:.1f} GB"],
@@ -486,3 +517,31 @@ def render(r: dict) -> str:
             table(["section", "wall (s)"], [[k, v] for k, v in r["timings_s"].items()]), "",
             "Raw numbers: results.json.", ""]
     return "\n".join(out)
+
+
+def load_soak(results_dir: Path) -> dict | None:
+    """The soak's summary beside the benchmark's results (soak/soak.json), with its figure's
+    path relative to REPORT.md; None if the soak was not run."""
+    path = results_dir / "soak" / "soak.json"
+    if not path.exists():
+        return None
+    soak = json.loads(path.read_text(encoding="utf-8"))
+    if (path.parent / "soak.png").exists():
+        soak["figure"] = "soak/soak.png"
+    return soak
+
+
+def write(results_dir: Path) -> Path:
+    """REPORT.md again from results.json and the soak's summary (after ``make soak``)."""
+    results = json.loads((results_dir / "results.json").read_text(encoding="utf-8"))
+    path = results_dir / "REPORT.md"
+    path.write_text(render(results, load_soak(results_dir)), encoding="utf-8")
+    return path
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Write REPORT.md again from results.json and soak/soak.json.")
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results")
+    print(write(parser.parse_args().out))

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import datetime
 import json
 import os
 import subprocess
@@ -83,6 +84,9 @@ def soak(hours: float, out: Path, model: str | None, every: float, chapters: int
     out.mkdir(parents=True, exist_ok=True)
     book = out / "hostile.md"
     book.write_text(hostile_book(chapters), encoding="utf-8")
+    meta = {"command": f"python -m bench.soak --hours {hours:g} --chapters {chapters}" + (f" --model {model}" if model else ""),
+            "git": _commit(), "started": datetime.datetime.now().isoformat(timespec="seconds"),
+            "hours": hours, "chapters": chapters}
     deadline = time.monotonic() + hours * 3600
     start = time.monotonic()
     rows, runs = [], []
@@ -119,7 +123,7 @@ def soak(hours: float, out: Path, model: str | None, every: float, chapters: int
                                     "open_files", "children"])
         writer.writeheader()
         writer.writerows(rows)
-    summary = summarize(rows, runs)
+    summary = {"meta": meta, **summarize(rows, runs)}
     (out / "soak.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     if rows:
         draw(rows, out / "soak.png")
@@ -127,6 +131,14 @@ def soak(hours: float, out: Path, model: str | None, every: float, chapters: int
 
 
 EARLY = 10.0  # minutes: a run's memory once its model is loaded and its first passages read
+
+
+def _commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
 
 
 def summarize(rows: list[dict], runs: list[dict]) -> dict:
@@ -175,6 +187,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "soak")
     args = parser.parse_args()
     summary = soak(args.hours, args.out, args.model, args.every, args.chapters)
+    if (args.out.parent / "results.json").exists():  # the benchmark's report shows the soak too
+        from bench import report
+
+        report.write(args.out.parent)
     peaks = [s["peak_rss_mb"] for s in summary["per_run"].values()]
     print(f"soak: {len(summary['runs'])} runs, {summary['samples']} samples, peak RSS "
           f"{max(peaks, default=0):.0f} MB, {summary['leaked_processes']} leaked processes, "

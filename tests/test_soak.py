@@ -1,6 +1,7 @@
 """make soak's watcher (bench/soak.py) on this test process and a child it starts: what it
 samples, the processes and files it finds left over, and its summary."""
 
+import json
 import os
 import subprocess
 import sys
@@ -53,3 +54,19 @@ def test_every_hostile_passage_is_in_the_book():
     book = hostile_book(len(HOSTILE))
     assert book.count("## Chapter") == len(HOSTILE)
     assert all(passage in book for passage in HOSTILE)
+
+
+def test_the_benchmark_report_shows_each_soak_run_s_growth(tmp_path):
+    from bench import report
+
+    rows = [{"minute": 1, "run": 0, "rss_mb": 800.0, "open_files": 19, "children": 1},
+            {"minute": 30, "run": 0, "rss_mb": 880.0, "open_files": 19, "children": 1}]
+    runs = [{"run": 0, "output": "book.m4b", "exit": 0, "seconds": 1800.0, "left": {"processes": [], "files": []}}]
+    soak = {"meta": {"command": "python -m bench.soak --hours 2", "git": "abc123" * 7, "started": "2026-12-07T12:00"},
+            **summarize(rows, runs)}
+    (tmp_path / "soak").mkdir()
+    (tmp_path / "soak" / "soak.json").write_text(json.dumps(soak), encoding="utf-8")  # (keys become strings)
+    lines = "\n".join(report._section_soak(report.load_soak(tmp_path))).splitlines()
+    row = next(line for line in lines if line.startswith("| book.m4b"))
+    assert row.split(" | ")[1:6] == ["0", "30.0", "800", "880", "+10.0%"]
+    assert "python -m bench.soak --hours 2` at commit abc123abc123" in lines[2]
