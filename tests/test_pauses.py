@@ -177,3 +177,17 @@ def test_a_long_stream_holds_only_the_pauses_of_sentences_still_to_shape():
         out_ends += e
     assert len(out_ends) >= 199  # every end but the last (its run goes on) was shaped
     assert len(shaper.pauses) <= 2 and shaper.first_pause >= 198  # not one pause per sentence spoken
+
+
+def test_a_sentence_pause_in_range_is_the_model_s_own_scaled_to_the_teacher_s_length():
+    from narrate.runtime.pauses import SENTENCE_SCALE
+
+    # a 30-frame run (0.3 s) with the end 3 frames before the next sound: within 0.2-0.4 s, so scaled
+    out, ends = shape([None, None], [(LOUD, 10), (QUIET, 30), (LOUD, 10)], [(37, 0)])
+    assert len(out) == 20 + round(30 * SENTENCE_SCALE) < 50
+    # scaled below half the sentence pause, it is held at that
+    out, _ = shape([None, None], [(LOUD, 10), (QUIET, 22), (LOUD, 10)], [(29, 0)])
+    assert len(out) == 20 + max(20, round(22 * SENTENCE_SCALE))
+    # a pause the text asks for is exactly as long, whatever the model made
+    out, _ = shape([0.3, None], [(LOUD, 10), (QUIET, 36), (LOUD, 10)], [(43, 0)])
+    assert len(out) == 20 + 30

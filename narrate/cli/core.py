@@ -150,8 +150,8 @@ Quiet = Annotated[bool, typer.Option(
 
 SentencePause = Annotated[float, typer.Option(
     "--sentence-pause", min=0.05, max=5.0,
-    help="Longest pause between sentences, in seconds (the model's own pause, shortened; at "
-         "least half this). Commas pause at most 0.25 s.")]
+    help="Longest pause between sentences, in seconds (the model's own pause, scaled to its "
+         "teacher's length; at least half this). Commas pause at most 0.25 s.")]
 
 
 ParagraphPause = Annotated[float, typer.Option(

@@ -22,7 +22,7 @@ from narrate.engine.mamba import Mamba, MambaState
 LENGTH_BUCKET = 64  # sequence lengths the encoders' convolutions see: multiples of this
 
 
-def bucketed_conv(conv: nn.Conv1d, x: torch.Tensor) -> torch.Tensor:
+def bucketed_conv(conv: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """``conv(x)`` for x [B, C, N], computed over x zero-padded on the right to a multiple of
     LENGTH_BUCKET. The same numbers (a "same" convolution pads with zeros anyway), but oneDNN
     keeps a compiled primitive, with its buffers, for every input shape it meets: a book's

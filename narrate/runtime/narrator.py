@@ -58,8 +58,8 @@ class NarrateSettings:
     # Several streams at once (chapters) are narrated by this many forked processes, each a
     # batch of its share on a core of its own (narrate.runtime.decoders); 1: all in this process.
     decoder_processes: int = 1
-    # Seconds of silence between sentences, at most (the model's own pause, shortened; at least
-    # half of it); commas pause less, paragraphs as the text's Sentence items say (narrate.runtime.pauses).
+    # Seconds of silence between sentences, at most (the model's own pause scaled to its teacher's
+    # length, SENTENCE_SCALE; at least half of it); commas pause less, paragraphs as the text's Sentence items say (narrate.runtime.pauses).
     sentence_pause: float = SENTENCE_PAUSE
     shape_pauses: bool = True      # False: the model's pauses as they come (for comparison)
 
