@@ -35,7 +35,9 @@ HOSTILE = [
     "Stop" + "!" * 4000,
     "Marks\ufeff" * 2000 + " end here.",
     "Mixed scripts: Привет, 你好, مرحبا, שלום, and back to English. " * 40,
-    " ".join(f"word{i}" for i in range(6000)),  # one long line without punctuation
+    # one long line without punctuation: 2,100 words (6,000 "word<i>" read as 40,000 words of
+    # numbers, four hours of audio, and the book never reached its other formats in 2 hours)
+    " ".join(PROSE.replace(",", "").replace(".", "").split() * 60),
 ]
 
 
@@ -183,7 +185,7 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="model folder (default: the bundled model)")
     parser.add_argument("--every", type=float, default=60.0, help="seconds between samples")
     parser.add_argument("--chapters", type=int, default=6,
-                        help="chapters in the generated book (6: each hostile passage once, ~1.8 h of audio)")
+                        help="chapters in the generated book (6: each hostile passage once)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "soak")
     args = parser.parse_args()
     summary = soak(args.hours, args.out, args.model, args.every, args.chapters)
