@@ -450,7 +450,8 @@ def _section_soak(s: dict) -> list[str]:
            f"`{meta.get('command', 'python -m bench.soak')}`"
            + (f" at commit {meta['git'][:12]}, started {meta['started']}" if "git" in meta else "")
            + ": one narrate run after another on a book of hostile passages (wav, m4b, a chapter folder in turn); "
-           "each run's RSS (with its vocoder process), open files and child processes every minute; the last run is "
+           "each run's RSS (with its children: vocoder, decoder processes, ffmpeg), open files and child processes "
+           "every minute; the last run is "
            "stopped by SIGTERM at the deadline (exit 143, its output kept and resumable).", "",
            table(["output", "exit", "minutes", "peak RSS, first 10 min (MB)", "peak RSS (MB)", "growth",
                   "open files (peak)", "children (peak)", "processes left", "files left"], rows), "",

@@ -68,9 +68,13 @@ def sample(pid: int) -> dict | None:
             "open_files": files, "children": len(procs) - 1, "pids": [p.pid for p in procs[1:]]}
 
 
-def leftovers(children: set[int], out: Path) -> dict:
+def leftovers(children: set[int], out: Path, interrupted: bool = False) -> dict:
     """After a run ended: the child processes it had that still live (an orphan is adopted by
-    init, so they are looked up by pid), and the hidden files (temporaries, locks) it left."""
+    init, so they are looked up by pid), and the hidden files (temporaries, locks) it left. A
+    chapter folder's resume record is what an interrupted run must leave (for --resume), so it
+    counts only after a run that finished."""
+    from narrate.audio.resume import FOLDER_RECORD
+
     alive = []
     for pid in sorted(children):
         try:
@@ -78,7 +82,8 @@ def leftovers(children: set[int], out: Path) -> dict:
                 alive.append(pid)
         except psutil.NoSuchProcess:
             pass
-    stray = [str(p.relative_to(out)) for p in out.rglob(".*") if p.is_file()]
+    stray = [str(p.relative_to(out)) for p in out.rglob(".*")
+             if p.is_file() and not (interrupted and p.name == FOLDER_RECORD)]
     return {"processes": alive, "files": stray}
 
 
@@ -118,7 +123,7 @@ def soak(hours: float, out: Path, model: str | None, every: float, chapters: int
         time.sleep(1.0)  # children get a moment to notice their parent is gone
         runs.append({"run": k, "output": name, "exit": proc.returncode,
                      "seconds": round(time.monotonic() - began, 1),
-                     "left": leftovers(children, out / "runs")})
+                     "left": leftovers(children, out / "runs", interrupted=proc.returncode != 0)})
         k += 1
     with open(out / "soak.csv", "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, ["minute", "run", "rss_mb", "rss_main_mb", "rss_children_mb",

@@ -34,6 +34,10 @@ def test_leftovers_names_living_children_and_hidden_files(tmp_path):
     child.wait()
     (tmp_path / ".book.m4b.partial.w64").write_bytes(b"")
     assert leftovers({child.pid}, tmp_path) == {"processes": [], "files": [".book.m4b.partial.w64"]}
+    (tmp_path / "chapters").mkdir()
+    (tmp_path / "chapters" / ".narrate.json").write_text("{}")  # a chapter folder's resume record
+    assert leftovers(set(), tmp_path / "chapters", interrupted=True)["files"] == []  # kept for --resume
+    assert leftovers(set(), tmp_path / "chapters")["files"] == [".narrate.json"]  # after a finished run: left over
 
 
 def test_summary_keeps_each_runs_peaks_and_the_leftovers():
