@@ -40,8 +40,8 @@ CHAPTER_PAUSE = 2.0
 SILENT = 3.6
 INNER = 0.25     # seconds: the longest pause inside a sentence
 # The model lingers where a sentence ends: on the benchmark's held-out text its sentence pauses
-# measured a median 0.31 s against its teacher's (piper joe) 0.24 s, with as many again over
-# 0.3 s. A sentence end's silent run is scaled by this before it is held within the sentence
+# measured a median 0.31 s against its teacher's (piper joe) 0.24 s, and twice as many of them
+# lasted 0.3 s or more. A sentence end's silent run is scaled by this before it is held within the sentence
 # pause's range, so the pauses keep the model's variety at about the teacher's length. (Pauses
 # the text asks for are exactly as long as asked.)
 SENTENCE_SCALE = 0.75
@@ -77,8 +77,8 @@ class PauseShaper:
         self.sentence_pause = sentence_pause
         self.inner = self._frames(min(INNER, sentence_pause))
         # (shortest, longest, scale of the model's own) pause in frames of each appended sentence
-        # from ``first_pause`` on:
-        # those before the last sentence end shaped are dropped, so a book's worth is never held
+        # from ``first_pause`` on; those before the last sentence end shaped are dropped, so a
+        # book's worth is never held
         self.pauses: deque = deque()
         self.first_pause = 0
         self.buf: deque = deque()         # (frame, loudness) received and not yet shaped
