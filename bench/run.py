@@ -456,7 +456,7 @@ def main(argv: list[str] | None = None) -> int:
         carry_over(json.loads((out / "results.json").read_text(encoding="utf-8")), results, chosen)
     results = clean_json(results)
     (out / "results.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
-    (out / "REPORT.md").write_text(report.render(results, report.load_soak(out)), encoding="utf-8")
+    report.write(out)  # (from the results.json just written, with the soak's summary if there is one)
     print(f"[bench] wrote {out / 'REPORT.md'}", file=sys.stderr)
     return 1 if results["errors"] else 0
 

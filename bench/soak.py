@@ -91,8 +91,10 @@ def soak(hours: float, out: Path, model: str | None, every: float, chapters: int
     out.mkdir(parents=True, exist_ok=True)
     book = out / "hostile.md"
     book.write_text(hostile_book(chapters), encoding="utf-8")
+    from bench.run import git_state  # (the benchmark's: the commit, and whether the tree was dirty)
+
     meta = {"command": f"python -m bench.soak --hours {hours:g} --chapters {chapters}" + (f" --model {model}" if model else ""),
-            "git": _commit(), "started": datetime.datetime.now().isoformat(timespec="seconds"),
+            "git": git_state(), "started": datetime.datetime.now().isoformat(timespec="seconds"),
             "hours": hours, "chapters": chapters}
     deadline = time.monotonic() + hours * 3600
     start = time.monotonic()
@@ -138,14 +140,6 @@ def soak(hours: float, out: Path, model: str | None, every: float, chapters: int
 
 
 EARLY = 10.0  # minutes: a run's memory once its model is loaded and its first passages read
-
-
-def _commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def summarize(rows: list[dict], runs: list[dict]) -> dict:
