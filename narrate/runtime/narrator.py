@@ -23,6 +23,7 @@ from narrate.engine.generate import DecodeSettings, Engine, StreamState, VoiceSt
 from narrate.engine.guidance import GuidanceSettings
 from narrate.engine.sampling import SamplingSettings
 from narrate.errors import NarrateError
+from narrate.runtime import heap
 from narrate.runtime.feeding import Feeder
 from narrate.runtime.pauses import SENTENCE_PAUSE, PauseShaper, split_sentence
 from narrate.text.phonemes import Phonemizer
@@ -267,6 +268,7 @@ class Narrator:
                  voices: dict | None = None):
         """dialogue: a second Voice, for sentences marked as quoted speech (narrate.text.dialogue).
         voices: more Voices by key, for sentences that name one (``Sentence.voice``; a voice map)."""
+        heap.fix_mmap_threshold()  # a long run's heap stays flat (narrate.runtime.heap); before the forks
         self.loaded = loaded
         self.settings = settings or NarrateSettings()
         if self.settings.mean_temperature is None:
