@@ -8,6 +8,12 @@ growing although what is in use does not. Measured over the soak's hostile passa
 rounds in one process (glibc's mallinfo2): in use flat at ~190 MB, free-but-kept 68 -> 132 MB
 and RSS 468 -> 529 MB; with the threshold fixed at 128 KiB, free stays 1-2 MB and RSS 402-412 MB.
 
+The cost is system time: each larger block is mapped and faulted in anew. Rendering
+examples/lighthouse.md (40.6 s of audio), 3 runs each: 0.90-1.04 s of system time as glibc
+leaves it, 1.66-1.84 s at 128 KiB, 1.02-1.13 s at 1 MiB, with user time 9.5-11.2 s in all. A
+1 MiB threshold kept RSS at 413-432 MB over the same three rounds (free 13-21 MB); 128 KiB is
+the one the 2-hour soak measured.
+
 Setting the threshold (mallopt M_MMAP_THRESHOLD) also stops its raising. Forked children (the
 vocoder and decoder processes) inherit it. Nothing is changed where malloc is not glibc's, or
 where the user set ``MALLOC_MMAP_THRESHOLD_`` themselves.
