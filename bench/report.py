@@ -440,10 +440,12 @@ def _section_soak(s: dict) -> list[str]:
     rows = []
     for run in s["runs"]:
         p = s["per_run"].get(str(run["run"]), s["per_run"].get(run["run"], {}))
-        early, peak = p.get("early_peak_rss_mb"), p.get("peak_rss_mb")
-        growth = peak / early - 1 if early and peak else None
-        mb = [f"{x:.0f}" if x else "-" for x in (early, peak)]
-        rows.append([run["output"], run["exit"], f"{run['seconds'] / 60:.1f}", *mb, pct(growth) if growth is not None else "-",
+        cells = []
+        for early, peak in ((p.get("early_peak_rss_mb"), p.get("peak_rss_mb")),
+                            (p.get("early_peak_main_mb"), p.get("peak_main_mb"))):
+            growth = peak / early - 1 if early and peak else None
+            cells += [f"{x:.0f}" if x else "-" for x in (early, peak)] + [pct(growth) if growth is not None else "-"]
+        rows.append([run["output"], run["exit"], f"{run['seconds'] / 60:.1f}", *cells,
                      p.get("peak_open_files"), p.get("peak_children"),
                      len(run["left"]["processes"]), len(run["left"]["files"])])
     out = ["## 8. Soak", "",
@@ -452,8 +454,12 @@ def _section_soak(s: dict) -> list[str]:
            + ": one narrate run after another on a book of hostile passages (wav, m4b, a chapter folder in turn); "
            "each run's RSS (with its children: vocoder, decoder processes, ffmpeg), open files and child processes "
            "every minute; the last run is "
-           "stopped by SIGTERM at the deadline (exit 143, its output kept and resumable).", "",
-           table(["output", "exit", "minutes", "peak RSS, first 10 min (MB)", "peak RSS (MB)", "growth",
+           "stopped by SIGTERM at the deadline (exit 143, its output kept and resumable). Growth: a run's peak "
+           "over its peak in its early part (its first 10 minutes, or its first third when it is shorter than "
+           "30), for all its processes together and for narrate's own process (the text front end and the "
+           "decoder).", "",
+           table(["output", "exit", "minutes", "RSS early (MB)", "RSS peak (MB)", "growth",
+                  "narrate process early (MB)", "peak (MB)", "growth",
                   "open files (peak)", "children (peak)", "processes left", "files left"], rows), "",
            f"Processes left running after a run ended: **{s['leaked_processes']}**; hidden files left: "
            f"**{len(s['leftover_files'])}**.", ""]

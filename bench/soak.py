@@ -143,21 +143,45 @@ EARLY = 10.0  # minutes: a run's memory once its model is loaded and its first p
 
 
 def summarize(rows: list[dict], runs: list[dict]) -> dict:
-    """Per run: first and peak RSS, its peak over its first EARLY minutes (what it grows from),
-    peak files and children; over all: what was left behind."""
-    per_run: dict = {}
-    began: dict = {}
+    """Per run: first and peak RSS (all, and narrate's own process), their peaks over the run's
+    early part (what it grows from: its first EARLY minutes, or its first third if it is shorter
+    than 3 x EARLY, so that a short run's growth is measured too), peak files and children; over
+    all: what was left behind."""
+    span: dict = {}
     for r in rows:
+        first, last = span.get(r["run"], (r["minute"], r["minute"]))
+        span[r["run"]] = (min(first, r["minute"]), max(last, r["minute"]))
+    per_run: dict = {}
+    for r in rows:
+        first, last = span[r["run"]]
         s = per_run.setdefault(r["run"], {"first_rss_mb": r["rss_mb"], "early_peak_rss_mb": 0.0,
-                                          "peak_rss_mb": 0.0, "peak_open_files": 0, "peak_children": 0})
-        if r["minute"] - began.setdefault(r["run"], r["minute"]) <= EARLY:
+                                          "peak_rss_mb": 0.0, "early_peak_main_mb": 0.0, "peak_main_mb": 0.0,
+                                          "peak_open_files": 0, "peak_children": 0})
+        main = r.get("rss_main_mb") or 0.0
+        if r["minute"] - first <= min(EARLY, (last - first) / 3):
             s["early_peak_rss_mb"] = max(s["early_peak_rss_mb"], r["rss_mb"])
+            s["early_peak_main_mb"] = max(s["early_peak_main_mb"], main)
         s["peak_rss_mb"] = max(s["peak_rss_mb"], r["rss_mb"])
+        s["peak_main_mb"] = max(s["peak_main_mb"], main)
         s["peak_open_files"] = max(s["peak_open_files"], r["open_files"])
         s["peak_children"] = max(s["peak_children"], r["children"])
     return {"samples": len(rows), "runs": runs, "per_run": per_run,
             "leaked_processes": sum(len(r["left"]["processes"]) for r in runs),
             "leftover_files": sorted({f for r in runs for f in r["left"]["files"]})}
+
+
+def resummarize(out: Path) -> dict:
+    """soak.json and soak.png made again from a finished soak's soak.csv (its runs and meta kept):
+    for a summary whose definition changed since the soak ran."""
+    old = json.loads((out / "soak.json").read_text(encoding="utf-8"))
+    with open(out / "soak.csv", newline="", encoding="utf-8") as f:
+        rows = [{k: (int(v) if k in ("run", "open_files", "children") else float(v)) for k, v in r.items() if v != ""}
+                for r in csv.DictReader(f)]
+    summary = {"meta": old.get("meta", {}), **summarize(rows, old["runs"])}
+    (out / "soak.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    if rows:
+        draw(rows, out / "soak.png")
+    return summary
 
 
 def draw(rows: list[dict], path: Path) -> None:
@@ -186,8 +210,13 @@ def main() -> None:
     parser.add_argument("--chapters", type=int, default=6,
                         help="chapters in the generated book (6: each hostile passage once)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "soak")
+    parser.add_argument("--summarize-only", action="store_true",
+                        help="no new soak: summarize the one in --out again from its soak.csv")
     args = parser.parse_args()
-    summary = soak(args.hours, args.out, args.model, args.every, args.chapters)
+    if args.summarize_only:
+        summary = resummarize(args.out)
+    else:
+        summary = soak(args.hours, args.out, args.model, args.every, args.chapters)
     if (args.out.parent / "results.json").exists():  # the benchmark's report shows the soak too
         from bench import report
 
