@@ -22,20 +22,19 @@ where the user set ``MALLOC_MMAP_THRESHOLD_`` themselves.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
+import functools
 import os
 
 MMAP_THRESHOLD = 128 * 1024  # bytes: glibc's own starting value, kept instead of raised
 _M_MMAP_THRESHOLD = -3       # mallopt's parameter number (malloc.h)
 
 
+@functools.lru_cache(maxsize=1)
 def _glibc() -> ctypes.CDLL | None:
-    """The C library, when it is glibc (has mallopt and gnu_get_libc_version)."""
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return None
+    """This process's own C library (the malloc in use), when it is glibc's (has mallopt and
+    gnu_get_libc_version)."""
     try:
-        libc = ctypes.CDLL(name)
+        libc = ctypes.CDLL(None)
     except OSError:
         return None
     if not (hasattr(libc, "mallopt") and hasattr(libc, "gnu_get_libc_version")):
