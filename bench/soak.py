@@ -68,13 +68,18 @@ def sample(pid: int) -> dict | None:
             "open_files": files, "children": len(procs) - 1, "pids": [p.pid for p in procs[1:]]}
 
 
-def leftovers(children: set[int], out: Path, interrupted: bool = False) -> dict:
+def leftovers(children: set[int], out: Path, interrupted: bool = False, target: str | None = None) -> dict:
     """After a run ended: the child processes it had that still live (an orphan is adopted by
-    init, so they are looked up by pid), and the hidden files (temporaries, locks) it left. A
-    chapter folder's resume record is what an interrupted run must leave (for --resume), so it
-    counts only after a run that finished."""
+    init, so they are looked up by pid), and the hidden files (temporaries, locks) it left. What
+    --resume continues from is what an interrupted run must leave, so it counts only after a run
+    that finished: a chapter folder's resume record, and the unfinished audio of the file output
+    ``target`` (an encoded format's Wave64 intermediate)."""
     from narrate.audio.resume import FOLDER_RECORD
+    from narrate.audio.sinks import format_for, unfinished_path
 
+    kept = {FOLDER_RECORD}
+    if target is not None and not target.endswith(os.sep):  # (a trailing separator: a chapter folder)
+        kept.add(unfinished_path(Path(target), format_for(target, None)).name)
     alive = []
     for pid in sorted(children):
         try:
@@ -83,7 +88,7 @@ def leftovers(children: set[int], out: Path, interrupted: bool = False) -> dict:
         except psutil.NoSuchProcess:
             pass
     stray = [str(p.relative_to(out)) for p in out.rglob(".*")
-             if p.is_file() and not (interrupted and p.name == FOLDER_RECORD)]
+             if p.is_file() and not (interrupted and p.name in kept)]
     return {"processes": alive, "files": stray}
 
 
@@ -125,7 +130,7 @@ def soak(hours: float, out: Path, model: str | None, every: float, chapters: int
         time.sleep(1.0)  # children get a moment to notice their parent is gone
         runs.append({"run": k, "output": name, "exit": proc.returncode,
                      "seconds": round(time.monotonic() - began, 1),
-                     "left": leftovers(children, out / "runs", interrupted=proc.returncode != 0)})
+                     "left": leftovers(children, out / "runs", interrupted=proc.returncode != 0, target=target)})
         k += 1
     with open(out / "soak.csv", "w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, ["minute", "run", "rss_mb", "rss_main_mb", "rss_children_mb",

@@ -39,6 +39,12 @@ def test_leftovers_names_living_children_and_hidden_files(tmp_path):
     (tmp_path / "chapters" / ".narrate.json").write_text("{}")  # a chapter folder's resume record
     assert leftovers(set(), tmp_path / "chapters", interrupted=True)["files"] == []  # kept for --resume
     assert leftovers(set(), tmp_path / "chapters")["files"] == [".narrate.json"]  # after a finished run: left over
+    (tmp_path / "chapters" / ".narrate.json").unlink()
+    book = str(tmp_path / "book.m4b")  # an interrupted m4b keeps its audio for --resume; a finished one does not
+    assert leftovers(set(), tmp_path, interrupted=True, target=book)["files"] == []
+    assert leftovers(set(), tmp_path, target=book)["files"] == [".book.m4b.partial.w64"]
+    assert leftovers(set(), tmp_path, interrupted=True, target=str(tmp_path / "book.wav"))["files"] == [
+        ".book.m4b.partial.w64"]  # not what that run would continue from
 
 
 def test_summary_keeps_each_runs_peaks_and_the_leftovers():
