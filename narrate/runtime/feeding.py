@@ -66,6 +66,14 @@ class Feeder:
             self.unblock()
             self.thread.join(poll)
         _RUNNING.discard(self)
+        # unblock is usually a method of the feeder's owner, which holds the feeder: a cycle
+        # that only the cycle collector would free, with the owner's stream state (its text
+        # window: megabytes) in it, long after the stream ended
+        self.unblock = _stopped
+
+
+def _stopped() -> None:
+    """A stopped feeder's ``unblock``: its thread waits on nothing of its owner's any more."""
 
 
 @atexit.register
