@@ -72,7 +72,7 @@ class Bench:
     def loaded(self):
         from narrate.hub import from_pretrained
 
-        return from_pretrained(self.args.model)
+        return from_pretrained(self.args.model, vocoder=self.args.vocoder)
 
     def narrator(self, voice: str | None, decoder_processes: int = 1):
         from narrate.runtime.narrator import NarrateSettings, Narrator
@@ -410,6 +410,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--sections", default=",".join(SECTIONS), help="comma-separated subset of " + ",".join(SECTIONS))
     ap.add_argument("--scale", type=float, default=1.0, help="multiply audio lengths (plumbing checks)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--vocoder", default="auto", help="frames to audio, as narrate's --vocoder (default: auto), in the "
+                    "sections that render in this process (speed, ttfa and memory run the CLI's default)")
     ap.add_argument("--update", action="store_true", help="keep the other sections of --out's results.json")
     args = ap.parse_args(argv)
     chosen = [s.strip() for s in args.sections.split(",") if s.strip()]

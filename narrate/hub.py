@@ -26,7 +26,8 @@ MODELS_DIR = assets.MODELS
 DEFAULT_MODEL = "narrate-joe"
 FILES = ("config.json", "model.safetensors")
 VOCODER_FILE = "vocoder.safetensors"  # optional
-VOCODERS = ("auto", "neural", "griffin-lim")  # auto: neural when the model has one
+PITCH_TRACK_FILE = "pitch_track.safetensors"  # optional: what the source-filter vocoder needs
+VOCODERS = ("auto", "neural", "griffin-lim", "source-filter")  # auto: neural when the model has one
 
 
 @dataclass
@@ -77,7 +78,7 @@ def resolve(id_or_path: str | None, revision: str | None = None) -> Path:
     try:
         from huggingface_hub import snapshot_download
 
-        return Path(snapshot_download(repo_id=name, revision=revision, allow_patterns=[*FILES, VOCODER_FILE, "*.md"]))
+        return Path(snapshot_download(repo_id=name, revision=revision, allow_patterns=[*FILES, VOCODER_FILE, PITCH_TRACK_FILE, "*.md"]))
     except Exception as e:
         offline = os.environ.get("HF_HUB_OFFLINE") in ("1", "true", "True")
         why = "not in the local Hugging Face cache and HF_HUB_OFFLINE is set" if offline else type(e).__name__
@@ -145,7 +146,13 @@ def from_pretrained(id_or_path: str | None = None, revision: str | None = None, 
         raise ModelError(f"model weights '{path}' do not match its config ({str(e).splitlines()[0][:100]})") from None
     if vocoder not in VOCODERS:
         raise ModelError(f"unknown vocoder '{vocoder}' (known: {', '.join(VOCODERS)})")
-    if vocoder != "griffin-lim":
+    if vocoder == "source-filter":
+        from narrate.codec.mel_rvq import MelRVQCodec
+
+        if not isinstance(codec, MelRVQCodec):
+            raise ModelError(f"model '{path}': its codec '{config.codec.name}' takes no source-filter vocoder")
+        codec.pitch_track = load_pitch_track(path, codec.mel_cfg.n_mels)
+    elif vocoder != "griffin-lim":
         net = load_vocoder(path, config)
         if net is None and vocoder == "neural":
             raise ModelError(f"model '{path}' has no neural vocoder ({VOCODER_FILE} and a 'vocoder' section "
@@ -191,6 +198,23 @@ def load_vocoder(path: Path, config: ModelFolderConfig):
         raise ModelError(f"vocoder weights '{path / VOCODER_FILE}' are corrupt or do not match the config "
                          f"({str(e).splitlines()[0][:80]})") from None
     return net.eval()
+
+
+def load_pitch_track(path: Path, n_mels: int):
+    """The folder's pitch track (narrate.codec.pitch_track), for the source-filter vocoder."""
+    from narrate.codec.pitch_track import load
+
+    file = path / PITCH_TRACK_FILE
+    if not file.exists():
+        raise ModelError(f"model '{path}' has no pitch track ({PITCH_TRACK_FILE}) for the source-filter "
+                         "vocoder; use --vocoder neural or griffin-lim")
+    try:
+        track = load(str(file))
+    except Exception as e:  # safetensors, json or torch on a damaged file: each its own error type
+        raise ModelError(f"pitch track '{file}' is corrupt or invalid ({' '.join(str(e).split())[:100]})") from None
+    if track.cfg.n_mels != n_mels:
+        raise ModelError(f"pitch track '{file}' reads {track.cfg.n_mels} mel bands; the model's codec has {n_mels}")
+    return track
 
 
 def save_vocoder(folder: Path, net, extra: dict | None = None, dtype=torch.float16) -> None:

@@ -1,6 +1,7 @@
 """Build the tiny model the tests use: the real architecture and file layout, random weights,
-a few kB, and a tiny random neural vocoder (vocoder.safetensors; vocoder=False leaves it out,
-so Griffin-Lim vocodes). Its progress head is biased to advance one text token per step and
+a few kB, a tiny random neural vocoder (vocoder.safetensors; vocoder=False leaves it out,
+so Griffin-Lim vocodes) and a tiny random pitch track for the source-filter vocoder
+(pitch_track.safetensors; pitch_track=False leaves it out). Its progress head is biased to advance one text token per step and
 to stop at the end, so it speaks (noise) for a length proportional to the text, deterministically.
 
     python tests/make_tiny_model.py OUT_DIR
@@ -16,15 +17,17 @@ import torch
 
 from narrate.codec.mel import MelConfig
 from narrate.codec.mel_rvq import MelRVQCodec
+from narrate.codec.pitch_track import PitchTrack, PitchTrackConfig, save
 from narrate.codec.vocos import VocoderConfig, Vocos
 from narrate.engine.config import ModelConfig
 from narrate.engine.model import NarrateModel
-from narrate.hub import save_pretrained, save_vocoder
+from narrate.hub import PITCH_TRACK_FILE, save_pretrained, save_vocoder
 
 TINY_VOCODER = VocoderConfig(dim=16, intermediate=32, layers=2)
+TINY_PITCH_TRACK = PitchTrackConfig(channels=8, dilations=(1, 2), lookahead=2)
 
 
-def make_tiny_model(out: Path, seed: int = 0, vocoder: bool = True) -> Path:
+def make_tiny_model(out: Path, seed: int = 0, vocoder: bool = True, pitch_track: bool = True) -> Path:
     from piper.phoneme_ids import DEFAULT_PHONEME_ID_MAP
 
     torch.manual_seed(seed)
@@ -44,6 +47,8 @@ def make_tiny_model(out: Path, seed: int = 0, vocoder: bool = True) -> Path:
     save_pretrained(out, config, model, codec, dtype=torch.float32)
     if vocoder:
         save_vocoder(out, Vocos(TINY_VOCODER), {"teacher": "none (random weights, for tests)"}, dtype=torch.float32)
+    if pitch_track:
+        save(PitchTrack(TINY_PITCH_TRACK), str(out / PITCH_TRACK_FILE))
     return out
 
 

@@ -386,13 +386,31 @@ def test_vocoder_choice(book, narrate_cmd, tiny_model, tmp_path):
     assert proc.returncode == 0, proc.stderr
     a, b = sf.read(str(neural))[0], sf.read(str(gl))[0]
     assert len(a) == len(b) and not np.allclose(a, b)
+    line = _refused_without(narrate_cmd, book, tiny_model, tmp_path, "vocoder.safetensors", "neural")
+    assert "no neural vocoder" in line and "--vocoder griffin-lim" in line
+
+
+def _refused_without(narrate_cmd, book, tiny_model, tmp_path, file: str, vocoder: str) -> str:
+    """The error line of --vocoder VOCODER with a copy of the tiny model that lacks FILE."""
     bare = tmp_path / "bare"
     shutil.copytree(tiny_model, bare)
-    (bare / "vocoder.safetensors").unlink()
-    proc = narrate_cmd(book, "--model", bare, "--vocoder", "neural", "-o", tmp_path / "x.wav", model=False)
+    (bare / file).unlink()
+    proc = narrate_cmd(book, "--model", bare, "--vocoder", vocoder, "-o", tmp_path / "x.wav", model=False)
     assert proc.returncode == 1
-    line = error_line(proc.stderr)
-    assert "no neural vocoder" in line and "--vocoder griffin-lim" in line
+    return error_line(proc.stderr)
+
+
+def test_source_filter_vocoder(book, narrate_cmd, tiny_model, tmp_path):
+    """--vocoder source-filter renders through the model's pitch track (the same length as the
+    neural vocoder's); a model without one is a one-line error that names the other choices."""
+    neural, pitched = tmp_path / "neural.wav", tmp_path / "pitched.wav"
+    assert narrate_cmd(book, "-o", neural, "-q").returncode == 0
+    proc = narrate_cmd(book, "-o", pitched, "-q", "--vocoder", "source-filter")
+    assert proc.returncode == 0, proc.stderr
+    a, b = sf.read(str(neural))[0], sf.read(str(pitched))[0]
+    assert len(a) == len(b) and np.abs(b).max() > 0 and not np.allclose(a, b)
+    line = _refused_without(narrate_cmd, book, tiny_model, tmp_path, "pitch_track.safetensors", "source-filter")
+    assert "no pitch track" in line and "--vocoder neural" in line
 
 
 def test_output_under_a_regular_file(book, narrate_cmd):

@@ -185,3 +185,22 @@ def test_each_voice_goes_on_from_its_own_decoder_state(voices, monkeypatch):
         (out,) = engine.step([state])
         assert torch.equal(out.feats, feats) and torch.equal(out.codes, codes)
     assert state.done and len(starts) == len(sentences)
+
+
+def test_the_source_filter_speaks_each_voice_at_its_own_pitch(tiny_model, voices, monkeypatch):
+    from narrate.codec.pitched import PitchedVocoder
+    from narrate.hub import from_pretrained
+    from narrate.runtime.narrator import NarrateSettings, Narrator
+
+    _, main, other = voices
+    loaded = from_pretrained(str(tiny_model), vocoder="source-filter")
+    heard: list[float] = []
+    speak_at = PitchedVocoder.speak_at
+    monkeypatch.setattr(PitchedVocoder, "speak_at", lambda self, pitch: (heard.append(pitch), speak_at(self, pitch))[1])
+    narrator = Narrator(loaded, main, NarrateSettings(seed=0, vocoder_process=False), dialogue=other)
+    sentences = [Sentence("He said,", INNER), Sentence('"Come here."', INNER, dialogue=True), Sentence("and left.")]
+    assert sum(len(c.samples) for c in narrator.narrate(sentences)) > 0
+    low, high = main.pitch(), other.pitch()
+    assert high == pytest.approx(2 * low, rel=0.1)  # (the other prompt: an octave up)
+    assert set(heard) == {low, high}  # each voice's frames at its prompt's median pitch
+    assert heard[0] == low and heard[-1] == low  # narration, the quote, narration again

@@ -24,6 +24,11 @@ class StreamDecoder(ABC):
     def flush(self) -> np.ndarray:
         """The remaining samples (end of stream)."""
 
+    def speak_at(self, pitch: float) -> None:
+        """The frames pushed from now on are a voice of this median pitch (Hz). Only a vocoder
+        that follows a pitch (narrate.codec.pitched) uses it; the others read pitch off the frames."""
+        return None
+
 
 class Codec(ABC):
     """encode: waveform [S] float32 at ``sample_rate`` -> codes [K, T]; decode: codes -> waveform."""

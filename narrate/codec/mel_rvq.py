@@ -1,17 +1,22 @@
 """The offline default codec: log-mel frames quantized by residual vector quantization.
 
 Codebooks are learned here by k-means on the training corpus (``fit``); decoding sums the
-chosen code vectors back into a log-mel frame and makes it audio with the model's neural
-vocoder (``narrate.codec.vocos``) when it has one, else with Griffin-Lim.
+chosen code vectors back into a log-mel frame and makes it audio with the source filter when a
+pitch track is given (``narrate.codec.pitched``), else with the model's neural vocoder
+(``narrate.codec.vocos``) when it has one, else with Griffin-Lim.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
 
 from narrate.codec.base import Codec, StreamDecoder
 from narrate.codec.mel import MelConfig, MelSpec, StreamingVocoder
+from narrate.codec.pitch_track import PitchTrack
+from narrate.codec.pitched import PitchedVocoder
 from narrate.codec.vocos import StreamingNeuralVocoder, Vocos
 
 
@@ -21,6 +26,7 @@ class MelRVQCodec(Codec):
     def __init__(self, mel_cfg: MelConfig, codebooks: torch.Tensor, vocoder: Vocos | None = None):
         self.mel_cfg = mel_cfg
         self.vocoder = vocoder  # the neural vocoder; None: Griffin-Lim
+        self.pitch_track: PitchTrack | None = None  # set: the source filter instead of either
         self.spec = MelSpec(mel_cfg)
         self.codebooks = codebooks.float()  # [K, C, M]
         self.sample_rate = mel_cfg.sample_rate
@@ -61,10 +67,17 @@ class MelRVQCodec(Codec):
 
     @property
     def vocoder_name(self) -> str:
+        if self.pitch_track is not None:
+            return "source-filter"
         return "griffin-lim" if self.vocoder is None else "neural"
 
-    def vocode(self, logmel: torch.Tensor) -> np.ndarray:
-        """[T, M] log-mel -> [T * hop] float32, in one pass."""
+    def vocode(self, logmel: torch.Tensor, pitch: float = math.nan) -> np.ndarray:
+        """[T, M] log-mel -> [T * hop] float32, in one pass. pitch: the voice's median pitch (Hz),
+        for the source filter."""
+        if self.pitch_track is not None:
+            pitched = PitchedVocoder(self.pitch_track, self.mel_cfg)
+            pitched.speak_at(pitch)
+            return pitched.vocode(logmel)
         return self.spec.vocode(logmel) if self.vocoder is None else self.vocoder.vocode(logmel)
 
     def decode(self, codes: torch.Tensor) -> np.ndarray:
@@ -101,8 +114,13 @@ def _nearest(x: torch.Tensor, cb: torch.Tensor, block: int = 65536) -> torch.Ten
 class _MelStreamDecoder(StreamDecoder):
     def __init__(self, codec: MelRVQCodec, kernel: bool):
         self.codec = codec
-        self.vocoder: StreamingVocoder | StreamingNeuralVocoder = (
-            StreamingVocoder(codec.spec, kernel) if codec.vocoder is None else StreamingNeuralVocoder(codec.vocoder))
+        self.vocoder: StreamingVocoder | StreamingNeuralVocoder | PitchedVocoder
+        if codec.pitch_track is not None:
+            self.vocoder = PitchedVocoder(codec.pitch_track, codec.mel_cfg)
+        elif codec.vocoder is not None:
+            self.vocoder = StreamingNeuralVocoder(codec.vocoder)
+        else:
+            self.vocoder = StreamingVocoder(codec.spec, kernel)
 
     def push(self, codes: torch.Tensor) -> np.ndarray:
         return self.vocoder.push(self.codec.dequantize(codes))
@@ -113,3 +131,7 @@ class _MelStreamDecoder(StreamDecoder):
 
     def flush(self) -> np.ndarray:
         return self.vocoder.flush()
+
+    def speak_at(self, pitch: float) -> None:
+        if isinstance(self.vocoder, PitchedVocoder):
+            self.vocoder.speak_at(pitch)

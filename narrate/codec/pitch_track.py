@@ -41,7 +41,17 @@ class PitchTrackConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> PitchTrackConfig:
-        return cls(**{**d, "dilations": tuple(d.get("dilations", cls.dilations))})
+        """ValueError for unknown fields, or sizes outside sane bounds (a file names them)."""
+        if not isinstance(d, dict) or set(d) - set(cls.__dataclass_fields__):
+            raise ValueError(f"unknown pitch track config fields: {sorted(set(d) - set(cls.__dataclass_fields__)) if isinstance(d, dict) else d!r}")
+        cfg = cls(**{**d, "dilations": tuple(d.get("dilations", cls.dilations))})
+        sizes = [("n_mels", cfg.n_mels, 1, 512), ("channels", cfg.channels, 1, 1024), ("kernel", cfg.kernel, 1, 15),
+                 ("lookahead", cfg.lookahead, 0, 64), ("dilations", len(cfg.dilations), 1, 16)]
+        sizes += [("dilation", x, 1, 512) for x in cfg.dilations]
+        for name, value, low, high in sizes:
+            if not (isinstance(value, int) and not isinstance(value, bool) and low <= value <= high):
+                raise ValueError(f"{name} {value!r} is not a whole number in [{low}, {high}]")
+        return cfg
 
     @property
     def history(self) -> int:
@@ -170,7 +180,8 @@ def to_hz(voicing_logit: np.ndarray, rel: np.ndarray, median_hz: float, threshol
 
 
 def load(path: str) -> PitchTrack:
-    """A trained predictor from its safetensors file (config in the metadata)."""
+    """A trained predictor from its safetensors file (config in the metadata). ValueError for an
+    invalid config or non-finite weights."""
     import json
 
     from safetensors import safe_open
@@ -179,5 +190,19 @@ def load(path: str) -> PitchTrack:
     with safe_open(path, "pt") as f:
         meta = f.metadata() or {}
     model = PitchTrack(PitchTrackConfig.from_dict(json.loads(meta.get("config", "{}"))))
-    model.load_state_dict(load_file(path))
+    tensors = load_file(path)
+    for key, value in tensors.items():
+        if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+            raise ValueError(f"'{key}' holds NaN or infinite values")
+    model.load_state_dict({k: v.float() for k, v in tensors.items()})
     return model.eval()
+
+
+def save(model: PitchTrack, path: str, dtype: torch.dtype = torch.float32) -> None:
+    """The predictor and its config (in the file's metadata), as ``load`` reads them."""
+    import json
+
+    from safetensors.torch import save_file
+
+    save_file({k: v.detach().to(dtype).contiguous() for k, v in model.state_dict().items()}, path,
+              metadata={"config": json.dumps(model.cfg.to_dict())})

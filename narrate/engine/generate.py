@@ -70,6 +70,7 @@ class VoiceState:
 
     cond: Conditioning
     decoder: DecoderState | None = None  # None: speaking now (the stream holds it), or not spoken yet
+    pitch: float = math.nan  # its median pitch (Hz), for a vocoder that follows one (narrate.codec.pitched)
 
 
 @dataclass

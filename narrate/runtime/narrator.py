@@ -7,6 +7,7 @@ decoder steps -> codec frames -> streaming vocoder -> AudioChunk. Nothing holds 
 from __future__ import annotations
 
 import functools
+import math
 import itertools
 import queue
 from collections import deque
@@ -99,6 +100,7 @@ class _Run:
         # by what a sentence names: None its own (narration), DIALOGUE the narrator's dialogue
         # voice (quoted speech), else a key of the narrator's voices; made as they first speak
         assert self.state.voice is not None
+        self.state.voice.pitch = narrator.pitches.get(None, math.nan)
         self.voices: dict[str | None, VoiceState] = {None: self.state.voice}
         self.voice = self.state.voice  # the voice of the last sentence appended
         self.changes: deque = deque()  # voice changes to come: (text position from which it speaks, VoiceState)
@@ -174,7 +176,7 @@ class _Run:
         if voice not in self.voices:
             cond = self.n.dialogue_cond if voice == DIALOGUE else self.n.voice_conds[voice]
             assert cond is not None
-            self.voices[voice] = VoiceState(cond)
+            self.voices[voice] = VoiceState(cond, pitch=self.n.pitches.get(voice, math.nan))
         chosen = self.voices[voice]
         if chosen is not self.voice:
             self.changes.append((max(0, start - 1), chosen))
@@ -203,6 +205,7 @@ class _Run:
         """Decide now which sentences end at this step: the vocoding job of its frames (with
         the step's words, which ride on the audio the job yields)."""
         st = self.state
+        pitch = st.voice.pitch if st.voice is not None else math.nan  # (the voice that spoke this step)
         self.change_voice()
         first = self.cuts.sentence
         ends = self.cuts.step(out.feats, st.position, st.done, st.paused)
@@ -218,7 +221,8 @@ class _Run:
                                             held, flush)
         if not mean:
             frames = np.ascontiguousarray(frames.T)  # [K, r]
-        return VocodeJob(self.key, frames, "features" if mean else "codes", ends, flush), self._timed(out.words)
+        job = VocodeJob(self.key, frames, "features" if mean else "codes", ends, flush, pitch)
+        return job, self._timed(out.words)
 
     def _timed(self, ended: list[WordTiming]) -> list[WordTiming]:
         """The words (ended now or before) whose place in the output is decided, timed in the
@@ -304,6 +308,12 @@ class Narrator:
         for key, v in self.voices.items():
             speaker, prompt = conditioning(self.loaded.model, v, mel_spec)
             self.voice_conds[key] = self.engine.condition(speaker, self.model_speed, prompt)
+        # each voice's median pitch, by its key in a stream's voices, where the vocoder follows one
+        self.pitches: dict[str | None, float] = {}
+        if getattr(self.codec, "vocoder_name", None) == "source-filter":
+            self.pitches = {None: voice.pitch(), **{k: v.pitch() for k, v in self.voices.items()}}
+            if dialogue is not None:
+                self.pitches[DIALOGUE] = dialogue.pitch()
         self.vocoding = Vocoding(self.codec, self.kernel, self.settings.vocoder_process)  # forks now, before any run's threads
         self._keys = itertools.count()
 

@@ -17,6 +17,7 @@ once, in order.
 
 from __future__ import annotations
 
+import math
 import queue
 import threading
 import time
@@ -38,6 +39,7 @@ class VocodeJob:
     kind: str
     ends: list[int]        # for each sentence that ends with these frames, the stream's frame count it ends at
     flush: bool            # nothing follows for now (stream paused or done): emit everything
+    pitch: float = math.nan  # median pitch (Hz) of the voice speaking these frames (narrate.codec.pitched)
 
 
 class StreamVocoder:
@@ -58,6 +60,8 @@ def run_job(codec, kernel: bool, streams: dict, job: VocodeJob) -> list[np.ndarr
     if st is None:
         st = streams[job.stream] = StreamVocoder(codec, kernel)
     frames = torch.from_numpy(job.frames)
+    if math.isfinite(job.pitch):
+        st.decoder.speak_at(job.pitch)
     samples = st.decoder.push_features(frames) if job.kind == "features" else st.decoder.push(frames)
     st.ends.extend(f * st.samples_per_frame for f in job.ends)  # (where already emitted: at once)
     if job.flush:

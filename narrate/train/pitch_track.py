@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from narrate.codec.pitch_track import PitchTrack, PitchTrackConfig
+from narrate.codec.pitch_track import PitchTrack, PitchTrackConfig, save
 
 SR, HOP = 22050, 256
 TARGET_SOURCES = ("gta", "joe", "shifted", "awb", "kal16", "world")
@@ -173,11 +173,8 @@ def losses(model: PitchTrack, mel: torch.Tensor, rel: torch.Tensor, voiced: torc
 
 
 def save_weights(model: PitchTrack, path: Path) -> None:
-    from safetensors.torch import save_file
-
     tmp = path.with_suffix(".tmp")
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, str(tmp),
-              metadata={"config": json.dumps(model.cfg.to_dict())})
+    save(model, str(tmp))
     os.replace(tmp, path)
 
 

@@ -1,0 +1,115 @@
+"""The source-filter vocoder: frames -> the pitch track's voicing and relative F0 -> the voice's
+F0 -> the source filter (``--vocoder source-filter``).
+
+The model's frames carry an envelope but hardly any harmonics, so a vocoder that reads pitch
+off them invents one (the neural vocoder's output is mostly aperiodic, and its pitch ignores the
+voice prompt). Here the pitch is explicit: ``narrate.codec.pitch_track`` predicts each frame's
+voicing and its F0 relative to the speaker's median, in octaves; the voice speaking sets the
+median (its prompt's, ``narrate.pitch.median_pitch``), so a prompt's pitch is the output's; and
+``narrate.codec.source_filter`` makes a periodic excitation at that F0 shaped by the frames'
+envelope.
+
+Frames are handed on in blocks (``block``, 24: a push of the decoder's 3 frames would cost more
+in per-call overhead than in arithmetic), and the pitch track answers a frame ``lookahead``
+frames after it arrives, so frames wait here for their F0: audio comes out up to about 32 frames
+(0.37 s of audio) after its frames. A voice change between
+pushes applies to the frames pushed after it. ``flush`` ends the stream (pause or end): the track
+answers its last frames as if silence followed, the filter emits every sample; frames pushed
+after it start afresh. ``PitchedVocoder.vocode`` is the one-pass reference: the same samples
+(to float rounding) for one voice, however the frames are pushed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+
+import numpy as np
+import torch
+
+from narrate.codec.mel import MelConfig
+from narrate.codec.pitch_track import PitchTrack, PitchTrackStream
+from narrate.codec.source_filter import SourceFilter
+
+DEFAULT_PITCH = 100.0  # Hz: a voice with no recording to measure (an embedding-only voice)
+
+
+def _usable(pitch: float) -> float:
+    return float(pitch) if math.isfinite(pitch) and pitch > 0 else DEFAULT_PITCH
+
+
+class PitchedVocoder:
+    """One stream: log-mel frames [T, M] in (``push``), samples out. ``pitch`` (Hz): the median
+    pitch of the voice whose frames are pushed next."""
+
+    def __init__(self, track: PitchTrack, mel_cfg: MelConfig, pitch: float = DEFAULT_PITCH, block: int = 24):
+        self.model = track
+        self.track = PitchTrackStream(track)
+        self.filter = SourceFilter(mel_cfg, block=1)  # (it is given blocks)
+        self.block = block  # frames given to the track and the filter together (per-call costs)
+        self.unsent: list[np.ndarray] = []  # frames pushed, not yet given to the track
+        self.n_unsent = 0
+        self.waiting: deque = deque()  # (frames [n, M], their voice's pitch) awaiting their F0
+        self.pitch = _usable(pitch)
+
+    def speak_at(self, pitch: float) -> None:
+        """The frames pushed from now on are a voice of this median pitch (Hz; NaN or <= 0: the
+        default)."""
+        self.pitch = _usable(pitch)
+
+    def push(self, frames: torch.Tensor) -> np.ndarray:
+        mel = np.asarray(frames.detach().float().numpy(), np.float32)
+        if not len(mel):
+            return np.zeros(0, np.float32)
+        self.waiting.append((mel, np.full(len(mel), self.pitch)))
+        self.unsent.append(mel)
+        self.n_unsent += len(mel)
+        return self._send() if self.n_unsent >= self.block else np.zeros(0, np.float32)
+
+    def flush(self) -> np.ndarray:
+        head = self._send()
+        tail = self._synthesize(*self.track.flush())
+        assert not self.waiting  # (the track has answered every frame)
+        return np.concatenate([head, tail, self.filter.flush()])
+
+    def _send(self) -> np.ndarray:
+        """The frames pushed so far to the track, and those it answers to the filter."""
+        if not self.unsent:
+            return np.zeros(0, np.float32)
+        mel = np.concatenate(self.unsent)
+        self.unsent, self.n_unsent = [], 0
+        return self._synthesize(*self.track.push(mel))
+
+    def _synthesize(self, voicing_logit: np.ndarray, rel: np.ndarray) -> np.ndarray:
+        """The waiting frames the track has now answered, through the filter."""
+        n = len(rel)
+        if n == 0:
+            return np.zeros(0, np.float32)
+        mels, medians = [], []
+        while n:
+            mel, median = self.waiting[0]
+            take = min(n, len(mel))
+            mels.append(mel[:take])
+            medians.append(median[:take])
+            if take == len(mel):
+                self.waiting.popleft()
+            else:
+                self.waiting[0] = (mel[take:], median[take:])
+            n -= take
+        return self.filter.push(np.concatenate(mels), *excitation(voicing_logit, rel, np.concatenate(medians)))
+
+    @torch.no_grad()
+    def vocode(self, logmel: torch.Tensor) -> np.ndarray:
+        """The reference: one whole utterance in the current voice, the track run over all of it
+        at once (``PitchTrack.forward``) and the filter in one pass: [T * hop] float32."""
+        voicing_logit, rel = (x[0].numpy() for x in self.model(logmel.float()[None]))
+        median = np.full(len(rel), self.pitch)
+        return self.filter.synthesize(logmel.float().numpy(), *excitation(voicing_logit, rel, median))
+
+
+def excitation(voicing_logit: np.ndarray, rel: np.ndarray, median: np.ndarray) -> tuple[np.ndarray, None]:
+    """The filter's F0 (Hz; 0 where unvoiced) from the track's outputs and each frame's voice
+    median (Hz), and its voicing: hard (None: pulses wherever F0 > 0). On 40 held-out sentences
+    the track's soft voicing as the mix scored DNSMOS OVRL 2.47 against 2.90 hard."""
+    voiced = np.asarray(voicing_logit) > 0.0
+    return np.where(voiced, median * np.exp2(np.asarray(rel, np.float64)), 0.0), None
