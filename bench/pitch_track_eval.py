@@ -15,6 +15,10 @@ reference, an oracle).
     python -m bench.pitch_track_eval [--sentences 0:40] [--conditions ...] [--out DIR]
         [--similarity] [--save-wavs]
 
+Extra ``@key=value`` parts after the median tune the hard condition: ``thr`` (voicing threshold on
+the logit), ``smooth`` (causal mean of relative F0 over k voiced frames), and SourceFilter's
+``floor``, ``cutoff``, ``noise_gain``, ``lifter``; e.g. ``model+sf+track@hard@joe@thr=-0.5@floor=0.1``.
+
 Scores cached in OUT/scores/<condition>.json; wavs in OUT/wavs/<condition>/NN.wav (needed for
 --similarity; the student, teacher and simple-F0 conditions' wavs are read from
 /work/runs/s16/sf/wavs when there).
@@ -46,16 +50,40 @@ def _log(msg: str) -> None:
 _TRACK = None
 
 
-def track_audio(mel: np.ndarray, median_hz: float, voicing: str, step: int = 3) -> tuple[np.ndarray, np.ndarray]:
-    """(waveform, F0 per frame as used): streamed as the decoder would, ``step`` frames a push."""
+SF_KEYS = {"floor": float, "cutoff": float, "noise_gain": float, "lifter": int}
+
+
+def track_audio(mel: np.ndarray, median_hz: float, voicing: str, step: int = 3,
+                opts: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(waveform, F0 per frame as used): streamed as the decoder would, ``step`` frames a push.
+    opts: ``thr`` (hard voicing threshold on the logit, default 0), ``smooth`` (causal mean of the
+    relative F0 over the last k voiced frames, default 1 = none), and SourceFilter's floor,
+    cutoff, noise_gain, lifter."""
     global _TRACK
     from narrate.codec.pitch_track import PitchTrackStream, load, to_hz
     from narrate.codec.source_filter import SourceFilter
 
+    opts = opts or {}
     if _TRACK is None:
         _TRACK = load(str(TRACK))
-    ts, sf = PitchTrackStream(_TRACK), SourceFilter()
+    ts = PitchTrackStream(_TRACK)
+    sf = SourceFilter(**{k: v for k, v in opts.items() if k in SF_KEYS})
+    thr, k_smooth = float(opts.get("thr", 0.0)), int(opts.get("smooth", 1))
+    hist: list[float] = []  # relative F0 of the last voiced frames (causal smoothing)
     out, f0s, done = [], [], 0
+
+    def smooth(logit: np.ndarray, rel: np.ndarray) -> np.ndarray:
+        if k_smooth <= 1:
+            return rel
+        rel = np.asarray(rel, np.float64).copy()
+        for j in range(len(rel)):
+            if logit[j] > thr:
+                hist.append(float(rel[j]))
+                del hist[:-k_smooth]
+                rel[j] = float(np.mean(hist))
+            else:
+                hist.clear()  # a voiced run starts afresh
+        return rel
 
     def feed(logit: np.ndarray, rel: np.ndarray) -> None:
         nonlocal done
@@ -67,7 +95,7 @@ def track_audio(mel: np.ndarray, median_hz: float, voicing: str, step: int = 3) 
             f0 = median_hz * np.exp2(rel.astype(np.float64))
             v = 1.0 / (1.0 + np.exp(-logit.astype(np.float64)))
         else:
-            f0, v = to_hz(logit, rel, median_hz), None
+            f0, v = to_hz(logit, smooth(logit, rel), median_hz, threshold=thr), None
         f0s.append(f0 if v is None else np.where(v > 0.5, f0, 0.0))
         out.append(sf.push(frames, f0, v))
         done += n
@@ -80,9 +108,15 @@ def track_audio(mel: np.ndarray, median_hz: float, voicing: str, step: int = 3) 
     return np.concatenate(out), np.concatenate(f0s)
 
 
-def parse(cond: str) -> tuple[str, str]:
+def parse(cond: str) -> tuple[str, str, dict]:
+    """``model+sf+track[@voicing[@median[@key=value...]]]`` -> (voicing, median, opts)."""
     parts = cond.split("@")[1:]
-    return (parts[0] if parts else "hard"), (parts[1] if len(parts) > 1 else "joe")
+    conv = {**SF_KEYS, "thr": float, "smooth": int}
+    opts = {}
+    for p in parts[2:]:
+        k, v = p.split("=")
+        opts[k] = conv[k](v)
+    return (parts[0] if parts else "hard"), (parts[1] if len(parts) > 1 else "joe"), opts
 
 
 def main() -> None:
@@ -117,9 +151,9 @@ def main() -> None:
             if str(i) in cached and "hyp" in cached[str(i)] and (have_wav or not a.save_wavs):
                 continue
             if cond.startswith("model+sf+track"):
-                voicing, med = parse(cond)
+                voicing, med, opts = parse(cond)
                 m = m_joe if med == "joe" else median_pitch(data.rec[i], SR)
-                wav, f0 = track_audio(data.model[i], m, voicing)
+                wav, f0 = track_audio(data.model[i], m, voicing, opts=opts)
                 extra = {"m": m, "f0_med_in": float(np.median(f0[f0 > 0])) if (f0 > 0).any() else None,
                          "f0_share_in": float((f0 > 0).mean())}
             else:
