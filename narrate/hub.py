@@ -20,14 +20,13 @@ import torch
 
 from narrate import assets
 from narrate.errors import ModelError
-from narrate.model_folder import ModelFolderConfig
+from narrate.model_folder import VOCODERS, ModelFolderConfig
 
 MODELS_DIR = assets.MODELS
 DEFAULT_MODEL = "narrate-joe"
 FILES = ("config.json", "model.safetensors")
 VOCODER_FILE = "vocoder.safetensors"  # optional
 PITCH_TRACK_FILE = "pitch_track.safetensors"  # optional: what the source-filter vocoder needs
-VOCODERS = ("auto", "neural", "griffin-lim", "source-filter")  # auto: neural when the model has one
 
 
 @dataclass
@@ -102,7 +101,9 @@ def _not_a_folder(path: Path) -> str:
 
 def from_pretrained(id_or_path: str | None = None, revision: str | None = None, vocoder: str = "auto") -> LoadedModel:
     """Load a model and its codec (float32, eval mode). ModelError for anything missing or corrupt.
-    vocoder: "neural" (the model's own, an error if it has none), "griffin-lim", or "auto"."""
+    vocoder: "neural" (the model's own, an error if it has none), "griffin-lim", "source-filter"
+    (the model's pitch track, an error if it has none), or "auto" (the folder's default_vocoder;
+    without one, neural when the model has one)."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -146,6 +147,8 @@ def from_pretrained(id_or_path: str | None = None, revision: str | None = None, 
         raise ModelError(f"model weights '{path}' do not match its config ({str(e).splitlines()[0][:100]})") from None
     if vocoder not in VOCODERS:
         raise ModelError(f"unknown vocoder '{vocoder}' (known: {', '.join(VOCODERS)})")
+    if vocoder == "auto":
+        vocoder = config.default_vocoder  # (the folder's own choice; "auto" again if it makes none)
     if vocoder == "source-filter":
         from narrate.codec.mel_rvq import MelRVQCodec
 

@@ -63,6 +63,9 @@ class CodecConfig:
     pretrained: bool = True             # encodec: load that file
 
 
+VOCODERS = ("auto", "neural", "griffin-lim", "source-filter")  # frames to audio (narrate.hub.from_pretrained)
+
+
 @dataclass(frozen=True)
 class ModelFolderConfig:
     """config.json of a model folder, checked (``from_dict``)."""
@@ -71,6 +74,9 @@ class ModelFolderConfig:
     codec: CodecConfig
     text: TextConfig
     default_voice: str = "joe"                      # the voice used without --voice
+    # what --vocoder auto picks: "auto" (the neural vocoder when the folder has one, else
+    # Griffin-Lim) or one of the others the folder holds (measured better for this model)
+    default_vocoder: str = "auto"
     speed_range: tuple[float, float] = (0.25, 4.0)  # the speeds the model was trained for
     vocoder: VocoderConfig | None = None            # the neural vocoder's architecture, if any
     source: dict | None = None                      # config.json as read (``to_dict``)
@@ -111,6 +117,9 @@ class ModelFolderConfig:
         voice = config.get("default_voice", "joe")
         if not (isinstance(voice, str) and voice.strip()):
             raise ValueError("default_voice is not a voice name")
+        default_vocoder = config.get("default_vocoder", "auto")
+        if default_vocoder not in VOCODERS:
+            raise ValueError(f"default_vocoder is not one of {', '.join(VOCODERS)}")
         mean_temperature = config.get("mean_temperature", 1.0)
         if not (_is_number(mean_temperature) and 0.05 <= mean_temperature <= 2.0):
             raise ValueError("mean_temperature is not a number from 0.05 to 2")
@@ -119,8 +128,8 @@ class ModelFolderConfig:
             vocoder = _vocoder(config["vocoder"])
             if codec.mel is not None and vocoder.n_mels != codec.mel.n_mels:
                 raise ValueError(f"vocoder.n_mels ({vocoder.n_mels}) is not codec.mel.n_mels ({codec.mel.n_mels})")
-        return cls(model, codec, text, voice, (float(speeds[0]), float(speeds[1])), vocoder, copy.deepcopy(config),
-                   float(mean_temperature))
+        return cls(model, codec, text, voice, default_vocoder, (float(speeds[0]), float(speeds[1])), vocoder,
+                   copy.deepcopy(config), float(mean_temperature))
 
 
 def _model(section: dict) -> ModelConfig:

@@ -107,6 +107,7 @@ def test_the_typed_config_reads_every_section(tiny_model, folder):
     assert config.text.id_map == {k: tuple(v) for k, v in source["text"]["id_map"].items()}
     assert config.text.espeak_voice == source["text"]["espeak_voice"]
     assert config.default_voice == source["default_voice"] == "joe"
+    assert config.default_vocoder == source.get("default_vocoder", "auto")
     assert config.speed_range == tuple(source.get("speed_range", (0.25, 4.0)))
     assert config.mean_temperature == source.get("mean_temperature", 1.0)
     assert (config.vocoder is None) == ("vocoder" not in source)

@@ -134,3 +134,14 @@ def test_non_finite_pitch_track_weights_are_refused(tmp_path):
     save(track, str(folder / hub.PITCH_TRACK_FILE))
     with pytest.raises(ModelError, match="NaN or infinite"):
         hub.from_pretrained(str(folder), vocoder="source-filter")
+
+
+def test_a_folder_names_the_vocoder_auto_picks(tmp_path):
+    folder = make_tiny_model(tmp_path / "m")
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**config, "default_vocoder": "source-filter"}))
+    assert hub.from_pretrained(str(folder)).codec.vocoder_name == "source-filter"
+    assert hub.from_pretrained(str(folder), vocoder="neural").codec.vocoder_name == "neural"  # asked for: that one
+    (folder / "config.json").write_text(json.dumps({**config, "default_vocoder": "wavenet"}))
+    with pytest.raises(ModelError, match="default_vocoder is not one of"):
+        hub.from_pretrained(str(folder))

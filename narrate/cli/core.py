@@ -102,10 +102,10 @@ Revision = Annotated[Optional[str], typer.Option(
 
 Vocoder = Annotated[VocoderChoice, typer.Option(
     "--vocoder",
-    help="Frames to audio: neural (the model's own vocoder, distilled from HiFi-GAN), "
-         "griffin-lim (no model, buzzier) or source-filter (a predicted pitch at the voice "
-         "prompt's median drives a pulse and noise source shaped by the frames). auto: neural "
-         "when the model has one.")]
+    help="Frames to audio: source-filter (a predicted pitch at the voice prompt's median drives "
+         "a pulse and noise source shaped by the frames), neural (the model's own vocoder, "
+         "distilled from HiFi-GAN) or griffin-lim (no model, buzzier). auto: the model's choice "
+         "(narrate-joe: source-filter), else neural when it has one.")]
 
 
 Force = Annotated[bool, typer.Option(
