@@ -105,7 +105,7 @@ Vocoder = Annotated[VocoderChoice, typer.Option(
     help="Frames to audio: source-filter (a predicted pitch at the voice prompt's median drives "
          "a pulse and noise source shaped by the frames), neural (the model's own vocoder, "
          "distilled from HiFi-GAN) or griffin-lim (no model, buzzier). auto: the model's choice "
-         "(narrate-joe: source-filter), else neural when it has one.")]
+         "(config.json default_vocoder), else neural when it has one.")]
 
 
 Force = Annotated[bool, typer.Option(

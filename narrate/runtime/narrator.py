@@ -7,8 +7,8 @@ decoder steps -> codec frames -> streaming vocoder -> AudioChunk. Nothing holds 
 from __future__ import annotations
 
 import functools
-import math
 import itertools
+import math
 import queue
 from collections import deque
 from dataclasses import dataclass, field, replace
