@@ -174,7 +174,8 @@ class PitchTrackStream:
         return v, r
 
 
-def to_hz(voicing_logit: np.ndarray, rel: np.ndarray, median_hz: float, threshold: float = 0.0) -> np.ndarray:
+def to_hz(voicing_logit: np.ndarray, rel: np.ndarray, median_hz: float | np.ndarray,
+          threshold: float = 0.0) -> np.ndarray:
     """Per-frame F0 in Hz, 0 where unvoiced: ``median_hz * 2 ** rel`` where the logit > threshold."""
     return np.where(np.asarray(voicing_logit) > threshold, median_hz * np.exp2(np.asarray(rel, np.float64)), 0.0)
 

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from narrate.codec.mel import MelConfig
-from narrate.codec.pitch_track import PitchTrack, PitchTrackStream
+from narrate.codec.pitch_track import PitchTrack, PitchTrackStream, to_hz
 from narrate.codec.source_filter import SourceFilter
 
 DEFAULT_PITCH = 100.0  # Hz: a voice with no recording to measure (an embedding-only voice)
@@ -116,5 +116,4 @@ def excitation(voicing_logit: np.ndarray, rel: np.ndarray, median: np.ndarray) -
     sentences 0-19 of 40 (``python -m bench.pitch_track_eval``): the track's soft voicing as the
     mix scored DNSMOS OVRL 2.43 against 2.89 hard; a threshold of -1.5 rather than 0 gave WER
     0.127 against 0.175 and OVRL 3.14 against 2.89 (-1: 0.145, 3.09; -2: 0.149, 3.16)."""
-    voiced = np.asarray(voicing_logit) > VOICED
-    return np.where(voiced, median * np.exp2(np.asarray(rel, np.float64)), 0.0), None
+    return to_hz(voicing_logit, rel, median, VOICED), None
