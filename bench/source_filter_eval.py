@@ -52,17 +52,12 @@ def praat_f0(wav: np.ndarray, n_frames: int) -> np.ndarray:
     return out
 
 
-def band_centres() -> np.ndarray:
-    from narrate.codec.mel import MelConfig, _hz_to_mel, _mel_to_hz
-
-    c = MelConfig()
-    return _mel_to_hz(np.linspace(_hz_to_mel(c.fmin), _hz_to_mel(c.fmax), c.n_mels + 2))[1:-1]
-
-
 def voicing_features(logmel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(level below the loudest frame, nats; log ratio of the < 1 kHz to the > 3 kHz bands' mean
     magnitude) per frame."""
-    c = band_centres()
+    from narrate.codec.mel import MelConfig, mel_centres
+
+    c = mel_centres(MelConfig())
     mag = np.exp(logmel)
     level = np.log(mag.sum(1))
     ratio = np.log(mag[:, c < 1000].mean(1)) - np.log(mag[:, c > 3000].mean(1))

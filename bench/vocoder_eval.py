@@ -173,7 +173,7 @@ def main() -> None:
     torch.set_num_threads(1)
 
     from narrate.codec.hifigan import HiFiGAN
-    from narrate.codec.mel import StreamingVocoder
+    from narrate.codec.mel import StreamingVocoder, mel_centres
     from narrate.codec.vocos import StreamingNeuralVocoder
     from narrate.hub import from_pretrained
     from narrate.train.texts import heldout_texts
@@ -194,9 +194,7 @@ def main() -> None:
     rec, frames = _frames(args, texts, voices, codec)
     if args.no_piper_mel:
         del frames["piper-mel"]
-    import librosa
-
-    centres = librosa.mel_frequencies(codec.spec.cfg.n_mels + 2, fmin=codec.spec.cfg.fmin, fmax=codec.spec.cfg.fmax)[1:-1]
+    centres = mel_centres(codec.spec.cfg)
     joe_ref = embed(*_joe_wav())
     refs = {"piper": joe_ref, **{v: embed(np.concatenate(rec[v]), SR) for v in voices}}
     source_of = {"piper-mel": "piper", "model": "piper", **{v: v for v in voices}}  # frames -> whose voice

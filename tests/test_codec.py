@@ -8,7 +8,7 @@ import torch
 
 from narrate import kernels
 from narrate.codec import codec_from_config
-from narrate.codec.mel import MelConfig, MelSpec, StreamingVocoder, mel_filterbank
+from narrate.codec.mel import MelConfig, MelSpec, StreamingVocoder, mel_centres, mel_filterbank
 from narrate.codec.mel_rvq import MelRVQCodec
 
 SR = 22050
@@ -33,6 +33,9 @@ def test_mel_filterbank_equals_librosa(cfg):
     ours = mel_filterbank(cfg)
     assert ours.dtype == ref.dtype and ours.shape == ref.shape
     assert np.array_equal(ours, ref)
+    fmax = cfg.sample_rate / 2 if cfg.fmax is None else cfg.fmax
+    centres = librosa.mel_frequencies(cfg.n_mels + 2, fmin=cfg.fmin, fmax=fmax)[1:-1]
+    assert np.allclose(mel_centres(cfg), centres, rtol=1e-12)
 
 
 def test_features_frame_count_and_inversion_keeps_the_spectrum():

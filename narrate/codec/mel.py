@@ -34,14 +34,25 @@ def _mel_to_hz(m: np.ndarray) -> np.ndarray:
     return np.where(m >= 15.0, 1000.0 * np.exp((np.log(6.4) / 27.0) * (m - 15.0)), (200.0 / 3) * m)
 
 
+def mel_edges(cfg: MelConfig) -> np.ndarray:
+    """[n_mels + 2] Hz: fmin, the band centres, fmax (fmax None: Nyquist), evenly spaced on
+    Slaney's mel scale; band m's triangle rises from edge m to m + 1 and falls to m + 2."""
+    fmax = cfg.sample_rate / 2 if cfg.fmax is None else cfg.fmax
+    return _mel_to_hz(np.linspace(_hz_to_mel(cfg.fmin), _hz_to_mel(fmax), cfg.n_mels + 2))
+
+
+def mel_centres(cfg: MelConfig) -> np.ndarray:
+    """[n_mels] Hz: the centre (peak) of each band of ``mel_filterbank(cfg)``."""
+    return mel_edges(cfg)[1:-1]
+
+
 def mel_filterbank(cfg: MelConfig) -> np.ndarray:
     """[n_mels, n_fft // 2 + 1] float32: triangles evenly spaced on Slaney's mel scale, each
     normalized to unit area (Slaney), what ``librosa.filters.mel`` gives with its defaults (the
     tests hold it to that). Made here because importing librosa (and scipy.signal with it) costs
     seconds at every start, for one matrix (docs/performance.md)."""
     freqs = np.linspace(0.0, cfg.sample_rate / 2, 1 + cfg.n_fft // 2)
-    fmax = cfg.sample_rate / 2 if cfg.fmax is None else cfg.fmax
-    edges = _mel_to_hz(np.linspace(_hz_to_mel(cfg.fmin), _hz_to_mel(fmax), cfg.n_mels + 2))
+    edges = mel_edges(cfg)
     widths = np.diff(edges)
     ramps = edges[:, None] - freqs[None, :]
     rising = -ramps[:-2] / widths[:-1, None]

@@ -33,7 +33,7 @@ import math
 import numpy as np
 import torch
 
-from narrate.codec.mel import MelConfig, _hz_to_mel, _mel_to_hz, mel_filterbank
+from narrate.codec.mel import MelConfig, mel_centres, mel_filterbank
 
 
 class SourceFilter:
@@ -50,8 +50,7 @@ class SourceFilter:
         n_bins = self.n_fft // 2 + 1
         freqs = np.linspace(0.0, self.sr / 2, n_bins)
         fb = mel_filterbank(cfg).astype(np.float64)  # [M, F]
-        fmax = cfg.sample_rate / 2 if cfg.fmax is None else cfg.fmax
-        centres = _mel_to_hz(np.linspace(_hz_to_mel(cfg.fmin), _hz_to_mel(fmax), cfg.n_mels + 2))[1:-1]
+        centres = mel_centres(cfg)
         # [M, F]: linear interpolation between band centres, held below the first and above the last
         eye = np.eye(cfg.n_mels)
         interp = np.stack([np.interp(freqs, centres, eye[m]) for m in range(cfg.n_mels)])
