@@ -7,7 +7,7 @@ shipped inside its wheel), so a prompt never heard in training still lands somew
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -31,15 +31,16 @@ class Voice:
     embedding: np.ndarray  # [256] unit-norm speaker embedding
     audio: np.ndarray | None = None  # the prompt recording (mono float32), for a model's prompt encoder
     sample_rate: int = 0
+    _pitch: float | None = field(default=None, init=False, repr=False, compare=False)  # pitch(), once measured
 
     def pitch(self) -> float:
         """Median pitch (Hz) of the prompt's voiced speech (narrate.pitch); NaN: no recording or
-        nothing voiced."""
-        if self.audio is None:
-            return math.nan
-        from narrate.pitch import median_pitch
+        nothing voiced. Measured (Praat) at the first call, then kept."""
+        if self._pitch is None:
+            from narrate.pitch import median_pitch
 
-        return median_pitch(self.audio, self.sample_rate)
+            self._pitch = math.nan if self.audio is None else median_pitch(self.audio, self.sample_rate)
+        return self._pitch
 
     def prompt_frames(self, mel_spec) -> np.ndarray | None:
         """The prompt's log-mel frames [T, F] in the model's mel configuration: its middle

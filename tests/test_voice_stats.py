@@ -44,6 +44,22 @@ def test_pitch_is_measured_on_voiced_speech_and_heard_as_its_log():
     assert pitch_feature(math.nan) == 0.0 and pitch_feature(0.0) == 0.0
 
 
+def test_a_voices_pitch_is_measured_once(monkeypatch):
+    from narrate import pitch
+    from narrate.voices import Voice
+
+    sr = 22050
+    t = np.arange(sr) / sr
+    tone = (sum(np.sin(2 * np.pi * 150.0 * k * t) / k for k in range(1, 6)) * 0.2).astype(np.float32)
+    voice = Voice("v", None, np.zeros(256, np.float32), tone, sr)
+    calls = []
+    measure = pitch.median_pitch
+    monkeypatch.setattr(pitch, "median_pitch", lambda *a: calls.append(a) or measure(*a))
+    assert voice.pitch() == pytest.approx(150.0, rel=0.02)
+    assert voice.pitch() == voice.pitch() and len(calls) == 1
+    assert math.isnan(Voice("e", None, np.zeros(256, np.float32)).pitch())
+
+
 def test_the_voiced_share_is_high_for_a_periodic_sound_and_low_for_noise_and_leaves_silence_out():
     sr = 22050
     t = np.arange(sr) / sr
