@@ -538,11 +538,21 @@ def load_soak(results_dir: Path) -> dict | None:
     return soak
 
 
+def present_figures(r: dict, results_dir: Path) -> dict:
+    """``r`` without the sections' figures that are not in ``results_dir`` (REPORT.md's folder),
+    so every figure link resolves: a figure's path is relative to the --out its run wrote it to,
+    and a results.json copied to another folder leaves the figures behind."""
+    return {k: {f: x for f, x in v.items() if f != "figure"}
+            if isinstance(v, dict) and isinstance(v.get("figure"), str) and not (results_dir / v["figure"]).is_file()
+            else v for k, v in r.items()}
+
+
 def write(results_dir: Path) -> Path:
-    """REPORT.md again from results.json and the soak's summary (after ``make soak``)."""
+    """REPORT.md again from results.json and the soak's summary (after ``make soak``), both in
+    ``results_dir``, linking the figures there."""
     results = json.loads((results_dir / "results.json").read_text(encoding="utf-8"))
     path = results_dir / "REPORT.md"
-    path.write_text(render(results, load_soak(results_dir)), encoding="utf-8")
+    path.write_text(render(present_figures(results, results_dir), load_soak(results_dir)), encoding="utf-8")
     return path
 
 

@@ -93,6 +93,14 @@ def test_report_formatting_helpers():
     assert t.splitlines() == ["| a | b |", "|---|---|", "| 1.5 | x |"]
 
 
+def test_a_report_links_only_the_figures_beside_it(tmp_path):
+    (tmp_path / "speed.png").write_bytes(b"png")
+    r = {"speed": {"figure": "speed.png", "x": 1}, "drift": {"figure": "drift.png", "x": 2}, "meta": {"quick": True}}
+    kept = report.present_figures(r, tmp_path)
+    assert kept == {"speed": {"figure": "speed.png", "x": 1}, "drift": {"x": 2}, "meta": {"quick": True}}
+    assert r["drift"]["figure"] == "drift.png"  # (results.json's record is left as it was)
+
+
 def test_behind_says_plainly_which_is_slower():
     r = {"speed": {"narrate": {"rtf": 0.6}, "piper": {"rtf": 0.05}}}
     lines = report.behind(r)
