@@ -10,15 +10,18 @@ Per frame t (centre at sample t * hop, as a centred STFT):
   harmonics; minimum phase (folded real cepstrum) or zero phase.
 - excitation: a band-limited pulse train (a Dirichlet sum of harmonics of F0 with the phase
   ``phase`` at the frame's centre, the phase carried by an accumulator across frames and pushes)
-  and white noise (one continuous stream, drawn hop by hop). Each is made unit-level: the
-  pulse frame is divided by its own envelope (its spectrum through the same mel analysis and
-  liftering, so with the right F0 the harmonic ripple of real mels cancels), the noise by its
-  expected magnitude. They are mixed power-complementarily: voiced weight sqrt(v) below
+  and white noise (one continuous stream, drawn hop by hop). Each is made unit-level in power:
+  the noise by its expected magnitude, the pulse frame to the same mean power in a bin, so a
+  frame is as loud voiced (at any F0) as unvoiced. The model's frames have no harmonics of their
+  own, so their envelope is the bands' mean magnitude of a dense spectrum; levelling the pulses
+  by their own mel envelope instead (mean magnitude) made sparse harmonics (high F0) up to 16 dB
+  louder, past full scale. They are mixed power-complementarily: voiced weight sqrt(v) below
   ``cutoff`` Hz, falling to ``floor`` above it; unvoiced frames are noise only.
 - filtering: envelope * excitation per frame in the STFT domain (same Hann window and hop),
   inverse FFT, synthesis window, overlap-add divided by the summed squared windows.
 
-Its output's STFT magnitudes, run through the mel filterbank, come back near the input frames.
+Its output's STFT magnitudes, run through the mel filterbank, come back near the input frames (at a male
+speaking pitch; sparser harmonics, at a higher F0, read a little lower: the same power, less mean magnitude).
 Streaming: pushed frames are computed once ``block`` of them are pending (per-call costs
 dominate small pushes: 3 frames a push cost an RTF of ~0.05 on one thread, blocks of 24 ~0.01);
 frame t's samples are final once frame t + 2 has been computed (its window reaches n_fft // 2
@@ -84,6 +87,7 @@ class SourceFilter:
         self.offsets = torch.arange(self.n_fft, dtype=torch.float32) - self.n_fft // 2  # samples from the centre
         # windowed unit white noise: complex Gaussian bins of variance sum(w^2), mean |X| below
         self.noise_level = math.sqrt(float(self.wsq.sum()) * math.pi) / 2.0 / noise_gain
+        self.noise_power = 4.0 / math.pi / noise_gain**2  # the normalised noise's mean power in a bin
         self.seed = seed
         self.block = block  # frames computed together (a push's own cost is mostly per call)
         self.reset()
@@ -170,11 +174,10 @@ class SourceFilter:
         noise_frames = torch.from_numpy(self.noise).float().unfold(0, self.n_fft, hop)[:T]
         drop = (t0 + T) * hop - half - self.noise_start  # the next frame's window starts there
         self.noise, self.noise_start = self.noise[drop:], self.noise_start + drop
-        # excitation spectra, each at unit level: the pulses over their own envelope
+        # excitation spectra, each at unit level: the pulses at the noise's mean power in a bin
         pulse = torch.fft.rfft(self._pulses(f0, phase) * self.window)
-        pulse_mag = torch.view_as_real(pulse).square().sum(-1).sqrt()
-        pulse_mel = torch.log((pulse_mag @ self.fb_t).clamp_min(1e-8))
-        pulse = pulse * torch.exp(-self.log_envelope(pulse_mel))
+        pulse_power = torch.view_as_real(pulse).square().sum(-1).mean(-1, keepdim=True)  # [T, 1]
+        pulse = pulse * torch.sqrt(self.noise_power / pulse_power.clamp_min(1e-12))
         noise = torch.fft.rfft(noise_frames * self.window) * (1.0 / self.noise_level)
         voiced = torch.from_numpy(np.sqrt(v)).float()[:, None] * self.voiced_shape[None]
         excitation = voiced * pulse + torch.sqrt((1.0 - voiced.square()).clamp_min(0.0)) * noise
