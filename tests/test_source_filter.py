@@ -37,11 +37,15 @@ def _streamed(sf: SourceFilter, mel, f0, sizes) -> np.ndarray:
     return np.concatenate(out + [sf.flush()])
 
 
-@pytest.mark.parametrize("sizes,block", [([1], 1), ([3], 1), ([7, 1, 2], 1), ([50], 1), ([3], 24), ([7, 1, 2], 5)])
-def test_chunking_gives_the_same_samples(sizes, block):
+@pytest.mark.parametrize("sizes,block,n_fft", [([1], 1, None), ([3], 1, None), ([7, 1, 2], 1, None), ([50], 1, None),
+                                               ([3], 24, None), ([7, 1, 2], 5, None), ([1], 1, 512), ([7, 1, 2], 5, 512)])
+@pytest.mark.parametrize("steps", [1, 2])
+def test_chunking_gives_the_same_samples(sizes, block, n_fft, steps):
     mel, f0 = _frames()
-    whole = SourceFilter().synthesize(mel, f0)
-    parts = _streamed(SourceFilter(block=block), mel, f0, sizes)
+    if steps > 1 and n_fft is None:
+        n_fft = 384
+    whole = SourceFilter(n_fft=n_fft, steps=steps).synthesize(mel, f0)
+    parts = _streamed(SourceFilter(block=block, n_fft=n_fft, steps=steps), mel, f0, sizes)
     assert len(whole) == len(parts) == len(mel) * HOP
     assert np.abs(whole).max() > 0.01
     np.testing.assert_allclose(parts, whole, atol=2e-4 * np.abs(whole).max())
@@ -58,6 +62,36 @@ def test_samples_are_final_two_frames_on_and_flush_starts_a_new_stream():
     blocked = SourceFilter(block=16)
     assert len(blocked.push(mel[:10], f0[:10])) == 0  # not a block yet
     assert len(blocked.push(mel[10:20], f0[10:20])) == (20 - 2) * HOP
+    short = SourceFilter(block=1, n_fft=2 * HOP)  # a window of two hops reaches one frame on
+    assert len(short.push(mel[:10], f0[:10])) == (10 - 1) * HOP
+    assert len(short.flush()) == HOP
+
+
+    # steps of half a hop, a window of three of them: the last frame waits for the next, and the
+    # window reaches 3/4 of a hop back
+    stepped = SourceFilter(block=1, n_fft=3 * HOP // 2, steps=2)
+    assert len(stepped.push(mel[:10], f0[:10])) == 9 * HOP - 3 * HOP // 4
+    assert len(stepped.flush()) == HOP + 3 * HOP // 4
+
+
+@pytest.mark.parametrize("n_fft,steps", [(300, 1), (256, 1), (768 + 1, 1), (128, 2), (512, 3), (512, 0)])
+def test_a_synthesis_window_must_be_two_hops_or_more_in_whole_hops(n_fft, steps):
+    with pytest.raises(ValueError, match="synthesis (window|steps)"):
+        SourceFilter(n_fft=n_fft, steps=steps)
+
+
+def test_steps_go_the_way_to_the_next_frame():
+    """Two steps a frame: frame t's own, then halfway to frame t + 1 (F0 too, where both are
+    voiced; else the nearer frame's, the next one at half way)."""
+    sf = SourceFilter(steps=2, n_fft=512, block=100)
+    mel = np.stack([np.full(80, -2.0), np.full(80, -4.0), np.full(80, -3.0)]).astype(np.float32)
+    sf.push(mel, np.array([100.0, 120.0, 0.0]))
+    (steps_mel, steps_f0, steps_v), = sf.pending
+    np.testing.assert_allclose(steps_mel[:, 0], [-2.0, -3.0, -4.0, -3.5])  # frame 2 waits for frame 3
+    np.testing.assert_allclose(steps_f0, [100.0, 110.0, 120.0, 0.0])
+    np.testing.assert_allclose(steps_v, [1.0, 1.0, 1.0, 0.0])
+    sf.flush()
+    assert sf.held is None and not sf.pending
 
 
 def _flat_frames(T: int) -> np.ndarray:
@@ -98,12 +132,12 @@ def test_unvoiced_input_has_no_periodicity(envelope, most):
     assert ac[int(SR / 200) : int(SR / 60)].max() / ac[0] < 0.3
 
 
-@pytest.mark.parametrize("min_phase", [True, False])
-def test_the_output_mel_follows_the_input(min_phase):
+@pytest.mark.parametrize("min_phase,n_fft", [(True, None), (False, None), (True, 512)])
+def test_the_output_mel_follows_the_input(min_phase, n_fft):
     """Re-analysed, the output's log-mel is near the frames it was made from (the level is
-    self-normalised: no gain to calibrate), voiced or not."""
+    self-normalised: no gain to calibrate), voiced or not, with any synthesis window."""
     mel, f0 = _frames(160)
-    wav = SourceFilter(min_phase=min_phase).synthesize(mel, f0)
+    wav = SourceFilter(min_phase=min_phase, n_fft=n_fft).synthesize(mel, f0)
     back = MelSpec(MelConfig(), kernel=False).features(wav).numpy()
     diff = back[5:-5, 10:] - mel[5:-5, 10:]  # above ~400 Hz (the envelope is held below the first bands)
     assert abs(float(np.mean(diff))) < 0.3

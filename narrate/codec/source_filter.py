@@ -24,8 +24,8 @@ Its output's STFT magnitudes, run through the mel filterbank, come back near the
 speaking pitch; sparser harmonics, at a higher F0, read a little lower: the same power, less mean magnitude).
 Streaming: pushed frames are computed once ``block`` of them are pending (per-call costs
 dominate small pushes: 3 frames a push cost an RTF of ~0.05 on one thread, blocks of 24 ~0.01);
-frame t's samples are final once frame t + 2 has been computed (its window reaches n_fft // 2
-back); ``flush`` computes and emits the rest (the stream's T * hop samples in all). Any chunking
+frame t's samples are final once frame t + n_fft / (2 hop) has been computed (t + 2 with the mel's
+window of 1024, t + 1 with 512: a frame's window reaches n_fft // 2 back); ``flush`` computes and emits the rest (the stream's T * hop samples in all). Any chunking
 of the pushes, any block, gives the same samples as one push, up to float rounding.
 """
 
@@ -46,9 +46,17 @@ class SourceFilter:
 
     def __init__(self, cfg: MelConfig | None = None, lifter: int = 100, min_phase: bool = True,
                  cutoff: float = 4000.0, floor: float = 0.25, tilt: float = 0.3, seed: int = 0,
-                 noise_gain: float = 1.0, block: int = 24):
+                 noise_gain: float = 1.0, block: int = 24, n_fft: int | None = None, steps: int = 1):
         self.cfg = cfg = cfg or MelConfig()
-        self.n_fft, self.hop, self.sr = cfg.n_fft, cfg.hop, cfg.sample_rate
+        # ``steps`` synthesis frames a frame (hop / steps apart: frame t and the way to frame t + 1)
+        # and the synthesis window (None: the mel's analysis window): both smear a frame's sound
+        # over less time. The window: a multiple of the synthesis hop, at least two of them
+        if steps < 1 or cfg.hop % steps:
+            raise ValueError(f"{steps} synthesis steps a frame: not a divisor of the hop {cfg.hop}")
+        self.steps = steps
+        self.n_fft, self.hop, self.sr = n_fft or cfg.n_fft, cfg.hop // steps, cfg.sample_rate
+        if self.n_fft % self.hop or self.n_fft < 2 * self.hop:
+            raise ValueError(f"synthesis window {self.n_fft}: not a multiple of the hop {self.hop} of at least two")
         self.min_phase = min_phase
         n_bins = self.n_fft // 2 + 1
         freqs = np.linspace(0.0, self.sr / 2, n_bins)
@@ -79,15 +87,17 @@ class SourceFilter:
         # phase (the imaginary part of the folded cepstrum's spectrum), real matrices each
         self.env_mag = (tensor(lifted(interp, zero).real), tensor(lifted(offset, zero).real))
         self.env_phase = (tensor(lifted(interp, fold).imag), tensor(lifted(offset, fold).imag))
-        self.fb_t = tensor(fb.T)  # [F, M]
         # voiced share per bin (before the frame's voicing): 1 below cutoff, down to floor above
         self.voiced_shape = tensor(floor + (1.0 - floor) / np.sqrt(1.0 + (freqs / cutoff) ** 8))
         self.window = torch.hann_window(self.n_fft, dtype=torch.float32)  # periodic
         self.wsq = self.window.square()
         self.offsets = torch.arange(self.n_fft, dtype=torch.float32) - self.n_fft // 2  # samples from the centre
-        # windowed unit white noise: complex Gaussian bins of variance sum(w^2), mean |X| below
-        self.noise_level = math.sqrt(float(self.wsq.sum()) * math.pi) / 2.0 / noise_gain
-        self.noise_power = 4.0 / math.pi / noise_gain**2  # the normalised noise's mean power in a bin
+        # the envelope is a mean magnitude as the mel's own window sees it: white noise of unit
+        # variance reads sqrt(pi sum(w^2)) / 2 there (complex Gaussian bins of variance sum(w^2)), so
+        # noise over that level, shaped by the envelope, re-analyses as the envelope
+        analysis = float(torch.hann_window(cfg.n_fft, dtype=torch.float64).square().sum())
+        self.noise_level = math.sqrt(analysis * math.pi) / 2.0 / noise_gain
+        self.noise_power = float(self.wsq.sum()) / self.noise_level**2  # in a bin of a synthesis frame
         self.seed = seed
         self.block = block  # frames computed together (a push's own cost is mostly per call)
         self.reset()
@@ -103,8 +113,10 @@ class SourceFilter:
         self.emitted = 0  # samples emitted
         self.acc = torch.zeros(0)  # overlap-added samples from ``emitted`` on
         self.env = torch.zeros(0)  # their summed squared windows
-        self.pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # pushed, not computed yet
+        self.pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # synthesis frames not computed yet
         self.n_pending = 0
+        self.held: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # (steps > 1) the last frame
+        # pushed: its synthesis frames wait for the next frame
 
     def log_envelope(self, logmel: torch.Tensor) -> torch.Tensor:
         """[T, M] log-mel -> [T, F] liftered log magnitude envelope (nats)."""
@@ -119,11 +131,15 @@ class SourceFilter:
         matrix, offset = self.env_phase
         return torch.polar(mag, torch.addmm(offset, logmel, matrix))
 
+    def _harmonics(self, f0: np.ndarray) -> np.ndarray:
+        """[T] how many harmonics of each frame's F0 lie below Nyquist (of 100 Hz where unvoiced)."""
+        return np.floor((self.sr / 2 - 1.0) / np.where(f0 > 0, f0, 100.0))
+
     def _pulses(self, f0: np.ndarray, phase: np.ndarray) -> torch.Tensor:
         """[T, n_fft]: sum_{k=1..K} cos(k theta) around each frame's centre, theta advancing at
         f0 from ``phase``; K the harmonics below Nyquist. Zero where f0 is 0."""
         f = np.where(f0 > 0, f0, 100.0)
-        k = torch.from_numpy(np.floor((self.sr / 2 - 1.0) / f) + 0.5).float()[:, None]
+        k = torch.from_numpy(self._harmonics(f0) + 0.5).float()[:, None]
         rate = torch.from_numpy(2 * np.pi * f / self.sr).float()[:, None]
         theta = torch.from_numpy(phase).float()[:, None] + rate * self.offsets[None]
         half = torch.sin(theta * 0.5)
@@ -140,11 +156,39 @@ class SourceFilter:
         if len(f0) != len(logmel):
             raise ValueError(f"{len(logmel)} frames but {len(f0)} F0 values")
         v = (f0 > 0).astype(np.float64) if voicing is None else np.clip(np.asarray(voicing, np.float64), 0, 1)
-        self.pending.append((logmel, f0, np.where(f0 > 0, v, 0.0)))
-        self.n_pending += len(f0)
-        if self.n_pending < self.block:
+        self._add(logmel, f0, np.where(f0 > 0, v, 0.0))
+        if self.n_pending < self.block * self.steps:
             return np.zeros(0, np.float32)
         return self._compute()
+
+    def _add(self, logmel: np.ndarray, f0: np.ndarray, v: np.ndarray, last: bool = False) -> None:
+        """Frames to the pending synthesis frames: themselves, or (steps > 1) each frame's
+        ``steps`` on the way to the next (log-mel and F0 linear, voiced where both are, else
+        as the nearer frame), the last frame held until the next comes (``last``: none will;
+        it is repeated)."""
+        if self.steps > 1:
+            if self.held is not None:
+                logmel, f0, v = (np.concatenate([h, x]) for h, x in zip(self.held, (logmel, f0, v)))
+            if last:
+                logmel, f0, v = (np.concatenate([x, x[-1:]]) for x in (logmel, f0, v))
+            if len(f0) == 0:
+                return
+            self.held = None if last else (logmel[-1:], f0[-1:], v[-1:])
+            a = (np.arange(self.steps) / self.steps)[None, :]  # [1, S]: the way to the next frame
+            both = (f0[:-1] > 0) & (f0[1:] > 0)
+            near = np.where(a < 0.5, 0, 1)  # [1, S]: which frame a step is nearer
+            pair_f0 = np.stack([f0[:-1], f0[1:]], 1)  # [n-1, 2]
+            pair_v = np.stack([v[:-1], v[1:]], 1)
+            step_f0 = np.where(both[:, None], (1 - a) * f0[:-1, None] + a * f0[1:, None],
+                               np.take_along_axis(pair_f0, np.broadcast_to(near, (len(both), self.steps)), 1))
+            step_v = np.where(both[:, None], (1 - a) * v[:-1, None] + a * v[1:, None],
+                              np.take_along_axis(pair_v, np.broadcast_to(near, (len(both), self.steps)), 1))
+            steps_mel = (1 - a)[..., None] * logmel[:-1, None] + a[..., None] * logmel[1:, None]
+            logmel = steps_mel.reshape(-1, logmel.shape[1]).astype(np.float32)
+            f0, v = step_f0.reshape(-1), step_v.reshape(-1)
+        if len(f0):
+            self.pending.append((logmel, f0, v))
+            self.n_pending += len(f0)
 
     @torch.inference_mode()
     def _compute(self) -> np.ndarray:
@@ -175,9 +219,10 @@ class SourceFilter:
         drop = (t0 + T) * hop - half - self.noise_start  # the next frame's window starts there
         self.noise, self.noise_start = self.noise[drop:], self.noise_start + drop
         # excitation spectra, each at unit level: the pulses at the noise's mean power in a bin
-        pulse = torch.fft.rfft(self._pulses(f0, phase) * self.window)
-        pulse_power = torch.view_as_real(pulse).square().sum(-1).mean(-1, keepdim=True)  # [T, 1]
-        pulse = pulse * torch.sqrt(self.noise_power / pulse_power.clamp_min(1e-12))
+        # (K unit harmonics have a mean square of K / 2; windowed, a mean power in a bin of
+        # sum(w^2) K / 2 wherever the pulses fall in the window)
+        gain = np.sqrt(self.noise_power / (float(self.wsq.sum()) * self._harmonics(f0) / 2))
+        pulse = torch.fft.rfft(self._pulses(f0, phase) * self.window) * torch.from_numpy(gain).float()[:, None]
         noise = torch.fft.rfft(noise_frames * self.window) * (1.0 / self.noise_level)
         voiced = torch.from_numpy(np.sqrt(v)).float()[:, None] * self.voiced_shape[None]
         excitation = voiced * pulse + torch.sqrt((1.0 - voiced.square()).clamp_min(0.0)) * noise
@@ -208,6 +253,9 @@ class SourceFilter:
 
     def flush(self) -> np.ndarray:
         """The rest of the stream's n_frames * hop samples; then a new stream starts."""
+        if self.held is not None:
+            mel, f0, v = (x[:0] for x in self.held)
+            self._add(mel, f0, v, last=True)
         head = self._compute() if self.pending else np.zeros(0, np.float32)
         out = np.concatenate([head, self._emit(self.n_frames * self.hop)])
         self.reset()
