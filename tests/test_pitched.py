@@ -84,11 +84,17 @@ def test_an_unmeasured_voice_speaks_at_the_default_pitch():
 
 
 def test_unvoiced_frames_are_noise():
+    """Noise through the frames' formant: no periodicity at a voice's periods (5-16 ms). The
+    formant rings enough that Praat calls some frames voiced: 14-27% over the filter's seeds 0-2
+    (5-25% with the synthesis window of before), against over 95% when voiced."""
     wav = PitchedVocoder(_track(voiced=False), MelConfig(), pitch=120.0).vocode(_frames(172))
     assert np.abs(wav).max() > 1e-3  # (noise, shaped by the frames)
     from narrate.pitch import voiced_share
 
-    assert voiced_share(wav, SR) < 0.2
+    assert voiced_share(wav, SR) < 0.35
+    x = wav[SR // 2 : SR // 2 + 8192].astype(np.float64)
+    ac = np.correlate(x, x, "full")[len(x) - 1 :]
+    assert ac[int(SR / 200) : int(SR / 60)].max() / ac[0] < 0.3
 
 
 def test_the_stream_state_is_the_tracks_lookahead_and_history():

@@ -33,14 +33,8 @@ from narrate.codec.pitch_track import PitchTrack, PitchTrackStream, to_hz
 from narrate.codec.source_filter import SourceFilter
 
 DEFAULT_PITCH = 100.0  # Hz: a voice with no recording to measure (an embedding-only voice)
-# The filter's synthesis window: half the mel's (1024), so a frame's sound is smeared over half the
-# time. The benchmark's 110 sentences, voice joe, at threshold -1.5 (the same model frames; Whisper
-# WER, DNSMOS P.808 / OVRL, resemblyzer similarity to joe.wav): 1024: 0.143, 3.45 / 3.09, 0.895;
-# 512: 0.130, 3.51 / 3.11, 0.897; 384 in two steps a frame: 0.126, 3.49 / 3.19, 0.864; 256 in two
-# steps: 0.132, 3.29 / 2.93, 0.805 (the envelope too coarse). The neural vocoder: 0.117, 3.09 / 2.70.
-SYNTHESIS_WINDOW = 512
-# The track's voicing logit above which a frame is voiced. The same sentences, window 512:
-# -2.0: WER 0.119, P.808 3.50, OVRL 3.13; -1.5: 0.130, 3.51, 3.11; -1.0: 0.128, 3.47, 3.05.
+# The track's voicing logit above which a frame is voiced: see narrate.codec.source_filter.WINDOW
+# for what it measured.
 VOICED = -2.0
 
 
@@ -55,7 +49,7 @@ class PitchedVocoder:
     def __init__(self, track: PitchTrack, mel_cfg: MelConfig, pitch: float = DEFAULT_PITCH, block: int = 24):
         self.model = track
         self.track = PitchTrackStream(track)
-        self.filter = SourceFilter(mel_cfg, block=block, n_fft=SYNTHESIS_WINDOW)  # (it computes frames in blocks: per-call costs)
+        self.filter = SourceFilter(mel_cfg, block=block)  # (it computes frames in blocks: per-call costs)
         self.waiting: deque = deque()  # (frames [n, M], their voice's pitch) pushed, awaiting their F0
         self.pitch = _usable(pitch)
 

@@ -1,32 +1,37 @@
 """A streaming source-filter synthesizer: log-mel frames give a smooth spectral envelope, an
 explicit per-frame F0 gives the excitation (an experiment; see bench/source_filter_eval.py).
 
-Per frame t (centre at sample t * hop, as a centred STFT):
+Per frame t (centre at sample t * hop, as a centred STFT; with ``steps`` > 1, ``steps``
+synthesis frames a frame, on the way to the next):
 
 - envelope: the mel bands' mean magnitudes (mel / the band's filter sum) interpolated in log
   across the bins between band centres (held below the first centre, falling ``tilt`` nats a kHz
   above the last: the mel sees nothing over fmax), then cepstrally liftered to ``lifter``
   coefficients so harmonic ripple in real mels does not double up with the excitation's
-  harmonics; minimum phase (folded real cepstrum) or zero phase.
+  harmonics; minimum phase (folded real cepstrum) or zero phase; at the mel's n_fft (1024).
 - excitation: a band-limited pulse train (a Dirichlet sum of harmonics of F0 with the phase
   ``phase`` at the frame's centre, the phase carried by an accumulator across frames and pushes)
-  and white noise (one continuous stream, drawn hop by hop). Each is made unit-level in power:
-  the noise by its expected magnitude, the pulse frame to the same mean power in a bin, so a
-  frame is as loud voiced (at any F0) as unvoiced. The model's frames have no harmonics of their
-  own, so their envelope is the bands' mean magnitude of a dense spectrum; levelling the pulses
-  by their own mel envelope instead (mean magnitude) made sparse harmonics (high F0) up to 16 dB
-  louder, past full scale. They are mixed power-complementarily: voiced weight sqrt(v) below
-  ``cutoff`` Hz, falling to ``floor`` above it; unvoiced frames are noise only.
-- filtering: envelope * excitation per frame in the STFT domain (same Hann window and hop),
-  inverse FFT, synthesis window, overlap-add divided by the summed squared windows.
+  and white noise (one continuous stream, drawn hop by hop), each at unit variance, so a frame is
+  as loud voiced (at any F0) as unvoiced. (The model's frames have no harmonics of their own:
+  their envelope is the bands' mean magnitude of a dense spectrum. Levelling the pulses by their
+  own mel envelope instead, as before 2026-12-08, made sparse harmonics up to 16 dB louder, past
+  full scale.) They are mixed power-complementarily: voiced weight sqrt(v) below ``cutoff`` Hz,
+  falling to ``floor`` above it; unvoiced frames are noise only.
+- filtering: the excitation under a Hann ``window`` (512, two hops: such windows sum to one),
+  zero-padded to n_fft, times the envelope, inverse FFT: a linear convolution with room for the
+  filter's ring, so the frames overlap-add to the continuous excitation filtered, periods whole.
+  (A second, synthesis window over the filtered frame, as before 2026-12-08, cut the ring where
+  the pulses fell, differently each frame: at a window of 512 the periods came out ~3% unlike
+  each other and Praat heard a steady 180 Hz as 90.)
 
-Its output's STFT magnitudes, run through the mel filterbank, come back near the input frames (at a male
-speaking pitch; sparser harmonics, at a higher F0, read a little lower: the same power, less mean magnitude).
-Streaming: pushed frames are computed once ``block`` of them are pending (per-call costs
-dominate small pushes: 3 frames a push cost an RTF of ~0.05 on one thread, blocks of 24 ~0.01);
-frame t's samples are final once frame t + n_fft / (2 hop) has been computed (t + 2 with the mel's
-window of 1024, t + 1 with 512: a frame's window reaches n_fft // 2 back); ``flush`` computes and emits the rest (the stream's T * hop samples in all). Any chunking
-of the pushes, any block, gives the same samples as one push, up to float rounding.
+Its output's STFT magnitudes, run through the mel filterbank, come back near the input frames (at a
+male speaking pitch; sparser harmonics, at a higher F0, read a little lower: the same power, less
+mean magnitude). Streaming: pushed frames are computed once ``block`` of them are pending (per-call
+costs dominate small pushes: 3 frames a push cost an RTF of ~0.05 on one thread, blocks of 24
+~0.01); frame t's samples are final once frame t + 1 has been computed (its window reaches half a
+window back; a zero-phase filter rings (n_fft - window) / 2 further); ``flush`` computes and emits
+the rest (the stream's T * hop samples in all: the last hop fades with its window). Any chunking of
+the pushes, any block, gives the same samples as one push, up to float rounding.
 """
 
 from __future__ import annotations
@@ -35,8 +40,20 @@ import math
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from narrate.codec.mel import MelConfig, mel_centres, mel_filterbank
+
+# The excitation's window (samples): half the mel's, so a frame's sound is smeared over half the
+# time. Measured on the benchmark's 110 sentences, voice joe, the same model frames, through
+# narrate.codec.pitched (Whisper WER; DNSMOS P.808 / OVRL; resemblyzer similarity to joe.wav):
+# - voicing threshold -1.5, with a synthesis window as long as the excitation's (the design before
+#   2026-12-08): 1024: 0.143, 3.45 / 3.09, 0.895; 512: 0.130, 3.51 / 3.11, 0.897; 384 in two steps
+#   a frame: 0.126, 3.49 / 3.19, 0.864; 256 in two steps: 0.132, 3.29 / 2.93, 0.805;
+# - 512, threshold -2.0 (narrate.codec.pitched.VOICED): 0.122, 3.49 / 3.12, 0.894 (-1.0: 0.128,
+#   3.47 / 3.05); with no synthesis window (this design): 0.122, 3.50 / 3.11, 0.911;
+# - the neural vocoder: 0.117, 3.09 / 2.70, 0.893.
+WINDOW = 512
 
 
 class SourceFilter:
@@ -46,17 +63,19 @@ class SourceFilter:
 
     def __init__(self, cfg: MelConfig | None = None, lifter: int = 100, min_phase: bool = True,
                  cutoff: float = 4000.0, floor: float = 0.25, tilt: float = 0.3, seed: int = 0,
-                 noise_gain: float = 1.0, block: int = 24, n_fft: int | None = None, steps: int = 1):
+                 noise_gain: float = 1.0, block: int = 24, window: int = WINDOW, steps: int = 1):
         self.cfg = cfg = cfg or MelConfig()
         # ``steps`` synthesis frames a frame (hop / steps apart: frame t and the way to frame t + 1)
-        # and the synthesis window (None: the mel's analysis window): both smear a frame's sound
-        # over less time. The window: a multiple of the synthesis hop, at least two of them
+        # and the excitation's window: both smear a frame's sound over less time. The window: a
+        # multiple of the synthesis hop, at least two of them, at most half the filter's FFT (the
+        # mel's n_fft), so the filtered frame has room for the filter's ring
         if steps < 1 or cfg.hop % steps:
             raise ValueError(f"{steps} synthesis steps a frame: not a divisor of the hop {cfg.hop}")
         self.steps = steps
-        self.n_fft, self.hop, self.sr = n_fft or cfg.n_fft, cfg.hop // steps, cfg.sample_rate
-        if self.n_fft % self.hop or self.n_fft < 2 * self.hop:
-            raise ValueError(f"synthesis window {self.n_fft}: not a multiple of the hop {self.hop} of at least two")
+        self.n_fft, self.hop, self.sr = cfg.n_fft, cfg.hop // steps, cfg.sample_rate
+        if window % self.hop or not 2 * self.hop <= window <= self.n_fft // 2:
+            raise ValueError(f"synthesis window {window}: not a multiple of the hop {self.hop} from two of them "
+                             f"to {self.n_fft // 2}")
         self.min_phase = min_phase
         n_bins = self.n_fft // 2 + 1
         freqs = np.linspace(0.0, self.sr / 2, n_bins)
@@ -89,15 +108,17 @@ class SourceFilter:
         self.env_phase = (tensor(lifted(interp, fold).imag), tensor(lifted(offset, fold).imag))
         # voiced share per bin (before the frame's voicing): 1 below cutoff, down to floor above
         self.voiced_shape = tensor(floor + (1.0 - floor) / np.sqrt(1.0 + (freqs / cutoff) ** 8))
-        self.window = torch.hann_window(self.n_fft, dtype=torch.float32)  # periodic
-        self.wsq = self.window.square()
-        self.offsets = torch.arange(self.n_fft, dtype=torch.float32) - self.n_fft // 2  # samples from the centre
+        self.window = torch.hann_window(window, dtype=torch.float32)  # periodic: at 2 hops, they sum to 1
+        self.offsets = torch.arange(window, dtype=torch.float32) - window // 2  # samples from the centre
+        # where the windowed excitation sits in the filter's buffer: at its start for a causal
+        # (minimum phase) filter, in the middle for a zero-phase one (its ring goes both ways)
+        self.place = 0 if min_phase else (self.n_fft - window) // 2
+        self.overlap = window / (2 * self.hop)  # what the windows, a hop apart, sum to
         # the envelope is a mean magnitude as the mel's own window sees it: white noise of unit
         # variance reads sqrt(pi sum(w^2)) / 2 there (complex Gaussian bins of variance sum(w^2)), so
         # noise over that level, shaped by the envelope, re-analyses as the envelope
         analysis = float(torch.hann_window(cfg.n_fft, dtype=torch.float64).square().sum())
         self.noise_level = math.sqrt(analysis * math.pi) / 2.0 / noise_gain
-        self.noise_power = float(self.wsq.sum()) / self.noise_level**2  # in a bin of a synthesis frame
         self.seed = seed
         self.block = block  # frames computed together (a push's own cost is mostly per call)
         self.reset()
@@ -105,14 +126,14 @@ class SourceFilter:
     def reset(self) -> None:
         """Back to the start of a stream."""
         self.rng = np.random.default_rng(self.seed)
-        self.noise = np.zeros(self.n_fft // 2)  # the noise stream from ``noise_start`` on
-        self.noise_start = -(self.n_fft // 2)  # (the first frame's window starts n_fft // 2 before 0)
+        half = len(self.window) // 2
+        self.noise = np.zeros(half)  # the noise stream from ``noise_start`` on
+        self.noise_start = -half  # (the first frame's window starts half a window before 0)
         self.phase = 0.0  # pulse phase at the centre of the last frame (radians)
         self.last_f0 = 0.0  # the last voiced frame's F0
         self.n_frames = 0  # frames pushed
         self.emitted = 0  # samples emitted
         self.acc = torch.zeros(0)  # overlap-added samples from ``emitted`` on
-        self.env = torch.zeros(0)  # their summed squared windows
         self.pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # synthesis frames not computed yet
         self.n_pending = 0
         self.held: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # (steps > 1) the last frame
@@ -199,7 +220,7 @@ class SourceFilter:
         T = logmel.shape[0]
         if T == 0:
             return np.zeros(0, np.float32)
-        hop, half = self.hop, self.n_fft // 2
+        hop, size, half = self.hop, len(self.window), len(self.window) // 2
         t0 = self.n_frames
         # the pulse phase at each frame centre: trapezoidal steps of the F0 (the last voiced F0
         # carried through unvoiced frames, so voicing resumes in phase)
@@ -215,41 +236,39 @@ class SourceFilter:
         # noise: the stream up to the last frame's window end, hop by hop
         need = (t0 + T - 1) * hop + half - (self.noise_start + len(self.noise))
         self.noise = np.concatenate([self.noise, self.rng.standard_normal(need)])
-        noise_frames = torch.from_numpy(self.noise).float().unfold(0, self.n_fft, hop)[:T]
+        noise_frames = torch.from_numpy(self.noise).float().unfold(0, size, hop)[:T]
         drop = (t0 + T) * hop - half - self.noise_start  # the next frame's window starts there
         self.noise, self.noise_start = self.noise[drop:], self.noise_start + drop
-        # excitation spectra, each at unit level: the pulses at the noise's mean power in a bin
-        # (K unit harmonics have a mean square of K / 2; windowed, a mean power in a bin of
-        # sum(w^2) K / 2 wherever the pulses fall in the window)
-        gain = np.sqrt(self.noise_power / (float(self.wsq.sum()) * self._harmonics(f0) / 2))
-        pulse = torch.fft.rfft(self._pulses(f0, phase) * self.window) * torch.from_numpy(gain).float()[:, None]
-        noise = torch.fft.rfft(noise_frames * self.window) * (1.0 / self.noise_level)
+        # excitation, each at unit variance (K unit harmonics have a mean square of K / 2), windowed
+        # and placed in the filter's buffer: the windows sum to a constant, so the frames add up to
+        # the one continuous excitation, and each is filtered whole (a linear convolution: no
+        # period is cut by a second window, none wraps around)
+        gain = torch.from_numpy(np.sqrt(2.0 / self._harmonics(f0))).float()[:, None]
+        pad = (self.place, self.n_fft - size - self.place)
+        pulse = torch.fft.rfft(F.pad(self._pulses(f0, phase) * gain * self.window, pad))
+        noise = torch.fft.rfft(F.pad(noise_frames * self.window, pad))
         voiced = torch.from_numpy(np.sqrt(v)).float()[:, None] * self.voiced_shape[None]
         excitation = voiced * pulse + torch.sqrt((1.0 - voiced.square()).clamp_min(0.0)) * noise
-        spec = self.response(logmel) * excitation
-        frames = torch.fft.irfft(spec, n=self.n_fft) * self.window
-        # overlap-add from the first frame's window start: R interleaved groups of frames, each
+        spec = self.response(logmel) * excitation * (1.0 / self.noise_level)
+        frames = torch.fft.irfft(spec, n=self.n_fft)
+        # overlap-add from the first frame's buffer start: R interleaved groups of frames, each
         # group's frames R hops = n_fft apart, so they abut (a plain reshape)
-        first = t0 * hop - half
+        first = t0 * hop - half - self.place
         n = (T - 1) * hop + self.n_fft
         added = torch.zeros(n)
-        weights = torch.zeros(n)
         for j in range(min(T, self.n_fft // hop)):
             rows = frames[j :: self.n_fft // hop]
             a, b = j * hop, j * hop + len(rows) * self.n_fft
             added[a:b] += rows.reshape(-1)
-            weights[a:b] += self.wsq.repeat(len(rows))
         self.n_frames += T
         size = first + n - self.emitted
         if size > len(self.acc):
             self.acc = torch.cat([self.acc, torch.zeros(size - len(self.acc))])
-            self.env = torch.cat([self.env, torch.zeros(size - len(self.env))])
         skip = max(0, self.emitted - first)  # before the stream's first sample
         at = first + skip - self.emitted
         self.acc[at : at + n - skip] += added[skip:]
-        self.env[at : at + n - skip] += weights[skip:]
-        # final: the samples no later frame reaches (frame n_frames starts at n_frames * hop - half)
-        return self._emit(self.n_frames * hop - half)
+        # final: the samples no later frame reaches (frame n_frames starts at n_frames * hop - half - place)
+        return self._emit(self.n_frames * hop - half - self.place)
 
     def flush(self) -> np.ndarray:
         """The rest of the stream's n_frames * hop samples; then a new stream starts."""
@@ -263,8 +282,8 @@ class SourceFilter:
 
     def _emit(self, upto: int) -> np.ndarray:
         n = max(0, upto - self.emitted)
-        out = (self.acc[:n] / self.env[:n].clamp_min(1e-3)).numpy()
-        self.acc, self.env = self.acc[n:], self.env[n:]
+        out = (self.acc[:n] / self.overlap).numpy()
+        self.acc = self.acc[n:]
         self.emitted += n
         return out.astype(np.float32)
 
