@@ -14,13 +14,13 @@ synthesis frames a frame, on the way to the next):
   and white noise (one continuous stream, drawn hop by hop), each at unit variance, so a frame is
   as loud voiced (at any F0) as unvoiced. (The model's frames have no harmonics of their own:
   their envelope is the bands' mean magnitude of a dense spectrum. Levelling the pulses by their
-  own mel envelope instead, as before 2026-12-08, made sparse harmonics up to 16 dB louder, past
+  own mel envelope instead, as before 2026-12-07, made sparse harmonics up to 16 dB louder, past
   full scale.) They are mixed power-complementarily: voiced weight sqrt(v) below ``cutoff`` Hz,
   falling to ``floor`` above it; unvoiced frames are noise only.
 - filtering: the excitation under a Hann ``window`` (512, two hops: such windows sum to one),
   zero-padded to n_fft, times the envelope, inverse FFT: a linear convolution with room for the
   filter's ring, so the frames overlap-add to the continuous excitation filtered, periods whole.
-  (A second, synthesis window over the filtered frame, as before 2026-12-08, cut the ring where
+  (A second, synthesis window over the filtered frame, as before 2026-12-07, cut the ring where
   the pulses fell, differently each frame: at a window of 512 the periods came out ~3% unlike
   each other and Praat heard a steady 180 Hz as 90.)
 
@@ -48,7 +48,7 @@ from narrate.codec.mel import MelConfig, mel_centres, mel_filterbank
 # time. Measured on the benchmark's 110 sentences, voice joe, the same model frames, through
 # narrate.codec.pitched (Whisper WER; DNSMOS P.808 / OVRL; resemblyzer similarity to joe.wav):
 # - voicing threshold -1.5, with a synthesis window as long as the excitation's (the design before
-#   2026-12-08): 1024: 0.143, 3.45 / 3.09, 0.895; 512: 0.130, 3.51 / 3.11, 0.897; 384 in two steps
+#   2026-12-07): 1024: 0.143, 3.45 / 3.09, 0.895; 512: 0.130, 3.51 / 3.11, 0.897; 384 in two steps
 #   a frame: 0.126, 3.49 / 3.19, 0.864; 256 in two steps: 0.132, 3.29 / 2.93, 0.805;
 # - 512, threshold -2.0 (narrate.codec.pitched.VOICED): 0.122, 3.49 / 3.12, 0.894 (-1.0: 0.128,
 #   3.47 / 3.05); with no synthesis window (this design): 0.122, 3.50 / 3.11, 0.911;
