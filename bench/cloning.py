@@ -27,7 +27,7 @@ GAP_S = 0.25                  # silence between them
 
 @dataclass(frozen=True)
 class Prompt:
-    kind: str                                   # "held out" (never in training) or "seen" (in training)
+    kind: str  # "held out" (never in training), "seen" (in training) or "not trained on" (a bundled voice)
     write: Callable[[Path, list[str]], None]    # (wav path, sentences) -> the prompt on disk
     description: str
 
@@ -60,6 +60,13 @@ def _per_sentence(render_one: Callable[[str, Path], list[str]]) -> Callable[[Pat
             _joined(parts, out)
 
     return write
+
+
+def _bundled_kind(path: Path) -> str:
+    """A bundled voice's kind, from its description (NAME.txt beside NAME.wav)."""
+    description = path.with_suffix(".txt")
+    seen = description.exists() and "seen in training" in description.read_text(encoding="utf-8")
+    return "seen" if seen else "not trained on"
 
 
 def _bundled(name: str) -> Callable[[Path, list[str]], None]:
@@ -100,8 +107,10 @@ PROMPTS: dict[str, Prompt] = {
     "rms": Prompt("held out", _per_sentence(_flite_rms), "flite rms (US male, CMU ARCTIC; Debian flite)"),
     "joe-f-breathy-0": Prompt("held out", _pseudo("joe-f-breathy-0"),
                               "joe resynthesized by WORLD as a pseudo-speaker of the held-out family f-breathy"),
-    # the bundled voices: training speakers (narrate.train.bundled_voices)
-    **{name: Prompt("seen", _bundled(name), f"bundled voices/{name}.wav") for name in bundled_voices()},
+    # the bundled voices (narrate.train.bundled_voices): seen where their description says so,
+    # else voices the bundled model was not trained on, held to the held-out bars
+    **{name: Prompt(_bundled_kind(path), _bundled(name), f"bundled voices/{name}.wav")
+       for name, path in bundled_voices().items()},
 }
 
 # The bars (issue 16): held-out voices against the default voice's output, seen voices absolute.

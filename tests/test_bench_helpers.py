@@ -254,6 +254,17 @@ def test_cloning_verdicts_against_the_default_voice():
     assert verdicts(held, default_wer=0.10) == {"similarity": False, "f0": False, "wer": False}
     assert verdicts({"kind": "seen", "similarity": 0.86}, 0.1) == {"similarity": True}
     assert verdicts({"kind": "seen", "similarity": 0.84}, 0.1) == {"similarity": False}
+    held.update(kind="not trained on")  # a bundled voice the model was not trained on: the held-out bars
+    assert verdicts(held, default_wer=0.10) == {"similarity": False, "f0": False, "wer": False}
+
+
+def test_a_bundled_voice_is_seen_only_where_its_description_says_so(tmp_path):
+    from bench.cloning import PROMPTS, _bundled_kind
+
+    (tmp_path / "a.txt").write_text("US English male narrator: the teacher voice itself; seen in training\n")
+    (tmp_path / "b.txt").write_text("US English female narrator: ...; not in the bundled model's training\n")
+    assert [_bundled_kind(tmp_path / f"{n}.wav") for n in "abc"] == ["seen", "not trained on", "not trained on"]
+    assert PROMPTS["joe"].kind == "seen" and PROMPTS["joan"].kind == "not trained on"
 
 
 def test_the_report_says_what_a_section_left_running():

@@ -17,7 +17,9 @@ def test_a_bundled_voice_is_a_training_speaker_reading_the_passage(tmp_path):
     e = np.load(tmp_path / "ruth.npy")
     assert e.shape == (256,) and np.array_equal(e, embeddings["ruth"]) and abs(np.linalg.norm(e) - 1) < 1e-3
     line = (tmp_path / "ruth.txt").read_text().strip()
-    assert line.startswith("US English female narrator, median pitch ") and "seen in training" in line
+    assert line.startswith("US English female narrator, median pitch ") and "not in the bundled model's training" in line
+    write_voices(tmp_path, {"ruth": "joe-f-low-1"}, seen=True)
+    assert (tmp_path / "ruth.txt").read_text().strip().endswith("; seen in training")
     with pytest.raises(SystemExit, match="not training speakers: slt-hts"):  # a held-out voice is never bundled
         write_voices(tmp_path, {"x": "slt-hts"})
 

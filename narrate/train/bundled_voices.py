@@ -3,10 +3,12 @@ with its embedding and a one-line description beside it; and how alike they are.
 
     python -m narrate.train.bundled_voices --out DIR NAME=SPEAKER ... [--text TEXT]
 
-SPEAKER is a training speaker's name (narrate.train.speakers.training_speakers: ``joe``, a real
-voice such as ``awb``, or a pseudo-speaker such as ``joe-f-low-3``), so the shipped model has
-heard every bundled voice; NAME is what users type after --voice. Prints the pairwise similarity
-(resemblyzer cosine) of every voice in DIR, which the cloning issue wants below 0.75 for every pair.
+SPEAKER is a speaker of the training corpus (narrate.train.speakers.training_speakers: ``joe``, a
+real voice such as ``awb``, or a pseudo-speaker such as ``joe-f-low-3``), never a held-out voice;
+NAME is what users type after --voice. Prints the pairwise similarity (resemblyzer cosine) of
+every voice in DIR, which the cloning issue wants below 0.75 for every pair. A description says
+"seen in training" only when the bundled model was trained on that voice (``--seen``): narrate-joe
+was trained on joe and pitch-shifted joe only.
 """
 
 from __future__ import annotations
@@ -24,8 +26,9 @@ REGISTERS = ((165.0, "male"), (400.0, "female"))  # median pitch below which a v
 ACCENTS = {"joe": "US English", "awb": "Scottish English", "kal16": "US English", "ked": "US English"}
 
 
-def describe(speaker, pitch_hz: float) -> str:
-    """One line for `narrate voices`: register, where the voice comes from, its pitch."""
+def describe(speaker, pitch_hz: float, seen: bool = False) -> str:
+    """One line for `narrate voices`: register, where the voice comes from, its pitch, and
+    whether the bundled model was trained on it."""
     register = next(name for top, name in REGISTERS if pitch_hz < top) if np.isfinite(pitch_hz) else "unknown"
     if speaker.base == "joe" and not speaker.transformed:
         source = "piper's joe voice, the teacher"
@@ -34,7 +37,8 @@ def describe(speaker, pitch_hz: float) -> str:
                   f"(vocal tract x{speaker.warp:g}, tilt {speaker.tilt:+g}, breath {speaker.breath:g})")
     else:
         source = f"the {speaker.base} synthesizer voice"
-    return f"{ACCENTS[speaker.base]} {register} narrator, median pitch {pitch_hz:.0f} Hz: {source}; seen in training"
+    heard = "seen in training" if seen else "not in the bundled model's training"
+    return f"{ACCENTS[speaker.base]} {register} narrator, median pitch {pitch_hz:.0f} Hz: {source}; {heard}"
 
 
 def render_voice(speaker, text: str) -> np.ndarray:
@@ -46,7 +50,7 @@ def render_voice(speaker, text: str) -> np.ndarray:
     return render(speaker, text, joe)
 
 
-def write_voices(out: Path, chosen: dict[str, str], text: str = PASSAGE) -> dict[str, np.ndarray]:
+def write_voices(out: Path, chosen: dict[str, str], text: str = PASSAGE, seen: bool = False) -> dict[str, np.ndarray]:
     """Write NAME.wav / .npy / .txt for each NAME=SPEAKER; returns the embeddings."""
     import soundfile as sf
 
@@ -67,7 +71,7 @@ def write_voices(out: Path, chosen: dict[str, str], text: str = PASSAGE) -> dict
         wav = sf.read(out / f"{name}.wav", dtype="float32")[0]  # what users will load
         embeddings[name] = SpeakerEncoder().embed(wav, SAMPLE_RATE)
         np.save(out / f"{name}.npy", embeddings[name])
-        (out / f"{name}.txt").write_text(describe(speaker, median_pitch(wav, SAMPLE_RATE)) + "\n")
+        (out / f"{name}.txt").write_text(describe(speaker, median_pitch(wav, SAMPLE_RATE), seen) + "\n")
     return embeddings
 
 
@@ -79,10 +83,11 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--text", default=PASSAGE)
+    p.add_argument("--seen", action="store_true", help="the bundled model was trained on these speakers")
     p.add_argument("voices", nargs="+", help="NAME=SPEAKER")
     a = p.parse_args(argv)
     chosen = dict(v.split("=", 1) for v in a.voices)
-    write_voices(a.out, chosen, a.text)
+    write_voices(a.out, chosen, a.text, a.seen)
     embeddings = {p.stem: np.load(p) for p in sorted(a.out.glob("*.npy"))}  # the new voices and those already there
     for name in embeddings:
         print(f"{name:10} {(a.out / f'{name}.txt').read_text().strip()}")
