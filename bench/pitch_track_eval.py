@@ -13,7 +13,11 @@ of joe.wav; ``piper`` = median_pitch of that sentence's piper recording (the tra
 reference, an oracle).
 
     python -m bench.pitch_track_eval [--sentences 0:40] [--conditions ...] [--out DIR]
-        [--similarity] [--save-wavs]
+        [--track WEIGHTS] [--similarity] [--save-wavs]
+
+``--track``: the pitch track's weights (default /work/runs/s16/f0/pitch_track.safetensors). The
+scores are cached by condition name, not by weights: give each weights file its own ``--out``
+(with ``--track``, the scores and wavs of /work/runs/s16/sf are not read either).
 
 Extra ``@key=value`` parts after the median tune the hard condition: ``thr`` (voicing threshold on
 the logit), ``smooth`` (causal mean of relative F0 over k voiced frames), and SourceFilter's
@@ -120,14 +124,21 @@ def parse(cond: str) -> tuple[str, str, dict]:
 
 
 def main() -> None:
+    global TRACK, OLD_WAVS
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sentences", default="0:40")
     ap.add_argument("--conditions", default="model+sf+track@soft,model+sf+track@hard")
     ap.add_argument("--out", type=Path, default=Path("/work/runs/s16/sftrack"))
+    ap.add_argument("--track", type=Path, default=None,
+                    help=f"pitch track weights (.safetensors; default {TRACK}); give each its own --out")
     ap.add_argument("--similarity", action="store_true", help="also each condition's joined 40 vs joe.wav")
     ap.add_argument("--save-wavs", action="store_true")
     a = ap.parse_args()
     torch.set_num_threads(1)
+    old_scores = Path("/work/runs/s16/sf/scores")
+    if a.track is not None:
+        TRACK = a.track
+        old_scores = OLD_WAVS = a.out / "none"  # another track's scores and wavs are not this one's
     import soundfile as sfio
 
     from narrate.pitch import median_pitch
@@ -143,7 +154,7 @@ def main() -> None:
     for cond in a.conditions.split(","):
         tag = ALIASES.get(cond, cond)
         store = a.out / "scores" / f"{tag}.json"
-        old = Path("/work/runs/s16/sf/scores") / f"{tag}.json"
+        old = old_scores / f"{tag}.json"
         cached = json.loads(store.read_text()) if store.exists() else json.loads(old.read_text()) if old.exists() else {}
         wdir = a.out / "wavs" / tag
         for i in range(lo, hi):
