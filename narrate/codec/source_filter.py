@@ -1,5 +1,6 @@
 """A streaming source-filter synthesizer: log-mel frames give a smooth spectral envelope, an
-explicit per-frame F0 gives the excitation (an experiment; see bench/source_filter_eval.py).
+explicit per-frame F0 gives the excitation (narrate.codec.pitched supplies the F0: together,
+narrate-joe's default vocoder; bench/source_filter_eval.py measures it on cached frames).
 
 Per frame t (centre at sample t * hop, as a centred STFT; with ``steps`` > 1, ``steps``
 synthesis frames a frame, on the way to the next):
@@ -157,7 +158,7 @@ class SourceFilter:
         return np.floor((self.sr / 2 - 1.0) / np.where(f0 > 0, f0, 100.0))
 
     def _pulses(self, f0: np.ndarray, phase: np.ndarray) -> torch.Tensor:
-        """[T, n_fft]: sum_{k=1..K} cos(k theta) around each frame's centre, theta advancing at
+        """[T, window]: sum_{k=1..K} cos(k theta) around each frame's centre, theta advancing at
         f0 from ``phase``; K the harmonics below Nyquist. Zero where f0 is 0."""
         f = np.where(f0 > 0, f0, 100.0)
         k = torch.from_numpy(self._harmonics(f0) + 0.5).float()[:, None]
