@@ -116,7 +116,8 @@ def test_batch_skips_finished_documents_and_resumes_the_unfinished(tmp_path, two
     assert load_record(out / "two.flac").chapter == 1 and not (out / "two.flac").exists()
     assert not (out / "never.flac").exists()
 
-    proc = narrate_cmd("batch", *docs, "--out-dir", out, "--format", "flac", "--seed", "3")
+    # (a table wide enough that no cell wraps: how long tmp_path is varies from run to run)
+    proc = narrate_cmd("batch", *docs, "--out-dir", out, "--format", "flac", "--seed", "3", env=cli_env(COLUMNS="400"))
     assert proc.returncode == 0, proc.stderr
     table = proc.stdout.decode()
     assert "finished earlier: skipped" in table and "resumed" in table, table
