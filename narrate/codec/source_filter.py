@@ -2,8 +2,7 @@
 explicit per-frame F0 gives the excitation (narrate.codec.pitched supplies the F0: together,
 narrate-joe's default vocoder; bench/source_filter_eval.py measures it on cached frames).
 
-Per frame t (centre at sample t * hop, as a centred STFT; with ``steps`` > 1, ``steps``
-synthesis frames a frame, on the way to the next):
+Per frame t (centre at sample t * hop, as a centred STFT):
 
 - envelope: the mel bands' mean magnitudes (mel / the band's filter sum) interpolated in log
   across the bins between band centres (held below the first centre, falling ``tilt`` nats a kHz
@@ -50,7 +49,8 @@ from narrate.codec.mel import MelConfig, mel_centres, mel_filterbank
 # narrate.codec.pitched (Whisper WER; DNSMOS P.808 / OVRL; resemblyzer similarity to joe.wav):
 # - voicing threshold -1.5, with a synthesis window as long as the excitation's (the design before
 #   2026-12-07): 1024: 0.143, 3.45 / 3.09, 0.895; 512: 0.130, 3.51 / 3.11, 0.897; 384 in two steps
-#   a frame: 0.126, 3.49 / 3.19, 0.864; 256 in two steps: 0.132, 3.29 / 2.93, 0.805;
+#   a frame (frames interpolated at half hops): 0.126, 3.49 / 3.19, 0.864; 256 in two steps: 0.132,
+#   3.29 / 2.93, 0.805 (those steps were dropped: not better together);
 # - 512, threshold -2.0 (narrate.codec.pitched.VOICED): 0.122, 3.49 / 3.12, 0.894 (-1.0: 0.128,
 #   3.47 / 3.05); with no synthesis window (this design): 0.122, 3.50 / 3.11, 0.911;
 # - the neural vocoder: 0.117, 3.09 / 2.70, 0.893.
@@ -64,16 +64,11 @@ class SourceFilter:
 
     def __init__(self, cfg: MelConfig | None = None, lifter: int = 100, min_phase: bool = True,
                  cutoff: float = 4000.0, floor: float = 0.25, tilt: float = 0.3, seed: int = 0,
-                 noise_gain: float = 1.0, block: int = 24, window: int = WINDOW, steps: int = 1):
+                 noise_gain: float = 1.0, block: int = 24, window: int = WINDOW):
         self.cfg = cfg = cfg or MelConfig()
-        # ``steps`` synthesis frames a frame (hop / steps apart: frame t and the way to frame t + 1)
-        # and the excitation's window: both smear a frame's sound over less time. The window: a
-        # multiple of the synthesis hop, at least two of them, at most half the filter's FFT (the
-        # mel's n_fft), so the filtered frame has room for the filter's ring
-        if steps < 1 or cfg.hop % steps:
-            raise ValueError(f"{steps} synthesis steps a frame: not a divisor of the hop {cfg.hop}")
-        self.steps = steps
-        self.n_fft, self.hop, self.sr = cfg.n_fft, cfg.hop // steps, cfg.sample_rate
+        # the excitation's window: a multiple of the hop, at least two of them, at most half the
+        # filter's FFT (the mel's n_fft), so the filtered frame has room for the filter's ring
+        self.n_fft, self.hop, self.sr = cfg.n_fft, cfg.hop, cfg.sample_rate
         if window % self.hop or not 2 * self.hop <= window <= self.n_fft // 2:
             raise ValueError(f"synthesis window {window}: not a multiple of the hop {self.hop} from two of them "
                              f"to {self.n_fft // 2}")
@@ -135,10 +130,8 @@ class SourceFilter:
         self.n_frames = 0  # frames pushed
         self.emitted = 0  # samples emitted
         self.acc = torch.zeros(0)  # overlap-added samples from ``emitted`` on
-        self.pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # synthesis frames not computed yet
+        self.pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # pushed, not computed yet
         self.n_pending = 0
-        self.held: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None  # (steps > 1) the last frame
-        # pushed: its synthesis frames wait for the next frame
 
     def log_envelope(self, logmel: torch.Tensor) -> torch.Tensor:
         """[T, M] log-mel -> [T, F] liftered log magnitude envelope (nats)."""
@@ -178,39 +171,11 @@ class SourceFilter:
         if len(f0) != len(logmel):
             raise ValueError(f"{len(logmel)} frames but {len(f0)} F0 values")
         v = (f0 > 0).astype(np.float64) if voicing is None else np.clip(np.asarray(voicing, np.float64), 0, 1)
-        self._add(logmel, f0, np.where(f0 > 0, v, 0.0))
-        if self.n_pending < self.block * self.steps:
+        self.pending.append((logmel, f0, np.where(f0 > 0, v, 0.0)))
+        self.n_pending += len(f0)
+        if self.n_pending < self.block:
             return np.zeros(0, np.float32)
         return self._compute()
-
-    def _add(self, logmel: np.ndarray, f0: np.ndarray, v: np.ndarray, last: bool = False) -> None:
-        """Frames to the pending synthesis frames: themselves, or (steps > 1) each frame's
-        ``steps`` on the way to the next (log-mel and F0 linear, voiced where both are, else
-        as the nearer frame), the last frame held until the next comes (``last``: none will;
-        it is repeated)."""
-        if self.steps > 1:
-            if self.held is not None:
-                logmel, f0, v = (np.concatenate([h, x]) for h, x in zip(self.held, (logmel, f0, v)))
-            if last:
-                logmel, f0, v = (np.concatenate([x, x[-1:]]) for x in (logmel, f0, v))
-            if len(f0) == 0:
-                return
-            self.held = None if last else (logmel[-1:], f0[-1:], v[-1:])
-            a = (np.arange(self.steps) / self.steps)[None, :]  # [1, S]: the way to the next frame
-            both = (f0[:-1] > 0) & (f0[1:] > 0)
-            near = np.where(a < 0.5, 0, 1)  # [1, S]: which frame a step is nearer
-            pair_f0 = np.stack([f0[:-1], f0[1:]], 1)  # [n-1, 2]
-            pair_v = np.stack([v[:-1], v[1:]], 1)
-            step_f0 = np.where(both[:, None], (1 - a) * f0[:-1, None] + a * f0[1:, None],
-                               np.take_along_axis(pair_f0, np.broadcast_to(near, (len(both), self.steps)), 1))
-            step_v = np.where(both[:, None], (1 - a) * v[:-1, None] + a * v[1:, None],
-                              np.take_along_axis(pair_v, np.broadcast_to(near, (len(both), self.steps)), 1))
-            steps_mel = (1 - a)[..., None] * logmel[:-1, None] + a[..., None] * logmel[1:, None]
-            logmel = steps_mel.reshape(-1, logmel.shape[1]).astype(np.float32)
-            f0, v = step_f0.reshape(-1), step_v.reshape(-1)
-        if len(f0):
-            self.pending.append((logmel, f0, v))
-            self.n_pending += len(f0)
 
     @torch.inference_mode()
     def _compute(self) -> np.ndarray:
@@ -273,9 +238,6 @@ class SourceFilter:
 
     def flush(self) -> np.ndarray:
         """The rest of the stream's n_frames * hop samples; then a new stream starts."""
-        if self.held is not None:
-            mel, f0, v = (x[:0] for x in self.held)
-            self._add(mel, f0, v, last=True)
         head = self._compute() if self.pending else np.zeros(0, np.float32)
         out = np.concatenate([head, self._emit(self.n_frames * self.hop)])
         self.reset()
