@@ -146,22 +146,20 @@ class SourceFilter:
         matrix, offset = self.env_phase
         return torch.polar(mag, torch.addmm(offset, logmel, matrix))
 
-    def _harmonics(self, f0: np.ndarray) -> np.ndarray:
-        """[T] how many harmonics of each frame's F0 lie below Nyquist (of 100 Hz where unvoiced)."""
-        return np.floor((self.sr / 2 - 1.0) / np.where(f0 > 0, f0, 100.0))
-
     def _pulses(self, f0: np.ndarray, phase: np.ndarray) -> torch.Tensor:
         """[T, window]: sum_{k=1..K} cos(k theta) around each frame's centre, theta advancing at
-        f0 from ``phase``; K the harmonics below Nyquist. Zero where f0 is 0."""
+        f0 from ``phase``; K the harmonics below Nyquist; at unit variance (K unit harmonics have a
+        mean square of K / 2). Zero where f0 is 0."""
         f = np.where(f0 > 0, f0, 100.0)
-        k = torch.from_numpy(self._harmonics(f0) + 0.5).float()[:, None]
+        harmonics = np.floor((self.sr / 2 - 1.0) / f)
+        k = torch.from_numpy(harmonics + 0.5).float()[:, None]
         rate = torch.from_numpy(2 * np.pi * f / self.sr).float()[:, None]
         theta = torch.from_numpy(phase).float()[:, None] + rate * self.offsets[None]
         half = torch.sin(theta * 0.5)
         small = half.abs() < 1e-4
         out = torch.sin(k * theta) / torch.where(small, torch.ones_like(half), 2 * half) - 0.5
         out = torch.where(small, k - 0.5, out)
-        return out * torch.from_numpy(f0 > 0).float()[:, None]
+        return out * torch.from_numpy(f0 > 0).float()[:, None] * torch.from_numpy(np.sqrt(2.0 / harmonics)).float()[:, None]
 
     def push(self, logmel, f0, voicing=None) -> np.ndarray:
         """Frames [T, M] log-mel, F0 [T] Hz (0 unvoiced), voicing probability [T] (None: F0 > 0)
@@ -205,13 +203,11 @@ class SourceFilter:
         noise_frames = torch.from_numpy(self.noise).float().unfold(0, size, hop)[:T]
         drop = (t0 + T) * hop - half - self.noise_start  # the next frame's window starts there
         self.noise, self.noise_start = self.noise[drop:], self.noise_start + drop
-        # excitation, each at unit variance (K unit harmonics have a mean square of K / 2), windowed
-        # and placed in the filter's buffer: the windows sum to a constant, so the frames add up to
-        # the one continuous excitation, and each is filtered whole (a linear convolution: no
-        # period is cut by a second window, none wraps around)
-        gain = torch.from_numpy(np.sqrt(2.0 / self._harmonics(f0))).float()[:, None]
+        # excitation, each at unit variance, windowed and placed in the filter's buffer: the windows
+        # sum to a constant, so the frames add up to the one continuous excitation, and each is
+        # filtered whole (a linear convolution: no period is cut by a second window, none wraps around)
         pad = (self.place, self.n_fft - size - self.place)
-        pulse = torch.fft.rfft(F.pad(self._pulses(f0, phase) * gain * self.window, pad))
+        pulse = torch.fft.rfft(F.pad(self._pulses(f0, phase) * self.window, pad))
         noise = torch.fft.rfft(F.pad(noise_frames * self.window, pad))
         voiced = torch.from_numpy(np.sqrt(v)).float()[:, None] * self.voiced_shape[None]
         excitation = voiced * pulse + torch.sqrt((1.0 - voiced.square()).clamp_min(0.0)) * noise
