@@ -64,8 +64,10 @@ def _per_sentence(render_one: Callable[[str, Path], list[str]]) -> Callable[[Pat
 
 def _bundled_kind(path: Path) -> str:
     """A bundled voice's kind, from its description (NAME.txt beside NAME.wav)."""
+    from narrate.train.bundled_voices import SEEN
+
     description = path.with_suffix(".txt")
-    seen = description.exists() and "seen in training" in description.read_text(encoding="utf-8")
+    seen = description.exists() and SEEN in description.read_text(encoding="utf-8")
     return "seen" if seen else "not trained on"
 
 

@@ -23,6 +23,7 @@ import numpy as np
 PASSAGE = ("The library stayed open late on Thursdays, and she liked to walk there after supper. "
            "Along the way she counted the lamps on the bridge and listened to the river below.")
 REGISTERS = ((165.0, "male"), (400.0, "female"))  # median pitch below which a voice is called so
+SEEN = "seen in training"  # how a description says the bundled model was trained on the voice (bench.cloning reads it)
 ACCENTS = {"joe": "US English", "awb": "Scottish English", "kal16": "US English", "ked": "US English"}
 
 
@@ -37,7 +38,7 @@ def describe(speaker, pitch_hz: float, seen: bool = False) -> str:
                   f"(vocal tract x{speaker.warp:g}, tilt {speaker.tilt:+g}, breath {speaker.breath:g})")
     else:
         source = f"the {speaker.base} synthesizer voice"
-    heard = "seen in training" if seen else "not in the bundled model's training"
+    heard = SEEN if seen else "not in the bundled model's training"
     return f"{ACCENTS[speaker.base]} {register} narrator, median pitch {pitch_hz:.0f} Hz: {source}; {heard}"
 
 
