@@ -27,6 +27,7 @@ DEFAULT_MODEL = "narrate-joe"
 FILES = ("config.json", "model.safetensors")
 VOCODER_FILE = "vocoder.safetensors"  # optional
 PITCH_TRACK_FILE = "pitch_track.safetensors"  # optional: what the source-filter vocoder needs
+POST_NET_FILE = "post_net.safetensors"  # optional: the source-filter vocoder's frame sharpener
 
 
 @dataclass
@@ -155,6 +156,7 @@ def from_pretrained(id_or_path: str | None = None, revision: str | None = None, 
         if not isinstance(codec, MelRVQCodec):
             raise ModelError(f"model '{path}': its codec '{config.codec.name}' takes no source-filter vocoder")
         codec.pitch_track = load_pitch_track(path, codec.mel_cfg.n_mels)
+        codec.post_net = load_post_net(path, codec.pitch_track)
     elif vocoder != "griffin-lim":
         net = load_vocoder(path, config)
         if net is None and vocoder == "neural":
@@ -218,6 +220,25 @@ def load_pitch_track(path: Path, n_mels: int):
     if track.cfg.n_mels != n_mels:
         raise ModelError(f"pitch track '{file}' reads {track.cfg.n_mels} mel bands; the model's codec has {n_mels}")
     return track
+
+
+def load_post_net(path: Path, track):
+    """The folder's post-net (narrate.codec.post_net), or None if it has none."""
+    from narrate.codec.post_net import load
+
+    file = path / POST_NET_FILE
+    if not file.exists():
+        return None
+    try:
+        net = load(str(file))
+    except Exception as e:  # safetensors, json or torch on a damaged file: each its own error type
+        raise ModelError(f"post-net '{file}' is corrupt or invalid ({' '.join(str(e).split())[:100]})") from None
+    if net.cfg.n_mels != track.cfg.n_mels:
+        raise ModelError(f"post-net '{file}' reads {net.cfg.n_mels} mel bands; the model's codec has {track.cfg.n_mels}")
+    if net.cfg.lookahead > track.cfg.lookahead:
+        raise ModelError(f"post-net '{file}' looks {net.cfg.lookahead} frames ahead, more than the pitch track's "
+                         f"{track.cfg.lookahead}")
+    return net
 
 
 def save_vocoder(folder: Path, net, extra: dict | None = None, dtype=torch.float16) -> None:

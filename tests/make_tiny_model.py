@@ -17,14 +17,15 @@ import torch
 
 from narrate.codec.mel import MelConfig
 from narrate.codec.mel_rvq import MelRVQCodec
-from narrate.codec.pitch_track import PitchTrack, PitchTrackConfig, save
+from narrate.codec.frame_net import FrameNetConfig
+from narrate.codec.pitch_track import PitchTrack, save
 from narrate.codec.vocos import VocoderConfig, Vocos
 from narrate.engine.config import ModelConfig
 from narrate.engine.model import NarrateModel
 from narrate.hub import PITCH_TRACK_FILE, save_pretrained, save_vocoder
 
 TINY_VOCODER = VocoderConfig(dim=16, intermediate=32, layers=2)
-TINY_PITCH_TRACK = PitchTrackConfig(channels=8, dilations=(1, 2), lookahead=2)
+TINY_PITCH_TRACK = FrameNetConfig(channels=8, dilations=(1, 2), lookahead=2)
 
 
 def make_tiny_model(out: Path, seed: int = 0, vocoder: bool = True, pitch_track: bool = True) -> Path:

@@ -6,14 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from narrate.codec.pitch_track import PitchTrack, PitchTrackConfig, PitchTrackStream, load, to_hz
+from narrate.codec.frame_net import FrameNetConfig
+from narrate.codec.pitch_track import PitchTrack, PitchTrackStream, load, to_hz
 
 SR, HOP = 22050, 256
 
 
 def _model(lookahead=6, seed=0):
     torch.manual_seed(seed)
-    m = PitchTrack(PitchTrackConfig(channels=16, dilations=(1, 2, 4, 8), lookahead=lookahead))
+    m = PitchTrack(FrameNetConfig(channels=16, dilations=(1, 2, 4, 8), lookahead=lookahead))
     m.mean.normal_()
     m.std.uniform_(0.5, 2.0)
     return m.eval()

@@ -13,11 +13,13 @@ import torch
 
 from narrate import hub
 from narrate.codec.mel import MelConfig
-from narrate.codec.pitch_track import PitchTrack, PitchTrackConfig, PitchTrackStream, save
+from narrate.codec.frame_net import FrameNetConfig
+from narrate.codec.pitch_track import PitchTrack, PitchTrackStream, save
 from narrate.codec.pitched import DEFAULT_PITCH, PitchedVocoder
 from narrate.errors import ModelError
 from narrate.pitch import median_pitch
 
+from chunks import push_in_chunks
 from make_tiny_model import make_tiny_model
 
 SR, HOP = 22050, 256
@@ -26,7 +28,7 @@ SR, HOP = 22050, 256
 def _track(voiced: bool = True) -> PitchTrack:
     """A random track, its voicing forced on (or off) by the output bias and its relative F0 small."""
     torch.manual_seed(0)
-    track = PitchTrack(PitchTrackConfig(channels=8, dilations=(1, 2, 4), lookahead=3)).eval()
+    track = PitchTrack(FrameNetConfig(channels=8, dilations=(1, 2, 4), lookahead=3)).eval()
     with torch.no_grad():
         track.out.weight.mul_(0.01)
         track.out.bias.copy_(torch.tensor([8.0 if voiced else -8.0, 0.0]))
@@ -43,14 +45,7 @@ def _frames(T: int) -> torch.Tensor:
 def test_streamed_in_any_pushes_is_the_one_pass_reference(sizes):
     frames = _frames(150)
     reference = PitchedVocoder(_track(), MelConfig(), pitch=120.0).vocode(frames)
-    v = PitchedVocoder(_track(), MelConfig(), pitch=120.0)
-    out, i, k = [], 0, 0
-    while i < len(frames):
-        n = sizes[k % len(sizes)]
-        out.append(v.push(frames[i : i + n]))
-        i, k = i + n, k + 1
-    out.append(v.flush())
-    streamed = np.concatenate(out)
+    streamed = push_in_chunks(PitchedVocoder(_track(), MelConfig(), pitch=120.0), frames, sizes)
     assert len(streamed) == len(reference) == len(frames) * HOP
     # (the track's two implementations round F0 differently in the last bits, and the pulses'
     # phase integrates it: high harmonics drift by a fraction of a radian over seconds)
@@ -125,7 +120,7 @@ def test_a_pitch_tracks_config_is_checked_before_anything_is_allocated(tmp_path,
     from safetensors.torch import save_file
 
     folder = make_tiny_model(tmp_path / "m")
-    good = PitchTrack(PitchTrackConfig(channels=8, dilations=(1,), lookahead=1))
+    good = PitchTrack(FrameNetConfig(channels=8, dilations=(1,), lookahead=1))
     save_file({k: v.contiguous() for k, v in good.state_dict().items()}, str(folder / hub.PITCH_TRACK_FILE),
               metadata={"config": json.dumps({**good.cfg.to_dict(), **config})})
     with pytest.raises(ModelError, match="corrupt or invalid"):

@@ -16,6 +16,7 @@ import torch
 from narrate.codec.base import Codec, StreamDecoder
 from narrate.codec.mel import MelConfig, MelSpec, StreamingVocoder
 from narrate.codec.pitch_track import PitchTrack
+from narrate.codec.post_net import PostNet
 from narrate.codec.pitched import PitchedVocoder
 from narrate.codec.vocos import StreamingNeuralVocoder, Vocos
 
@@ -27,6 +28,7 @@ class MelRVQCodec(Codec):
         self.mel_cfg = mel_cfg
         self.vocoder = vocoder  # the neural vocoder; None: Griffin-Lim
         self.pitch_track: PitchTrack | None = None  # set: the source filter instead of either
+        self.post_net: PostNet | None = None  # with the source filter: its frames sharpened first
         self.spec = MelSpec(mel_cfg)
         self.codebooks = codebooks.float()  # [K, C, M]
         self.sample_rate = mel_cfg.sample_rate
@@ -75,7 +77,7 @@ class MelRVQCodec(Codec):
         """[T, M] log-mel -> [T * hop] float32, in one pass. pitch: the voice's median pitch (Hz),
         for the source filter."""
         if self.pitch_track is not None:
-            pitched = PitchedVocoder(self.pitch_track, self.mel_cfg)
+            pitched = PitchedVocoder(self.pitch_track, self.mel_cfg, post_net=self.post_net)
             pitched.speak_at(pitch)
             return pitched.vocode(logmel)
         return self.spec.vocode(logmel) if self.vocoder is None else self.vocoder.vocode(logmel)
@@ -116,7 +118,7 @@ class _MelStreamDecoder(StreamDecoder):
         self.codec = codec
         self.vocoder: StreamingVocoder | StreamingNeuralVocoder | PitchedVocoder
         if codec.pitch_track is not None:
-            self.vocoder = PitchedVocoder(codec.pitch_track, codec.mel_cfg)
+            self.vocoder = PitchedVocoder(codec.pitch_track, codec.mel_cfg, post_net=codec.post_net)
         elif codec.vocoder is not None:
             self.vocoder = StreamingNeuralVocoder(codec.vocoder)
         else:

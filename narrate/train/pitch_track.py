@@ -28,7 +28,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from narrate.codec.pitch_track import PitchTrack, PitchTrackConfig, save
+from narrate.codec.frame_net import FrameNetConfig
+from narrate.codec.pitch_track import PitchTrack, save
 
 SR, HOP = 22050, 256
 TARGET_SOURCES = ("gta", "joe", "shifted", "awb", "kal16", "world")
@@ -184,7 +185,7 @@ def train(a: argparse.Namespace) -> None:
     if a.no_gta:
         utts.pop("gta", None)
     held = load_utterances(cache, held_out=True).get("gta", [])
-    cfg = PitchTrackConfig(channels=a.channels, lookahead=a.lookahead)
+    cfg = FrameNetConfig(channels=a.channels, lookahead=a.lookahead)
     model = PitchTrack(cfg)
     allmel = np.concatenate([m for us in utts.values() for m, _ in us])
     model.mean.copy_(torch.from_numpy(allmel.mean(0)))
