@@ -144,3 +144,16 @@ def test_training_brings_blurred_frames_nearer_the_sharp_ones(tmp_path):
     _, held = training.load_pairs(tmp_path)
     ours, as_is = training.held_out_error(load(str(weights)), held)
     assert ours < 0.9 * as_is
+
+
+def test_the_pairs_never_read_a_held_out_or_bundled_voice():
+    from narrate.train.bundled_voices import MADE_FROM
+    from narrate.train.post_net import pair_speakers
+    from narrate.train.speakers import HELDOUT_FAMILY, HELDOUT_REAL
+
+    speakers = pair_speakers()
+    names = {s.name for s in speakers}
+    assert len(speakers) > 100 and {s.base for s in speakers} == {"joe"}
+    assert not names & set(MADE_FROM.values()) and not names & set(HELDOUT_REAL)
+    assert all(HELDOUT_FAMILY not in s.name for s in speakers)
+    assert {"joe-m-low-0", "joe-f-low-0"} <= names  # (the same families are there, other members)

@@ -35,24 +35,29 @@ from narrate.codec.post_net import PostNet, save
 
 PER_SHARD = 100
 HELD = 60
-# The WORLD pseudo-speakers the bundled voices owen and joan are made from (narrate.assets.voices):
-# the post-net does not train on them, so that those voices stay unseen by every trained part.
-BUNDLED_SOURCES = ("joe-m-low-1", "joe-f-low-1")
 
 
 def _log(msg: str) -> None:
     print(f"[post-net] {time.strftime('%H:%M:%S')} {msg}", file=sys.stderr, flush=True)
 
 
+def pair_speakers() -> list:
+    """The pseudo-speakers whose readings the pairs may be: joe's WORLD ones of the training
+    families, less the bundled voices' sources."""
+    from narrate.train.bundled_voices import MADE_FROM
+    from narrate.train.vocoder_data import world_speakers
+
+    return [s for s in world_speakers() if s.base == "joe" and s.name not in MADE_FROM.values()]
+
+
 def make_pairs(out: Path, first: int, count: int, model: str | None, world_share: float = 0.5, seed: int = 0) -> None:
     """Shards of GTA pairs for pool sentences [first, first + count)."""
     from narrate.train.gta import GTAReader
     from narrate.train.texts import corpus_texts
-    from narrate.train.vocoder_data import world_speakers
 
     out.mkdir(parents=True, exist_ok=True)
     texts = corpus_texts(n_train=first + count)[0][first:]
-    speakers = [s for s in world_speakers() if s.base == "joe" and s.name not in BUNDLED_SOURCES]
+    speakers = pair_speakers()
     reader = None
     for k in range(math.ceil(len(texts) / PER_SHARD)):
         path = out / f"pairs_{k}.npz"
