@@ -7,7 +7,9 @@ they change about 15% less from frame to frame (measured on the benchmark's sent
 post-net is a ``narrate.codec.frame_net.FrameNet`` whose outputs are a correction added to each
 frame, trained (``narrate.train.post_net``) to map the model's ground-truth-aligned frames
 (``narrate.train.gta``) to the true ones. It sees ``lookahead`` frames ahead, as the pitch track
-does, so running it beside the track adds no delay (``narrate.codec.pitched``).
+does, so running it beside the track adds no delay (``narrate.codec.pitched``). A model folder
+uses one when it holds ``post_net.safetensors``; the bundled narrate-joe holds none: the one
+trained on 2026-12-08 helped joe and hurt voices outside joe's family (README, "The vocoder").
 """
 
 from __future__ import annotations

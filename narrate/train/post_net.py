@@ -13,7 +13,7 @@ and along frequency (the blur is in both).
 
     python -m narrate.train.post_net --out /work/runs/pn --make-pairs --first 2200 --count 1900
     python -m narrate.train.post_net --out /work/runs/pn --minutes 12
-    cp /work/runs/pn/post_net.safetensors models/narrate-joe/
+    cp /work/runs/pn/post_net.safetensors MODEL_FOLDER/   # the bundled narrate-joe has none (README, "The vocoder")
 """
 
 from __future__ import annotations
