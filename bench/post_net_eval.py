@@ -2,14 +2,15 @@
 the source filter, on the same model frames: DNSMOS (P.808, SIG, BAK, OVRL), Whisper tiny.en WER,
 voiced share, median pitch and resemblyzer similarity of all the audio to the voice's recording.
 
-    python -m bench.post_net_eval --out DIR [--texts bench|pool] [--voice NAME] [--sentences 1:110:2]
-        [--post-net FILE ...]
+    python -m bench.post_net_eval --out DIR --post-net FILE [FILE ...] [--texts bench|pool]
+        [--voice NAME] [--sentences 1:110:2]
 
 Frames: the narrator's (one stream per sentence, the vocoder in-process), each sentence's frames as
 pushed to the vocoder, cached in OUT/frames-<texts>-<voice>.pkl so every condition vocodes the
 same frames. Texts: ``bench``, the benchmark's 110 sentences (bench.texts); ``pool``, pool
 sentences 2000-2099, which neither the model nor the post-net trained on. Conditions: ``as-is``
-and, for each ``--post-net`` file (default: the model folder's), its name. Sentences
+and, for each ``--post-net`` file (default: the model folder's, which the bundled model does not
+have), its name. Sentences
 ``a:b:step``: the benchmark's odd ones (1:110:2) were the ones looked at while the post-net was
 being built.
 """
@@ -87,6 +88,10 @@ def main() -> None:
     a.out.mkdir(parents=True, exist_ok=True)
     loaded = from_pretrained(None, vocoder="source-filter")
     codec = loaded.codec
+    files = a.post_net if a.post_net is not None else [loaded.path / POST_NET_FILE]
+    missing = [str(f) for f in files if not f.exists()]
+    if missing:
+        raise SystemExit(f"no post-net at {', '.join(missing)} (the bundled model has none: give --post-net FILE)")
     voice = load_voice(a.voice, loaded.config.default_voice)
     cache = a.out / f"frames-{a.texts}-{Path(voice.name).stem}.pkl"
     if cache.exists():
@@ -98,7 +103,6 @@ def main() -> None:
         cache.write_bytes(pickle.dumps(data))
     first, last, step = (int(x) for x in a.sentences.split(":"))
     chosen = range(first, min(last, len(data["texts"])), step)
-    files = a.post_net if a.post_net is not None else [loaded.path / POST_NET_FILE]
     conditions = {"as-is": None, **{f.stem if f.name != POST_NET_FILE else "post-net": load(str(f)) for f in files}}
     single_threaded()
     if voice.audio is None:
