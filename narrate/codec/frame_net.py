@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections import deque
 from dataclasses import asdict, dataclass
 from typing import Any, TypeVar
 
@@ -171,6 +172,22 @@ class FrameNetStream:
         y = self.push(np.full((self.cfg.lookahead, self.cfg.n_mels), SILENCE, np.float32))
         self.state = StreamState()
         return y
+
+
+def take_rows(queue: deque, n: int) -> tuple[np.ndarray, ...]:
+    """The first ``n`` rows of a queue of tuples of row-aligned arrays, taken off it, joined: the
+    frames (and what goes with them) that waited for a stream's ``n`` newest outputs."""
+    parts = []
+    while n:
+        head = queue[0]
+        take = min(n, len(head[0]))
+        parts.append(tuple(x[:take] for x in head))
+        if take == len(head[0]):
+            queue.popleft()
+        else:
+            queue[0] = tuple(x[take:] for x in head)
+        n -= take
+    return tuple(np.concatenate(xs) for xs in zip(*parts))
 
 
 Net = TypeVar("Net", bound=FrameNet)

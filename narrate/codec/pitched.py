@@ -30,6 +30,7 @@ from collections import deque
 import numpy as np
 import torch
 
+from narrate.codec.frame_net import take_rows
 from narrate.codec.mel import MelConfig
 from narrate.codec.pitch_track import PitchTrack, PitchTrackStream, to_hz
 from narrate.codec.post_net import PostNet, PostNetStream
@@ -92,9 +93,9 @@ class PitchedVocoder:
         n = len(rel)
         if n == 0:
             return np.zeros(0, np.float32)
-        mel, median = _take(self.waiting, n)
+        mel, median = take_rows(self.waiting, n)
         if self.post is not None:
-            (mel,) = _take(self.sharp, n)
+            (mel,) = take_rows(self.sharp, n)
         return self.filter.push(mel, *excitation(voicing_logit, rel, median))
 
     @torch.no_grad()
@@ -105,21 +106,6 @@ class PitchedVocoder:
         median = np.full(len(rel), self.pitch)
         frames = logmel.float() if self.post_net is None else self.post_net(logmel.float()[None])[0]
         return self.filter.synthesize(frames.numpy(), *excitation(voicing_logit, rel, median))
-
-
-def _take(queue: deque, n: int) -> tuple[np.ndarray, ...]:
-    """The first ``n`` rows of a queue of tuples of row-aligned arrays, taken off it, joined."""
-    parts = []
-    while n:
-        head = queue[0]
-        take = min(n, len(head[0]))
-        parts.append(tuple(x[:take] for x in head))
-        if take == len(head[0]):
-            queue.popleft()
-        else:
-            queue[0] = tuple(x[take:] for x in head)
-        n -= take
-    return tuple(np.concatenate(xs) for xs in zip(*parts))
 
 
 def excitation(voicing_logit: np.ndarray, rel: np.ndarray, median: np.ndarray) -> tuple[np.ndarray, None]:

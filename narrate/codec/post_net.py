@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from narrate.codec import frame_net
-from narrate.codec.frame_net import FrameNet, FrameNetConfig, FrameNetStream
+from narrate.codec.frame_net import FrameNet, FrameNetConfig, FrameNetStream, take_rows
 
 
 class PostNet(FrameNet):
@@ -44,40 +44,25 @@ class PostNetStream:
 
     def __init__(self, model: PostNet):
         self.net = FrameNetStream(model)
-        self.lookahead = model.cfg.lookahead
-        self.waiting: deque[np.ndarray] = deque()  # frames pushed whose correction has not come out
-        self.n_waiting = 0
+        self.waiting: deque = deque()  # (frames,) pushed whose correction has not come out
 
     def push(self, frames: torch.Tensor | np.ndarray) -> np.ndarray:
         mel = np.asarray(frames.detach().float().numpy() if isinstance(frames, torch.Tensor) else frames, np.float32)
         if len(mel):
-            self.waiting.append(mel)
-            self.n_waiting += len(mel)
+            self.waiting.append((mel,))
         return self._corrected(self.net.push(mel))
 
     def flush(self) -> np.ndarray:
         out = self._corrected(self.net.flush())
-        assert self.n_waiting == 0  # (every frame pushed has had its correction)
+        assert not self.waiting  # (every frame pushed has had its correction)
         return out
 
     def _corrected(self, delta: np.ndarray) -> np.ndarray:
         """The oldest waiting frames plus their corrections ``delta`` [n_mels, n]."""
-        n = delta.shape[1]
-        parts = []
-        while n:
-            mel = self.waiting[0]
-            take = min(n, len(mel))
-            parts.append(mel[:take])
-            if take == len(mel):
-                self.waiting.popleft()
-            else:
-                self.waiting[0] = mel[take:]
-            n -= take
-        self.n_waiting -= delta.shape[1]
-        if not parts:
+        if delta.shape[1] == 0:
             return np.zeros((0, delta.shape[0]), np.float32)
-        return np.concatenate(parts) + delta.T
-
+        (mel,) = take_rows(self.waiting, delta.shape[1])
+        return mel + delta.T
 
 def load(path: str) -> PostNet:
     """A trained post-net from its safetensors file (config in the metadata). ValueError for an
